@@ -1,0 +1,45 @@
+//! rmi's protocol: everything the daemon, the proxies and the name server
+//! share.
+//!
+//! Users reach these items through the `rmi` crate; this crate is the layer
+//! underneath, kept free of any other rmi crate.
+//!
+//! # Layout
+//!
+//! - [`uri`]: `RMI:`, `RMINAME:` and `RMIMETA:` URIs, parsed strictly.
+//! - [`frame`]: length-prefixed frames, bounded before anything is
+//!   allocated, written with vectored writes.
+//! - [`auth`]: the shared key, the per-connection session that tags every
+//!   frame, and their errors.
+//! - [`handshake`]: the version and key handshake on a new connection.
+//! - [`transport`]: a connection as a stream and sink of postcard messages,
+//!   in the shape tarpc expects.
+//! - [`blob`]: [`Blob`], bytes carried without copies, and [`Encoded`],
+//!   values encoded once.
+//! - [`message`]: the call and reply on the wire.
+//! - [`net`]: TCP and Unix sockets behind one type.
+//! - [`error`]: [`RemoteError`] (sent as data) and [`Error`] (what a caller
+//!   gets).
+//! - [`config`]: the `RMI_*` environment variables, read in one place.
+//!
+//! This crate has no feature flags.
+
+pub mod auth;
+pub mod blob;
+pub mod config;
+pub mod error;
+pub mod frame;
+pub mod handshake;
+pub mod message;
+pub mod net;
+pub mod transport;
+pub mod uri;
+
+pub use auth::{AuthError, Key};
+pub use blob::{Blob, Encoded};
+pub use config::{Config, ConfigError};
+pub use error::{Error, RemoteError, RemoteErrorKind};
+pub use frame::TransportError;
+pub use message::{Call, Reply};
+pub use transport::Transport;
+pub use uri::{Host, HostPort, Location, MetaUri, NameUri, ObjectUri, Uri, UriError};

@@ -1,0 +1,2 @@
+//! rmi's `#[expose]` and `#[oneway]` attributes. Thin for now: the macro
+//! issue builds them.
