@@ -1,14 +1,76 @@
 //! rmi: remote objects for Rust, in the spirit of Pyro and Java RMI.
 //!
-//! A name server maps logical names to object URIs, a daemon hosts objects,
-//! and proxies forward method calls to them from other processes.
+//! A **daemon** hosts objects whose methods are exposed with
+//! [`#[rmi::expose]`](expose); **proxies** call those methods from other
+//! processes and machines, typed (the generated `<Type>Proxy`) or dynamic
+//! ([`Proxy::call`]).
+//!
+//! ```no_run
+//! #[derive(Default)]
+//! pub struct Greeter;
+//!
+//! #[rmi::expose]
+//! impl Greeter {
+//!     pub fn welcome_message(&self, name: String) -> String {
+//!         format!("Hi welcome {name}")
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! // The server, in one process:
+//! let daemon = rmi::Daemon::bind("127.0.0.1:0").await?;
+//! let uri = daemon.register(Greeter, Some("greeter"))?;
+//! tokio::spawn({ let daemon = daemon.clone(); async move { daemon.serve().await } });
+//!
+//! // A client, in another:
+//! let greeter = GreeterProxy::new(&uri.to_string())?;
+//! assert_eq!(greeter.welcome_message("Ruvika".into()).await?, "Hi welcome Ruvika");
+//! # Ok(()) }
+//! ```
+//!
+//! # What `#[expose]` accepts
+//!
+//! On an inherent `impl` block, every `pub fn` taking `&self` (sync or
+//! `async`) becomes remotely callable; other functions do not. Arguments
+//! are any owned `Serialize + Deserialize` types; the return type is `T`,
+//! `()`, or `Result<T, E>` where `E` converts into
+//! `Box<dyn Error + Send + Sync>` (any error type, `String`, `anyhow::Error`)
+//! and travels as a [`RemoteError`] with its source chain. `#[rmi::oneway]`
+//! marks methods that return nothing and that callers do not wait for.
+//! `&mut self` methods are refused: an object is shared by all its clients
+//! and called concurrently, so keep mutable state in a `Mutex` or atomic.
+//!
+//! On a trait, every method taking `&self` is exposed, so that a client can
+//! depend on a small interface crate and get `<Trait>Proxy` without the
+//! implementation; a daemon hosts an implementation as
+//! `<Trait>Object(implementation)`.
+//!
+//! Large binary arguments and results travel without copies as [`Blob`].
 //!
 //! # Layout
 //!
-//! This crate re-exports what users need from rmi's member crates:
-//! `rmi-core` (URIs, wire, authentication, errors, configuration).
+//! This crate re-exports rmi's member crates: `rmi-core` (URIs, wire,
+//! authentication, errors, configuration), `rmi-daemon` ([`Daemon`]),
+//! `rmi-proxy` ([`Proxy`]) and `rmi-macros` ([`expose`], [`oneway`]).
+//!
+//! This crate has no feature flags.
 
+pub use rmi_core::object::{MethodDescription, ObjectDescription};
 pub use rmi_core::{
     AuthError, Blob, Config, ConfigError, Error, Host, HostPort, Key, Location, MetaUri, NameUri, ObjectUri,
     RemoteError, RemoteErrorKind, Uri, UriError,
 };
+pub use rmi_daemon::{Daemon, DaemonBuilder, DaemonError};
+pub use rmi_macros::{expose, oneway};
+pub use rmi_proxy::{IntoUri, Proxy, ProxyBuilder};
+
+/// What generated code needs; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use rmi_core::Encoded;
+    pub use rmi_core::object::{
+        Dispatch, Exposed, MethodInfo, assert_remote, decode_args, encode_result, encode_return,
+        method_not_found,
+    };
+    pub use rmi_proxy::IntoUri;
+}

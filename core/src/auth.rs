@@ -225,21 +225,49 @@ impl Direction {
 }
 
 /// The authenticated state of one connection: its id, and a tagger and
-/// sequence counter for each direction.
+/// sequence counter for each direction. [`Session::split`] gives the two
+/// directions to the connection's reader and writer.
 #[derive(Clone)]
 pub struct Session {
+    send: Sealer,
+    recv: Opener,
+}
+
+/// The sending half of a [`Session`]: tags outgoing frames.
+#[derive(Clone)]
+pub struct Sealer {
     conn_id: [u8; CONN_ID_LEN],
-    send: Direction,
-    recv: Direction,
+    direction: Direction,
+}
+
+/// The receiving half of a [`Session`]: checks incoming frames.
+#[derive(Clone)]
+pub struct Opener {
+    conn_id: [u8; CONN_ID_LEN],
+    direction: Direction,
 }
 
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
+        f.debug_struct("Session").field("send", &self.send).field("recv", &self.recv).finish()
+    }
+}
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sealer")
             .field("conn_id", &self.conn_id)
-            .field("sent", &self.send.next_seq)
-            .field("received", &self.recv.next_seq)
-            .finish_non_exhaustive()
+            .field("next_seq", &self.direction.next_seq)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Opener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opener")
+            .field("conn_id", &self.conn_id)
+            .field("next_seq", &self.direction.next_seq)
+            .finish()
     }
 }
 
@@ -276,21 +304,45 @@ impl Session {
         conn_id.copy_from_slice(id.get(..CONN_ID_LEN).unwrap_or(&[0; CONN_ID_LEN]));
         let mac = session.mac();
         Session {
-            conn_id,
-            send: Direction { mac: mac.clone(), direction: role.sending_direction(), next_seq: 0 },
-            recv: Direction { mac, direction: role.peer().sending_direction(), next_seq: 0 },
+            send: Sealer {
+                conn_id,
+                direction: Direction { mac: mac.clone(), direction: role.sending_direction(), next_seq: 0 },
+            },
+            recv: Opener {
+                conn_id,
+                direction: Direction { mac, direction: role.peer().sending_direction(), next_seq: 0 },
+            },
         }
     }
 
+    /// The two directions, for a connection's writer and reader.
+    pub fn split(self) -> (Sealer, Opener) {
+        (self.send, self.recv)
+    }
+
+    #[cfg(test)]
+    fn seal(&mut self) -> ([u8; CONN_ID_LEN], u64, FrameTag) {
+        self.send.seal()
+    }
+
+    #[cfg(test)]
+    fn open(&mut self, conn_id: &[u8], seq: u64, tag: &[u8], payload: &[&[u8]]) -> Result<(), AuthError> {
+        self.recv.open(conn_id, seq, tag, payload)
+    }
+}
+
+impl Sealer {
     /// Starts the header of the next outgoing frame: returns the connection
     /// id, the sequence number and a tagger to feed the payload to; the
     /// sequence number advances.
     pub(crate) fn seal(&mut self) -> ([u8; CONN_ID_LEN], u64, FrameTag) {
-        let seq = self.send.next_seq;
-        self.send.next_seq = self.send.next_seq.wrapping_add(1);
-        (self.conn_id, seq, FrameTag { mac: self.send.tagger(&self.conn_id, seq) })
+        let seq = self.direction.next_seq;
+        self.direction.next_seq = seq.wrapping_add(1);
+        (self.conn_id, seq, FrameTag { mac: self.direction.tagger(&self.conn_id, seq) })
     }
+}
 
+impl Opener {
     /// Checks an incoming frame's authentication header against the payload
     /// pieces that follow it, and advances the expected sequence number.
     ///
@@ -309,21 +361,21 @@ impl Session {
         if conn_id != self.conn_id {
             return Err(AuthError::Spliced);
         }
-        let mut tagger = FrameTag { mac: self.recv.tagger(&self.conn_id, seq) };
+        let mut tagger = FrameTag { mac: self.direction.tagger(&self.conn_id, seq) };
         for piece in payload {
             tagger.update(piece);
         }
         if !tagger.verify(tag) {
             return Err(AuthError::Tampered { seq });
         }
-        let expected = self.recv.next_seq;
+        let expected = self.direction.next_seq;
         if seq < expected {
             return Err(AuthError::Replayed { seq, expected });
         }
         if seq > expected {
             return Err(AuthError::Reordered { seq, expected });
         }
-        self.recv.next_seq = expected.wrapping_add(1);
+        self.direction.next_seq = expected.wrapping_add(1);
         Ok(())
     }
 }

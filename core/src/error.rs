@@ -225,6 +225,9 @@ pub enum Error {
     /// A URI was malformed.
     #[error(transparent)]
     Uri(#[from] UriError),
+    /// An `RMI_*` variable is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 impl From<RemoteError> for Error {

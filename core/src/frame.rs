@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::auth::{AUTH_HEADER_LEN, AuthError, CONN_ID_LEN, Session, TAG_LEN};
+use crate::auth::{AUTH_HEADER_LEN, AuthError, CONN_ID_LEN, Opener, Sealer, TAG_LEN};
 use crate::blob::{CodecError, Source, collect_attachments, supply_attachments};
 
 /// Bytes of the length prefix.
@@ -266,7 +266,7 @@ fn be_u64(bytes: &[u8], at: usize) -> Option<u64> {
 /// [`TransportError::Malformed`] for one that holds no valid message.
 pub(crate) fn open_frame<T: DeserializeOwned>(
     body: Bytes,
-    session: Option<&mut Session>,
+    session: Option<&mut Opener>,
 ) -> Result<T, TransportError> {
     let payload = match session {
         Some(session) => {
@@ -353,7 +353,7 @@ impl FrameWriter {
     pub(crate) fn push<T: Serialize + ?Sized>(
         &mut self,
         message: &T,
-        session: Option<&mut Session>,
+        session: Option<&mut Sealer>,
         max_message: usize,
     ) -> Result<(), TransportError> {
         let start = self.staging.len();
@@ -429,6 +429,39 @@ impl FrameWriter {
             self.consume(n);
         }
         io.poll_flush(cx)
+    }
+
+    /// Writes as much as `write` takes without blocking; `Ok(true)` once
+    /// nothing is left, `Ok(false)` when the socket is full.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error, other than `WouldBlock`.
+    pub(crate) fn try_flush(
+        &mut self,
+        mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    ) -> io::Result<bool> {
+        while self.queued > 0 {
+            let result = {
+                let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
+                let mut count = 0;
+                let pieces =
+                    self.chunks.iter().map(Bytes::as_ref).chain(std::iter::once(self.staging.as_ref()));
+                for (slot, piece) in slices.iter_mut().zip(pieces.filter(|p| !p.is_empty())) {
+                    *slot = IoSlice::new(piece);
+                    count += 1;
+                }
+                write(slices.get(..count).unwrap_or_default())
+            };
+            match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
     }
 
     /// Drops `n` written bytes from the front of the queue.

@@ -16,8 +16,11 @@
 //!   in the shape tarpc expects.
 //! - [`blob`]: [`Blob`], bytes carried without copies, and [`Encoded`],
 //!   values encoded once.
-//! - [`message`]: the call and reply on the wire.
+//! - [`message`]: requests, calls, responses: what travels after the handshake.
+//! - [`link`]: a connection split into one reader and a writer any task shares.
 //! - [`net`]: TCP and Unix sockets behind one type.
+//! - [`object`]: what a daemon needs from a hosted object ([`object::Exposed`]),
+//!   `describe`'s answer, and the deadline a handled call passes on.
 //! - [`error`]: [`RemoteError`] (sent as data) and [`Error`] (what a caller
 //!   gets).
 //! - [`config`]: the `RMI_*` environment variables, read in one place.
@@ -30,8 +33,10 @@ pub mod config;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod link;
 pub mod message;
 pub mod net;
+pub mod object;
 pub mod transport;
 pub mod uri;
 
@@ -40,6 +45,6 @@ pub use blob::{Blob, Encoded};
 pub use config::{Config, ConfigError};
 pub use error::{Error, RemoteError, RemoteErrorKind};
 pub use frame::TransportError;
-pub use message::{Call, Reply};
+pub use message::{Call, Reply, Request, Response};
 pub use transport::Transport;
 pub use uri::{Host, HostPort, Location, MetaUri, NameUri, ObjectUri, Uri, UriError};

@@ -1,10 +1,18 @@
-//! What a call and its reply carry on the wire.
+//! What travels on a connection once the handshake is done.
 //!
-//! A [`Call`] names an object and a method and carries the arguments encoded
+//! A client sends [`Request`]s: a [`Call`] with an id and a deadline, or the
+//! cancellation of an earlier call. A daemon answers each call that is not
+//! oneway with a [`Response`] carrying the same id, so many calls can be in
+//! flight on one connection and complete in any order (the shape of tarpc's
+//! `ClientMessage` and `Response`).
+//!
+//! A call names an object and a method and carries the arguments encoded
 //! once ([`Encoded`]); the daemon decodes them only in the method's own
-//! dispatch code, straight into its parameter types. A [`Reply`] carries the
-//! encoded return value or a [`RemoteError`]. tarpc wraps both with request
-//! ids, deadlines and cancellation ([`ClientMessage`], [`Response`]).
+//! dispatch code, straight into its parameter types. Deadlines travel as
+//! time *remaining*, so the two clocks need not agree; a daemon that cannot
+//! represent a deadline treats it as none, and never panics on one.
+
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,8 +29,8 @@ pub struct Call {
     pub method: String,
     /// The arguments, as a tuple, encoded once.
     pub args: Encoded,
-    /// The caller does not wait for the method: the daemon acknowledges the
-    /// call at once and runs the method on its own.
+    /// The caller does not wait: the daemon sends no response and runs the
+    /// method on its own.
     pub oneway: bool,
 }
 
@@ -43,14 +51,74 @@ impl Call {
 /// The outcome of a call: the encoded return value, or what went wrong.
 pub type Reply = Result<Encoded, RemoteError>;
 
-/// What a client sends: tarpc's request (with id and deadline) or cancel.
-pub type ClientMessage = tarpc::ClientMessage<Call>;
-/// What a server sends back: tarpc's response to one request id.
-pub type Response = tarpc::Response<Reply>;
+/// What a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Request {
+    /// Run a call and (unless it is oneway) answer with a [`Response`] for `id`.
+    Call {
+        /// Chosen by the client, unique among its calls in flight on this
+        /// connection; ignored for oneway calls.
+        id: u64,
+        /// Time left before the caller gives up; `None` if it waits forever.
+        remaining: Option<Duration>,
+        /// The call.
+        call: Call,
+    },
+    /// The caller gave up on call `id`: stop it if it is still running.
+    Cancel {
+        /// The call's id.
+        id: u64,
+    },
+}
 
-impl tarpc::RequestName for Call {
-    /// tarpc names requests in its traces; a call's name is its method's.
-    fn name(&self) -> &str {
-        &self.method
+impl Request {
+    /// A call request whose deadline is `deadline` (`None`: no deadline).
+    pub fn call(id: u64, deadline: Option<Instant>, call: Call) -> Self {
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        Request::Call { id, remaining, call }
+    }
+}
+
+/// Turns a received `remaining` into a local deadline; a duration too large
+/// to add to the clock means no deadline.
+pub fn deadline_from(remaining: Option<Duration>) -> Option<Instant> {
+    remaining.and_then(|r| Instant::now().checked_add(r))
+}
+
+/// A daemon's answer to one call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The id of the call answered.
+    pub id: u64,
+    /// Its outcome.
+    pub reply: Reply,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hostile_deadline_is_no_deadline_not_a_panic() {
+        assert_eq!(deadline_from(Some(Duration::MAX)), None);
+        assert_eq!(deadline_from(None), None);
+        let soon = deadline_from(Some(Duration::from_secs(1))).unwrap();
+        assert!(soon > Instant::now());
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let call = Call::new("obj", "m", Encoded::encode(&(1u8, "x")).unwrap()).oneway();
+        let r = Request::call(7, Some(Instant::now() + Duration::from_secs(5)), call.clone());
+        let back: Request = postcard::from_bytes(&postcard::to_allocvec(&r).unwrap()).unwrap();
+        match back {
+            Request::Call { id: 7, remaining: Some(left), call: c } => {
+                assert!(left <= Duration::from_secs(5));
+                assert_eq!(c, call);
+                assert!(c.oneway);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream, tcp, unix};
 
 use crate::uri::{HostPort, Location};
 
@@ -37,6 +37,20 @@ impl Connection {
                 Ok(Connection::Tcp(stream))
             }
             Location::Unix(path) => Ok(Connection::Unix(UnixStream::connect(path).await?)),
+        }
+    }
+
+    /// Splits the connection into halves that separate tasks can own.
+    pub fn into_split(self) -> (ReadHalf, WriteHalf) {
+        match self {
+            Connection::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
+            }
+            Connection::Unix(s) => {
+                let (r, w) = s.into_split();
+                (ReadHalf::Unix(r), WriteHalf::Unix(w))
+            }
         }
     }
 
@@ -93,6 +107,60 @@ impl AsyncWrite for Connection {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         delegate!(self, s => s.poll_shutdown(cx))
+    }
+}
+
+/// The reading half of a [`Connection`].
+#[derive(Debug)]
+pub enum ReadHalf {
+    /// Of a TCP connection.
+    Tcp(tcp::OwnedReadHalf),
+    /// Of a Unix socket connection.
+    Unix(unix::OwnedReadHalf),
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ReadHalf::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            ReadHalf::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+/// The writing half of a [`Connection`], written through `&self` so that
+/// many tasks can share it.
+#[derive(Debug)]
+pub enum WriteHalf {
+    /// Of a TCP connection.
+    Tcp(tcp::OwnedWriteHalf),
+    /// Of a Unix socket connection.
+    Unix(unix::OwnedWriteHalf),
+}
+
+impl WriteHalf {
+    /// Writes what the socket takes now, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when the socket is full, or the socket's error.
+    pub fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            WriteHalf::Tcp(s) => s.try_write_vectored(bufs),
+            WriteHalf::Unix(s) => s.try_write_vectored(bufs),
+        }
+    }
+
+    /// Waits until the socket may take more bytes.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error.
+    pub async fn writable(&self) -> io::Result<()> {
+        match self {
+            WriteHalf::Tcp(s) => s.writable().await,
+            WriteHalf::Unix(s) => s.writable().await,
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::auth::{AUTH_HEADER_LEN, Key, Session};
+use crate::auth::{AUTH_HEADER_LEN, Key, Opener, Sealer, Session};
 use crate::frame::{ENVELOPE_PREFIX_LEN, FrameReader, FrameWriter, TransportError, open_frame};
 use crate::handshake::{client_handshake, server_handshake};
 
@@ -34,7 +34,8 @@ pub struct Transport<IO, In, Out> {
     io: IO,
     reader: FrameReader,
     writer: FrameWriter,
-    session: Option<Session>,
+    sealer: Option<Sealer>,
+    opener: Option<Opener>,
     max_message: usize,
     /// Set once reading ended (end of stream or an error): a broken stream
     /// is not read again.
@@ -45,7 +46,7 @@ pub struct Transport<IO, In, Out> {
 impl<IO, In, Out> fmt::Debug for Transport<IO, In, Out> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transport")
-            .field("authenticated", &self.session.is_some())
+            .field("authenticated", &self.sealer.is_some())
             .field("max_message", &self.max_message)
             .field("queued", &self.writer.queued())
             .finish_non_exhaustive()
@@ -58,11 +59,13 @@ impl<IO, In, Out> Transport<IO, In, Out> {
     /// are refused both ways.
     pub fn new(io: IO, session: Option<Session>, max_message_size: usize) -> Self {
         let overhead = ENVELOPE_PREFIX_LEN + if session.is_some() { AUTH_HEADER_LEN } else { 0 };
+        let (sealer, opener) = session.map(Session::split).unzip();
         Self {
             io,
             reader: FrameReader::new(max_message_size, overhead),
             writer: FrameWriter::default(),
-            session,
+            sealer,
+            opener,
             max_message: max_message_size,
             read_done: false,
             _types: PhantomData,
@@ -76,7 +79,7 @@ impl<IO, In, Out> Transport<IO, In, Out> {
 
     /// Whether frames are authenticated.
     pub fn is_authenticated(&self) -> bool {
-        self.session.is_some()
+        self.sealer.is_some()
     }
 }
 
@@ -128,7 +131,7 @@ where
         }
         let item = match ready!(this.reader.poll_frame(Pin::new(&mut this.io), cx)) {
             None => None,
-            Some(Ok(body)) => Some(open_frame(body, this.session.as_mut())),
+            Some(Ok(body)) => Some(open_frame(body, this.opener.as_mut())),
             Some(Err(e)) => Some(Err(e)),
         };
         this.read_done = !matches!(item, Some(Ok(_)));
@@ -153,7 +156,7 @@ where
 
     fn start_send(self: Pin<&mut Self>, item: Out) -> Result<(), TransportError> {
         let this = self.get_mut();
-        this.writer.push(&item, this.session.as_mut(), this.max_message)
+        this.writer.push(&item, this.sealer.as_mut(), this.max_message)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {

@@ -207,8 +207,36 @@ fn check_word(input: &str, word: &str, what: &str, expected: &'static str) -> Re
     Ok(())
 }
 
+/// What a bind address looks like, quoted in errors.
+const EXPECTED_BIND: &str = "<host>:<port> (port 0 picks a free one), [<ipv6>]:<port> or ./u:<socket-path>";
+
+/// Parses an address to listen on: `host:port` (port 0 for a free port),
+/// `[::1]:port`, or `./u:<path>` for a Unix socket.
+///
+/// # Errors
+///
+/// A [`UriError`] quoting the input.
+pub fn parse_bind_address(input: &str) -> Result<Location, UriError> {
+    if let Some(path) = input.strip_prefix(UNIX_MARKER) {
+        if path.is_empty() {
+            return Err(UriError::new(input, "the Unix socket path is empty", EXPECTED_BIND));
+        }
+        return Ok(Location::Unix(PathBuf::from(path)));
+    }
+    HostPort::parse_port_in(input, input, EXPECTED_BIND, true).map(Location::Tcp)
+}
+
 impl HostPort {
     fn parse_in(input: &str, text: &str, expected: &'static str) -> Result<Self, UriError> {
+        Self::parse_port_in(input, text, expected, false)
+    }
+
+    fn parse_port_in(
+        input: &str,
+        text: &str,
+        expected: &'static str,
+        allow_zero: bool,
+    ) -> Result<Self, UriError> {
         let (host, port) = if let Some(rest) = text.strip_prefix('[') {
             let Some((addr, after)) = rest.split_once(']') else {
                 return Err(UriError::new(input, "the IPv6 address has no closing ']'", expected));
@@ -234,7 +262,9 @@ impl HostPort {
             (parse_host(input, host, expected)?, port)
         };
         let port = match port.parse::<u16>() {
-            Ok(0) => return Err(UriError::new(input, "port 0 cannot be connected to", expected)),
+            Ok(0) if !allow_zero => {
+                return Err(UriError::new(input, "port 0 cannot be connected to", expected));
+            }
             Ok(p) if !port.starts_with('+') => p,
             _ => {
                 return Err(UriError::new(

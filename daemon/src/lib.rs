@@ -1,1 +1,20 @@
-//! rmi's daemon. Thin for now: its issue builds it on `rmi-core`.
+//! rmi's daemon: hosts objects and serves calls to them.
+//!
+//! Users reach it through the `rmi` crate as `rmi::Daemon`.
+//!
+//! # Layout
+//!
+//! - `daemon`: [`Daemon`] and its builder: bind, register, serve, shut down.
+//! - `registry`: the hosted objects by id, and the daemon's own object
+//!   (`RMI.Daemon`: `ping`, `describe`, `registered`).
+//! - `connection`: one client connection: handshake, reading loop, a task
+//!   per call, cancellation, panics caught.
+//!
+//! This crate has no feature flags.
+
+mod connection;
+mod daemon;
+mod registry;
+
+pub use daemon::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, Daemon, DaemonBuilder, DaemonError};
+pub use registry::DAEMON_OBJECT;

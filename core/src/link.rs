@@ -1,0 +1,209 @@
+//! A connection split for concurrent use: one task reads, any task writes.
+//!
+//! [`MessageReader`] belongs to the connection's reading task.
+//! [`MessageWriter`] is a cheap `Clone` that any task sends through: a
+//! message is encoded into the connection's queue under a short lock, and
+//! written at once, in the sender's own task, when the socket has room. Only
+//! when the socket is full does a per-connection flusher task take over the
+//! rest, waiting for the socket to drain. No call therefore crosses a
+//! channel or wakes another task on its way out, and messages queued while
+//! another sender writes go out in the same vectored write.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{AUTH_HEADER_LEN, Opener, Sealer, Session};
+use crate::frame::{ENVELOPE_PREFIX_LEN, FrameReader, FrameWriter, TransportError, open_frame};
+use crate::net::{Connection, ReadHalf, WriteHalf};
+
+/// Splits a connection whose handshake is done into its reader and writer.
+/// Spawns the writer's flusher task, so it must run inside a tokio runtime.
+pub fn split(
+    connection: Connection,
+    session: Option<Session>,
+    max_message: usize,
+) -> (MessageReader, MessageWriter) {
+    let overhead = ENVELOPE_PREFIX_LEN + if session.is_some() { AUTH_HEADER_LEN } else { 0 };
+    let (sealer, opener) = session.map(Session::split).unzip();
+    let (read, write) = connection.into_split();
+    let reader =
+        MessageReader { io: read, frames: FrameReader::new(max_message, overhead), opener, done: false };
+    let wake = Arc::new(Notify::new());
+    let closed = CancellationToken::new();
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State { frames: FrameWriter::default(), sealer, flushing: false, failed: None }),
+        io: write,
+        wake: wake.clone(),
+        closed: closed.clone(),
+        max_message,
+    });
+    tokio::spawn(flusher(Arc::downgrade(&shared), wake, closed));
+    (reader, MessageWriter { shared })
+}
+
+/// The reading half: frames in, messages out.
+#[derive(Debug)]
+pub struct MessageReader {
+    io: ReadHalf,
+    frames: FrameReader,
+    opener: Option<Opener>,
+    done: bool,
+}
+
+impl MessageReader {
+    /// The next message; `None` once the peer closed cleanly or after an
+    /// error was returned.
+    pub async fn recv<T: DeserializeOwned>(&mut self) -> Option<Result<T, TransportError>> {
+        if self.done {
+            return None;
+        }
+        let frame = poll_fn(|cx| self.frames.poll_frame(Pin::new(&mut self.io), cx)).await;
+        let item = match frame {
+            None => None,
+            Some(Ok(body)) => Some(open_frame(body, self.opener.as_mut())),
+            Some(Err(e)) => Some(Err(e)),
+        };
+        self.done = !matches!(item, Some(Ok(_)));
+        item
+    }
+}
+
+/// The writing half, shared by every task that sends on the connection.
+#[derive(Debug, Clone)]
+pub struct MessageWriter {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    io: WriteHalf,
+    /// Wakes the flusher when the socket filled up.
+    wake: Arc<Notify>,
+    /// Cancelled when the connection is closed; stops the flusher.
+    closed: CancellationToken,
+    max_message: usize,
+}
+
+#[derive(Debug)]
+struct State {
+    frames: FrameWriter,
+    sealer: Option<Sealer>,
+    /// The flusher owns the socket until the queue is empty; senders only
+    /// queue meanwhile, so that frames keep their order.
+    flushing: bool,
+    /// The first write error: the connection is broken for every sender.
+    failed: Option<TransportError>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the queue half-written
+        // (encoding either queues a whole frame or nothing), so a poisoned
+        // lock is still usable.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl MessageWriter {
+    /// Encodes `message`, queues it, and writes what the socket takes now.
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError::FrameTooLarge`] or [`TransportError::Encode`] for
+    /// this message only (nothing was queued and the connection stays
+    /// usable); the connection's write error once it is broken.
+    pub fn send<T: Serialize + ?Sized>(&self, message: &T) -> Result<(), TransportError> {
+        let shared = &*self.shared;
+        let mut state = shared.lock();
+        if let Some(e) = &state.failed {
+            return Err(e.clone());
+        }
+        let State { frames, sealer, .. } = &mut *state;
+        frames.push(message, sealer.as_mut(), shared.max_message)?;
+        if state.flushing {
+            return Ok(());
+        }
+        match state.frames.try_flush(|bufs| shared.io.try_write_vectored(bufs)) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                state.flushing = true;
+                shared.wake.notify_one();
+                Ok(())
+            }
+            Err(e) => {
+                let e = TransportError::from(e);
+                state.failed = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.shared.lock().frames.queued()
+    }
+
+    /// Marks the connection closed: later sends fail, and the flusher stops.
+    pub fn close(&self) {
+        let mut state = self.shared.lock();
+        if state.failed.is_none() {
+            state.failed = Some(TransportError::from(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "the connection was closed",
+            )));
+        }
+        self.shared.closed.cancel();
+    }
+
+    /// Whether sends fail because the connection broke or was closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.lock().failed.is_some()
+    }
+}
+
+/// Writes the queue out whenever the socket was full, until the connection
+/// closes or every writer is gone.
+async fn flusher(shared: Weak<Shared>, wake: Arc<Notify>, closed: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = wake.notified() => {}
+            () = closed.cancelled() => return,
+        }
+        let Some(shared) = shared.upgrade() else { return };
+        loop {
+            let ready = tokio::select! {
+                r = shared.io.writable() => r,
+                () = closed.cancelled() => return,
+            };
+            let mut state = shared.lock();
+            let result =
+                ready.and_then(|()| state.frames.try_flush(|bufs| shared.io.try_write_vectored(bufs)));
+            match result {
+                Ok(true) => {
+                    state.flushing = false;
+                    break;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    state.failed = Some(e.into());
+                    state.flushing = false;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Let the flusher end with the last writer.
+        self.closed.cancel();
+    }
+}

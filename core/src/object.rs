@@ -1,0 +1,172 @@
+//! What a daemon needs from an object it hosts, and what `describe` tells.
+//!
+//! `#[rmi::expose]` implements [`Exposed`] for a type (or, for a trait, for
+//! the generated `<Trait>Object<T>` wrapper): the object's type name, its
+//! methods, and a `dispatch` that decodes a call's arguments into the
+//! method's parameter types, calls it, and encodes what it returns. The
+//! helpers below are what that generated code calls; they are public for
+//! it, through `rmi::__private`, and not meant to be called by hand.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::blob::Encoded;
+use crate::error::{RemoteError, RemoteErrorKind};
+use crate::message::Reply;
+
+/// One exposed method, as `#[expose]` describes it at compile time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodInfo {
+    /// The method's name, as callers name it.
+    pub name: &'static str,
+    /// Its Rust signature, as text.
+    pub signature: &'static str,
+    /// Whether callers do not wait for it (`#[oneway]`).
+    pub oneway: bool,
+}
+
+/// One method of an object, as `describe` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MethodDescription {
+    /// The method's name.
+    pub name: String,
+    /// Its Rust signature, as text.
+    pub signature: String,
+    /// Whether callers do not wait for it.
+    pub oneway: bool,
+}
+
+/// An object hosted by a daemon, as `describe` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ObjectDescription {
+    /// The object's id in its daemon.
+    pub object: String,
+    /// The Rust type behind it.
+    pub type_name: String,
+    /// Its exposed methods, in the order they were declared.
+    pub methods: Vec<MethodDescription>,
+}
+
+impl From<&MethodInfo> for MethodDescription {
+    fn from(m: &MethodInfo) -> Self {
+        MethodDescription { name: m.name.to_owned(), signature: m.signature.to_owned(), oneway: m.oneway }
+    }
+}
+
+/// A future that yields a call's reply.
+pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
+
+/// What a dispatched call became: its reply at once (a synchronous method,
+/// or an error before the method ran), or a future (an `async` method).
+#[allow(missing_debug_implementations)]
+pub enum Dispatch {
+    /// The reply.
+    Ready(Reply),
+    /// A future that yields the reply.
+    Pending(ReplyFuture),
+}
+
+/// An object a daemon can host. `#[rmi::expose]` implements it; you rarely
+/// write it by hand.
+pub trait Exposed: Send + Sync + 'static {
+    /// The Rust type's name, for `describe` and error messages.
+    fn type_name(&self) -> &'static str;
+
+    /// The exposed methods.
+    fn methods(&self) -> &'static [MethodInfo];
+
+    /// Runs `method` with `args`. A synchronous method runs inside this call;
+    /// the daemon calls it on a task of its own, so it may take its time.
+    fn dispatch(self: Arc<Self>, method: &str, args: Encoded) -> Dispatch;
+}
+
+/// A value that may travel as an argument or a return value.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot travel to or from a remote object",
+    label = "must implement serde::Serialize and serde::Deserialize, own its data, and be Send",
+    note = "derive the traits with #[derive(serde::Serialize, serde::Deserialize)], and use owned types (String, not &str)"
+)]
+pub trait Remote: Serialize + DeserializeOwned + Send + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Remote for T {}
+
+/// Compile-time check used by generated code: `T` may travel.
+pub const fn assert_remote<T: Remote>() {}
+
+/// Decodes a call's arguments as the method's parameter tuple.
+///
+/// # Errors
+///
+/// A [`RemoteErrorKind::BadArguments`] error naming the method and its
+/// signature.
+pub fn decode_args<T: DeserializeOwned>(args: &Encoded, method: &MethodInfo) -> Result<T, RemoteError> {
+    args.decode::<T>().map_err(|e| {
+        RemoteError::new(
+            RemoteErrorKind::BadArguments,
+            format!("the arguments do not match `{}`: {e}", method.signature),
+        )
+    })
+}
+
+/// Encodes a method's return value.
+pub fn encode_return<T: Serialize + ?Sized>(value: &T) -> Reply {
+    Encoded::encode(value).map_err(|e| {
+        RemoteError::new(RemoteErrorKind::Internal, format!("the return value could not be encoded: {e}"))
+    })
+}
+
+/// Encodes a fallible method's outcome: the value, or the error with its
+/// source chain as an application error.
+pub fn encode_result<T, E>(result: Result<T, E>) -> Reply
+where
+    T: Serialize,
+    E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+{
+    match result {
+        Ok(value) => encode_return(&value),
+        Err(e) => {
+            let e: Box<dyn std::error::Error + Send + Sync + 'static> = e.into();
+            Err(RemoteError::from_error(RemoteErrorKind::Application, &*e))
+        }
+    }
+}
+
+/// The reply for a method name the object does not have.
+pub fn method_not_found(type_name: &str, method: &str, methods: &[MethodInfo]) -> Reply {
+    let names: Vec<&str> = methods.iter().map(|m| m.name).collect();
+    Err(RemoteError::new(
+        RemoteErrorKind::MethodNotFound,
+        format!("{type_name} has no exposed method {method:?} (it has: {})", names.join(", ")),
+    ))
+}
+
+/// The description of `object`, hosted as `id`.
+pub fn describe(id: &str, object: &dyn Exposed) -> ObjectDescription {
+    ObjectDescription {
+        object: id.to_owned(),
+        type_name: object.type_name().to_owned(),
+        methods: object.methods().iter().map(MethodDescription::from).collect(),
+    }
+}
+
+tokio::task_local! {
+    static DEADLINE: Option<Instant>;
+}
+
+/// Runs `future` as the handling of a call due by `deadline`: calls it makes
+/// to other objects inherit the deadline (see [`current_deadline`]).
+pub async fn with_deadline<F: Future>(deadline: Option<Instant>, future: F) -> F::Output {
+    DEADLINE.scope(deadline, future).await
+}
+
+/// The deadline of the call being handled on this task, if any: a proxy
+/// makes outgoing calls due no later than it, so a chain of calls shares one
+/// deadline.
+pub fn current_deadline() -> Option<Instant> {
+    DEADLINE.try_with(|d| *d).ok().flatten()
+}

@@ -1,0 +1,156 @@
+//! The objects a daemon hosts, by id, and the daemon's own object.
+
+use std::sync::{Arc, Weak};
+
+use dashmap::DashMap;
+use rmi_core::object::{self, Dispatch, Exposed, MethodInfo, ObjectDescription};
+use rmi_core::{Encoded, RemoteError, RemoteErrorKind};
+
+use crate::DaemonError;
+
+/// Id of the daemon's own object, which every daemon hosts.
+pub const DAEMON_OBJECT: &str = "RMI.Daemon";
+/// Ids beginning with this are the daemon's own.
+const RESERVED_PREFIX: &str = "RMI.";
+
+/// The hosted objects: a concurrent map, read on every call.
+#[derive(Default)]
+pub(crate) struct Registry {
+    objects: DashMap<String, Arc<dyn Exposed>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("objects", &self.ids()).finish()
+    }
+}
+
+/// A fresh object id, as Pyro makes them: `obj_` and 32 hex digits.
+fn generated_id() -> Result<String, DaemonError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| DaemonError::Random(e.to_string()))?;
+    Ok(bytes.iter().fold(String::from("obj_"), |mut s, b| {
+        s.push_str(&format!("{b:02x}"));
+        s
+    }))
+}
+
+fn check_id(id: &str) -> Result<(), DaemonError> {
+    let bad = |why: &str| Err(DaemonError::InvalidId { id: id.to_owned(), reason: why.to_owned() });
+    if id.is_empty() {
+        return bad("it is empty");
+    }
+    if id.contains('@') || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("ids cannot contain '@', spaces or control characters");
+    }
+    if id.starts_with(RESERVED_PREFIX) {
+        return bad("ids beginning with \"RMI.\" are the daemon's own");
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// Adds `object` under `id`, or a generated id; returns the id.
+    pub(crate) fn insert(&self, object: Arc<dyn Exposed>, id: Option<&str>) -> Result<String, DaemonError> {
+        let id = match id {
+            Some(id) => {
+                check_id(id)?;
+                id.to_owned()
+            }
+            None => generated_id()?,
+        };
+        match self.objects.entry(id.clone()) {
+            dashmap::Entry::Occupied(_) => Err(DaemonError::DuplicateId(id)),
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert(object);
+                Ok(id)
+            }
+        }
+    }
+
+    pub(crate) fn remove(&self, id: &str) -> bool {
+        self.objects.remove(id).is_some()
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<dyn Exposed>> {
+        self.objects.get(id).map(|o| o.value().clone())
+    }
+
+    /// The ids of the objects, sorted.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.objects.iter().map(|e| e.key().clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// The error for a call to an id nobody registered.
+    pub(crate) fn not_found(&self, id: &str) -> RemoteError {
+        // Not counting the daemon's own object.
+        let count = self.objects.len().saturating_sub(1);
+        let objects = if count == 1 { "object" } else { "objects" };
+        RemoteError::new(
+            RemoteErrorKind::ObjectNotFound,
+            format!("no object {id:?} in this daemon ({count} {objects} registered)"),
+        )
+    }
+}
+
+/// The daemon's own object: `ping()`, `describe(id)`, `registered()`.
+pub(crate) struct DaemonObject {
+    pub(crate) registry: Weak<Registry>,
+}
+
+const DAEMON_METHODS: [MethodInfo; 3] = [
+    MethodInfo { name: "ping", signature: "fn ping(&self)", oneway: false },
+    MethodInfo {
+        name: "describe",
+        signature: "fn describe(&self, object: String) -> ObjectDescription",
+        oneway: false,
+    },
+    MethodInfo { name: "registered", signature: "fn registered(&self) -> Vec<String>", oneway: false },
+];
+
+impl Exposed for DaemonObject {
+    fn type_name(&self) -> &'static str {
+        "rmi::Daemon"
+    }
+
+    fn methods(&self) -> &'static [MethodInfo] {
+        &DAEMON_METHODS
+    }
+
+    fn dispatch(self: Arc<Self>, method: &str, args: Encoded) -> Dispatch {
+        let Some(registry) = self.registry.upgrade() else {
+            return Dispatch::Ready(Err(RemoteError::new(
+                RemoteErrorKind::ShuttingDown,
+                "the daemon is gone",
+            )));
+        };
+        let [ping, describe, registered] = &DAEMON_METHODS;
+        Dispatch::Ready(match method {
+            "ping" => object::decode_args::<()>(&args, ping).and_then(|()| object::encode_return(&())),
+            "describe" => object::decode_args::<(String,)>(&args, describe).and_then(|(id,)| {
+                let description: ObjectDescription = if id == DAEMON_OBJECT {
+                    object::describe(&id, &*self)
+                } else {
+                    let found = registry.get(&id).ok_or_else(|| registry.not_found(&id))?;
+                    object::describe(&id, &*found)
+                };
+                object::encode_return(&description)
+            }),
+            "registered" => object::decode_args::<()>(&args, registered)
+                .and_then(|()| object::encode_return(&registry.ids())),
+            other => object::method_not_found(self.type_name(), other, &DAEMON_METHODS),
+        })
+    }
+}
+
+impl Registry {
+    /// A registry that already hosts the daemon's own object.
+    pub(crate) fn with_daemon_object() -> Arc<Registry> {
+        let registry = Arc::new(Registry::default());
+        let object = DaemonObject { registry: Arc::downgrade(&registry) };
+        registry.objects.insert(DAEMON_OBJECT.to_owned(), Arc::new(object));
+        registry
+    }
+}

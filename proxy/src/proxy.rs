@@ -1,0 +1,501 @@
+//! The dynamic proxy: calls any method by name.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rmi_core::config::DEFAULT_MAX_MESSAGE_SIZE;
+use rmi_core::object::{ObjectDescription, current_deadline};
+use rmi_core::{Call, Config, Encoded, Error, Key, MetaUri, NameUri, ObjectUri, Uri};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::connection::{CallFailure, ClientConnection};
+use crate::resolve;
+
+/// The object id of the daemon's own object (ping, describe, registered).
+pub const DAEMON_OBJECT: &str = "RMI.Daemon";
+
+/// How long connecting and the handshake may take when the call itself has
+/// no deadline.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a URI argument can be: text, or any parsed URI.
+pub trait IntoUri {
+    /// The URI.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Uri`] when the text is not a valid URI.
+    fn into_uri(self) -> Result<Uri, Error>;
+}
+
+impl IntoUri for &str {
+    fn into_uri(self) -> Result<Uri, Error> {
+        Ok(self.parse()?)
+    }
+}
+
+impl IntoUri for String {
+    fn into_uri(self) -> Result<Uri, Error> {
+        self.as_str().into_uri()
+    }
+}
+
+impl IntoUri for &String {
+    fn into_uri(self) -> Result<Uri, Error> {
+        self.as_str().into_uri()
+    }
+}
+
+impl IntoUri for Uri {
+    fn into_uri(self) -> Result<Uri, Error> {
+        Ok(self)
+    }
+}
+
+impl IntoUri for &Uri {
+    fn into_uri(self) -> Result<Uri, Error> {
+        Ok(self.clone())
+    }
+}
+
+impl IntoUri for ObjectUri {
+    fn into_uri(self) -> Result<Uri, Error> {
+        Ok(Uri::Object(self))
+    }
+}
+
+impl IntoUri for &ObjectUri {
+    fn into_uri(self) -> Result<Uri, Error> {
+        Ok(Uri::Object(self.clone()))
+    }
+}
+
+impl IntoUri for NameUri {
+    fn into_uri(self) -> Result<Uri, Error> {
+        Ok(Uri::Name(self))
+    }
+}
+
+impl IntoUri for MetaUri {
+    fn into_uri(self) -> Result<Uri, Error> {
+        Ok(Uri::Meta(self))
+    }
+}
+
+/// Settings of a proxy and of the connection its clones share.
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    pub(crate) key: Option<Key>,
+    pub(crate) max_message_size: usize,
+    pub(crate) connect_timeout: Duration,
+}
+
+/// A proxy for one remote object: calls its methods by name.
+///
+/// It connects on its first call, and clones share that one connection, on
+/// which any number of calls may be in flight at once. Each call waits at
+/// most the proxy's timeout (`RMI_CALL_TIMEOUT`, 30 s by default) and no
+/// longer than the deadline of the call being handled, when it is made from
+/// inside a remote method. When the connection breaks, calls in flight fail
+/// at once with [`Error::ConnectionLost`], and the next call connects again
+/// (resolving an `RMINAME:` or `RMIMETA:` URI again too).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), rmi_core::Error> {
+/// let greeter = rmi_proxy::Proxy::new("RMI:greeter@127.0.0.1:9100")?;
+/// let text: String = greeter.call("welcome_message", ("Ruvika",)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+    timeout: Option<Duration>,
+}
+
+struct Shared {
+    uri: Uri,
+    options: Options,
+    state: Mutex<State>,
+    /// Held while connecting, so that concurrent first calls share one
+    /// connection instead of racing to open several.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Where the object is, once known (for `RMINAME:`, once resolved).
+    target: Option<ObjectUri>,
+    connection: Option<Arc<ClientConnection>>,
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("uri", &self.shared.uri.to_string())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Builds a [`Proxy`] with settings other than the environment's.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ProxyBuilder {
+    uri: Result<Uri, Error>,
+    options: Options,
+    timeout: Option<Duration>,
+}
+
+impl ProxyBuilder {
+    /// The shared HMAC key (default: `RMI_HMAC_KEY`, or none).
+    pub fn key(mut self, key: Option<Key>) -> Self {
+        self.options.key = key;
+        self
+    }
+
+    /// How long each call waits for its reply (default: `RMI_CALL_TIMEOUT`).
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The largest message sent or accepted (default: `RMI_MAX_MESSAGE_SIZE`).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.options.max_message_size = bytes;
+        self
+    }
+
+    /// How long connecting may take when a call has no deadline
+    /// (default: 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.options.connect_timeout = timeout;
+        self
+    }
+
+    /// The proxy, not connected yet.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Uri`] when the URI was malformed.
+    pub fn build(self) -> Result<Proxy, Error> {
+        Ok(Proxy {
+            shared: Arc::new(Shared {
+                uri: self.uri?,
+                options: self.options,
+                state: Mutex::new(State::default()),
+                connecting: tokio::sync::Mutex::new(()),
+            }),
+            timeout: self.timeout,
+        })
+    }
+}
+
+impl Proxy {
+    /// A proxy for the object at `uri`, configured from the `RMI_*`
+    /// environment variables; it connects on its first call.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Uri`] for a malformed URI, [`Error::Config`] for an invalid
+    /// `RMI_*` variable.
+    pub fn new(uri: impl IntoUri) -> Result<Self, Error> {
+        Self::builder_with_config(uri, &Config::from_env()?).build()
+    }
+
+    /// A proxy for `uri`, connected now so that a wrong address or key shows
+    /// at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`Proxy::new`], and when the daemon cannot be reached or refuses
+    /// the connection.
+    pub async fn connect(uri: impl IntoUri) -> Result<Self, Error> {
+        let proxy = Self::new(uri)?;
+        proxy.connection().await?;
+        Ok(proxy)
+    }
+
+    /// A builder, starting from the `RMI_*` environment variables.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid `RMI_*` variable.
+    pub fn builder(uri: impl IntoUri) -> Result<ProxyBuilder, Error> {
+        Ok(Self::builder_with_config(uri, &Config::from_env()?))
+    }
+
+    /// A builder starting from `config` instead of the environment.
+    pub fn builder_with_config(uri: impl IntoUri, config: &Config) -> ProxyBuilder {
+        ProxyBuilder {
+            uri: uri.into_uri(),
+            options: Options {
+                key: config.hmac_key.clone(),
+                max_message_size: config.max_message_size,
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            },
+            timeout: config.call_timeout,
+        }
+    }
+
+    /// The URI the proxy was made for.
+    pub fn uri(&self) -> &Uri {
+        &self.shared.uri
+    }
+
+    /// Where the object is, if known yet (for `RMINAME:` and `RMIMETA:`,
+    /// after the first call resolved it).
+    pub fn target(&self) -> Option<ObjectUri> {
+        self.state().target.clone()
+    }
+
+    /// How long each call waits for its reply (`None`: forever).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The same proxy, sharing its connection, with another call timeout.
+    #[must_use]
+    pub fn with_timeout(&self, timeout: Option<Duration>) -> Self {
+        Proxy { shared: self.shared.clone(), timeout }
+    }
+
+    /// Calls `method` with `args` (a tuple: `()`, `(a,)`, `(a, b)`, …) and
+    /// decodes its return value as `R`.
+    ///
+    /// # Errors
+    ///
+    /// Any [`Error`]: connecting, the timeout, the daemon's refusal (unknown
+    /// object or method, bad arguments), the method's own error, or a
+    /// broken connection.
+    pub async fn call<R: DeserializeOwned>(&self, method: &str, args: impl Serialize) -> Result<R, Error> {
+        self.call_with_timeout(method, args, self.timeout).await
+    }
+
+    /// As [`Proxy::call`], with a timeout for this call only.
+    ///
+    /// # Errors
+    ///
+    /// As [`Proxy::call`].
+    pub async fn call_with_timeout<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: impl Serialize,
+        timeout: Option<Duration>,
+    ) -> Result<R, Error> {
+        let args = self.encode(&args)?;
+        let encoded = self.call_encoded(method, args, timeout).await?;
+        encoded.decode::<R>().map_err(|e| {
+            Error::Serialization(format!(
+                "the reply of {method:?} does not decode as {}: {e}",
+                std::any::type_name::<R>()
+            ))
+        })
+    }
+
+    /// Calls a oneway method: returns once the call is handed to the
+    /// connection, without waiting for the method (or for any error it
+    /// meets on the daemon, which the daemon logs).
+    ///
+    /// # Errors
+    ///
+    /// Connecting, or a connection that broke before the call was sent.
+    pub async fn call_oneway(&self, method: &str, args: impl Serialize) -> Result<(), Error> {
+        let args = self.encode(&args)?;
+        for attempt in 0..2 {
+            let (connection, target) = self.connection().await?;
+            let call = Call::new(target.object, method, args.clone());
+            match connection.call_oneway(call) {
+                Ok(()) => return Ok(()),
+                Err(CallFailure::NotSent(e)) | Err(CallFailure::Failed(e)) => {
+                    self.forget(&connection);
+                    if attempt == 1 || matches!(e, Error::MessageTooLarge { .. }) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Err(Error::ConnectionLost("the connection closed twice in a row".into()))
+    }
+
+    /// Calls `method` with arguments already encoded; returns the encoded
+    /// reply. Generated proxies and the name server client use it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Proxy::call`].
+    pub async fn call_encoded(
+        &self,
+        method: &str,
+        args: Encoded,
+        timeout: Option<Duration>,
+    ) -> Result<Encoded, Error> {
+        let started = Instant::now();
+        let mut deadline = timeout.and_then(|t| started.checked_add(t));
+        if let Some(inherited) = current_deadline() {
+            deadline = Some(deadline.map_or(inherited, |d| d.min(inherited)));
+        }
+        let waited = deadline.map(|d| d.saturating_duration_since(started));
+        for attempt in 0..2 {
+            let (connection, target) = match deadline {
+                Some(d) => tokio::time::timeout_at(d.into(), self.connection())
+                    .await
+                    .map_err(|_| Error::Timeout(waited.unwrap_or_default()))??,
+                None => self.connection().await?,
+            };
+            let call = Call::new(target.object.clone(), method, args.clone());
+            match connection.call(call, deadline, waited).await {
+                Ok(reply) => return reply.map_err(Error::from),
+                Err(CallFailure::NotSent(e)) => {
+                    // The connection was already gone: nothing reached the
+                    // daemon, so one retry on a new connection is safe.
+                    self.forget(&connection);
+                    if attempt == 1 || matches!(e, Error::MessageTooLarge { .. }) {
+                        return Err(e);
+                    }
+                }
+                Err(CallFailure::Failed(e)) => {
+                    if connection.is_closed() {
+                        self.forget(&connection);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Err(Error::ConnectionLost("the connection closed twice in a row".into()))
+    }
+
+    /// The object's description: its type and exposed methods, with their
+    /// signatures and oneway flags.
+    ///
+    /// # Errors
+    ///
+    /// As [`Proxy::call`]; [`Error::ObjectNotFound`] if the daemon has no
+    /// such object.
+    pub async fn describe(&self) -> Result<ObjectDescription, Error> {
+        let target = self.connection().await?.1;
+        self.daemon_proxy(&target).call("describe", (target.object.clone(),)).await
+    }
+
+    /// Checks that the object's daemon answers.
+    ///
+    /// # Errors
+    ///
+    /// As [`Proxy::call`].
+    pub async fn ping(&self) -> Result<(), Error> {
+        let target = self.connection().await?.1;
+        self.daemon_proxy(&target).call("ping", ()).await
+    }
+
+    /// A proxy for the daemon's own object, sharing this proxy's connection
+    /// settings.
+    fn daemon_proxy(&self, target: &ObjectUri) -> Proxy {
+        let uri = ObjectUri { object: DAEMON_OBJECT.to_owned(), location: target.location.clone() };
+        Proxy {
+            shared: Arc::new(Shared {
+                uri: Uri::Object(uri.clone()),
+                options: self.shared.options.clone(),
+                state: Mutex::new(State {
+                    target: Some(uri),
+                    connection: self.state().connection.clone().filter(|c| !c.is_closed()),
+                }),
+                connecting: tokio::sync::Mutex::new(()),
+            }),
+            timeout: self.timeout,
+        }
+    }
+
+    fn encode(&self, args: &impl Serialize) -> Result<Encoded, Error> {
+        let args = Encoded::encode(args).map_err(|e| Error::Serialization(format!("the arguments: {e}")))?;
+        let max = self.shared.options.max_message_size;
+        if args.wire_len() > max {
+            return Err(Error::MessageTooLarge { size: args.wire_len(), max });
+        }
+        Ok(args)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every update leaves the state whole; a poisoned lock is usable.
+        self.shared.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Drops a broken connection, and the resolved target of a name, so
+    /// that the next call connects (and resolves) again.
+    fn forget(&self, broken: &Arc<ClientConnection>) {
+        let mut state = self.state();
+        if state.connection.as_ref().is_some_and(|c| Arc::ptr_eq(c, broken)) {
+            state.connection = None;
+            if !matches!(self.shared.uri, Uri::Object(_)) {
+                state.target = None;
+            }
+        }
+    }
+
+    /// The live connection and the object's location, connecting (and
+    /// resolving) first if needed.
+    async fn connection(&self) -> Result<(Arc<ClientConnection>, ObjectUri), Error> {
+        if let Some(found) = self.live() {
+            return Ok(found);
+        }
+        let _connecting = self.shared.connecting.lock().await;
+        if let Some(found) = self.live() {
+            return Ok(found);
+        }
+        let known = self.state().target.clone();
+        let target = match known {
+            Some(target) => target,
+            None => resolve::resolve(&self.shared.uri, &self.shared.options).await?,
+        };
+        let options = &self.shared.options;
+        let connection = Arc::new(
+            ClientConnection::open(
+                &target.location,
+                options.key.as_ref(),
+                options.max_message_size,
+                options.connect_timeout,
+            )
+            .await?,
+        );
+        tracing::debug!(address = connection.address(), "connected");
+        let mut state = self.state();
+        state.target = Some(target.clone());
+        state.connection = Some(connection.clone());
+        Ok((connection, target))
+    }
+
+    fn live(&self) -> Option<(Arc<ClientConnection>, ObjectUri)> {
+        let state = self.state();
+        match (&state.connection, &state.target) {
+            (Some(c), Some(t)) if !c.is_closed() => Some((c.clone(), t.clone())),
+            _ => None,
+        }
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            key: None,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// Calls may be spawned: their futures are `Send`.
+    #[test]
+    fn call_futures_are_send() {
+        let proxy = Proxy::builder_with_config("RMI:x@127.0.0.1:1", &Config::default()).build().unwrap();
+        assert_send(&proxy.call::<u32>("m", ()));
+        assert_send(&proxy.call_oneway("m", ()));
+        assert_send(&proxy.describe());
+        assert_send(&Proxy::connect("RMI:x@127.0.0.1:1"));
+    }
+}
