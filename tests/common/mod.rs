@@ -169,3 +169,92 @@ impl Relay {
         n + 1
     }
 }
+
+/// A child process that is killed when dropped, also when a test fails.
+pub struct Child {
+    pub child: tokio::process::Child,
+    pub name: String,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// The path of a built example binary (`cargo test` builds examples
+/// before it runs tests).
+pub fn example(name: &str) -> std::path::PathBuf {
+    // target/debug/deps/<test binary> → target/debug/examples/<name>
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target directory");
+    let path = dir.join("examples").join(name);
+    assert!(path.exists(), "{} is not built; run the tests with `cargo test`", path.display());
+    path
+}
+
+/// Starts an example with `args` and environment `env`, its stdout and
+/// stdin piped, its stderr inherited.
+pub fn spawn_example(name: &str, args: &[&str], env: &[(&str, &str)]) -> Child {
+    let mut command = tokio::process::Command::new(example(name));
+    command
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    Child { child, name: name.to_owned() }
+}
+
+impl Child {
+    /// Reads stdout lines until one satisfies `want`; returns it.
+    pub async fn wait_for_line(
+        &mut self,
+        lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+        want: impl Fn(&str) -> bool,
+    ) -> String {
+        let name = self.name.clone();
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                match lines.next_line().await {
+                    Ok(Some(line)) if want(&line) => return line,
+                    Ok(Some(_)) => {}
+                    other => panic!("{name} ended its output without the expected line: {other:?}"),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{} did not print the expected line in time", self.name))
+    }
+
+    /// The stdout lines of the process.
+    pub fn lines(&mut self) -> tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>> {
+        use tokio::io::AsyncBufReadExt;
+        let stdout = self.child.stdout.take().expect("stdout piped");
+        tokio::io::BufReader::new(stdout).lines()
+    }
+
+    /// Waits for the process to exit and returns its whole stdout.
+    pub async fn output(self) -> (std::process::ExitStatus, String) {
+        let name = self.name.clone();
+        let mut this = std::mem::ManuallyDrop::new(self);
+        let child = take_child(&mut this.child);
+        let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("{name} did not exit in time"))
+            .expect("wait");
+        (output.status, String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// Moves the child out of its guard without running the guard's `Drop`.
+fn take_child(child: &mut tokio::process::Child) -> tokio::process::Child {
+    // A placeholder child is not available, so swap in a finished one: `true`
+    // exits at once and is reaped by tokio.
+    let placeholder = tokio::process::Command::new("true").kill_on_drop(true).spawn().expect("spawn true");
+    std::mem::replace(child, placeholder)
+}

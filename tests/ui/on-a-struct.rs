@@ -1,0 +1,4 @@
+#[rmi::expose]
+pub struct Greeter;
+
+fn main() {}

@@ -1,0 +1,10 @@
+pub struct Log;
+
+impl Log {
+    #[rmi::oneway]
+    pub fn write(&self, line: String) {
+        let _ = line;
+    }
+}
+
+fn main() {}
