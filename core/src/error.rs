@@ -66,7 +66,7 @@ impl fmt::Display for RemoteErrorKind {
 /// `source()` walks the chain, so `anyhow`'s `{:#}` or any error reporter
 /// prints the remote causes as if they had happened locally.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{kind}: {message}")]
+#[error("{}", self.display())]
 pub struct RemoteError {
     kind: RemoteErrorKind,
     message: String,
@@ -116,6 +116,15 @@ impl RemoteError {
             cause = Some(Box::new(RemoteCause { message, cause }));
         }
         Self { kind, message: message.into(), cause }
+    }
+
+    /// The message, prefixed with the kind unless the method's own error
+    /// (whose message speaks for itself).
+    fn display(&self) -> String {
+        match self.kind {
+            RemoteErrorKind::Application => self.message.clone(),
+            kind => format!("{kind}: {}", self.message),
+        }
     }
 
     /// The kind of failure.
@@ -205,8 +214,8 @@ pub enum Error {
     BadArguments(RemoteError),
     /// The call reached the method and failed there, or the daemon refused it
     /// (busy, shutting down); the remote error carries the remote chain.
-    #[error("remote error")]
-    Remote(#[source] RemoteError),
+    #[error(transparent)]
+    Remote(RemoteError),
     /// The connection broke while the call was in flight, or broke before it
     /// could be sent. The daemon may or may not have run the call.
     #[error("connection lost: {0}")]
@@ -242,6 +251,18 @@ impl From<RemoteError> for Error {
             _ => Error::Remote(e),
         }
     }
+}
+
+/// An error and its causes on one line: `outer: middle: inner`.
+pub fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        next = e.source();
+    }
+    text
 }
 
 impl Error {
@@ -307,5 +328,10 @@ mod tests {
         let e = Error::from(RemoteError::new(RemoteErrorKind::Panic, "boom"));
         assert!(matches!(&e, Error::Remote(r) if r.kind() == RemoteErrorKind::Panic));
         assert_eq!(e.remote().map(|r| r.message()), Some("boom"));
+        assert_eq!(e.to_string(), "panic in remote method: boom");
+        // The method's own error speaks for itself, with its causes after it.
+        let local = Outer(Middle(io::Error::other("inner")));
+        let e = Error::from(RemoteError::from_error(RemoteErrorKind::Application, &local));
+        assert_eq!(chain_text(&e), "outer: middle: inner");
     }
 }

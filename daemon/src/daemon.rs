@@ -240,8 +240,8 @@ impl Daemon {
     /// # Errors
     ///
     /// [`DaemonError::DuplicateId`] when the id is taken;
-    /// [`DaemonError::InvalidId`] for an id with `@`, spaces, or the `RMI.`
-    /// prefix.
+    /// [`DaemonError::InvalidId`] for an id with `@` or spaces, or the id of
+    /// the daemon's own object, `RMI.Daemon`.
     pub fn register<O: Exposed>(&self, object: O, id: Option<&str>) -> Result<ObjectUri, DaemonError> {
         self.register_arc(Arc::new(object), id)
     }

@@ -10,8 +10,6 @@ use crate::DaemonError;
 
 /// Id of the daemon's own object, which every daemon hosts.
 pub const DAEMON_OBJECT: &str = "RMI.Daemon";
-/// Ids beginning with this are the daemon's own.
-const RESERVED_PREFIX: &str = "RMI.";
 
 /// The hosted objects: a concurrent map, read on every call.
 #[derive(Default)]
@@ -43,8 +41,8 @@ fn check_id(id: &str) -> Result<(), DaemonError> {
     if id.contains('@') || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad("ids cannot contain '@', spaces or control characters");
     }
-    if id.starts_with(RESERVED_PREFIX) {
-        return bad("ids beginning with \"RMI.\" are the daemon's own");
+    if id == DAEMON_OBJECT {
+        return bad("it is the id of the daemon's own object");
     }
     Ok(())
 }

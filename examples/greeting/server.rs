@@ -1,15 +1,23 @@
-//! The greeting server: hosts a greeting object and prints its URI.
+//! The greeting server: hosts a greeting object and registers it with the
+//! name server as `example.greeting`.
 //!
 //! ```text
-//! cargo run --example greeting_server [-- <bind-address>]   # default 127.0.0.1:0
+//! rmi-naming                                                # terminal 1 (cargo run -p rmi-naming)
+//! cargo run --example greeting_server [-- <bind-address>]   # terminal 2; default 127.0.0.1:0
+//! cargo run --example greeting_client                       # terminal 3
 //! ```
 //!
-//! Then, in another terminal, `cargo run --example greeting_client -- <URI> <name>`.
-//! Stop it with Ctrl-C.
+//! The name server is found as `rmi::locate_ns` finds it (RMI_NS_HOST /
+//! RMI_NS_PORT, else a discovery broadcast). Without one, the server still
+//! runs and prints its URI, which `greeting_client -- <URI> <name>` takes.
+//! Stop it with Ctrl-C: it removes its name from the name server.
 
 mod interface;
 
 use interface::{Greeting, GreetingObject};
+
+/// The name clients look up.
+const NAME: &str = "example.greeting";
 
 /// The implementation: it lives only in the server.
 struct GreetingMaker;
@@ -24,11 +32,25 @@ impl Greeting for GreetingMaker {
 async fn main() -> anyhow::Result<()> {
     let bind = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".to_owned());
     let daemon = rmi::Daemon::bind(&bind).await?;
-    let uri = daemon.register(GreetingObject(GreetingMaker), Some("example.greeting"))?;
+    let uri = daemon.register(GreetingObject(GreetingMaker), Some(NAME))?;
+    let ns = match rmi::locate_ns(None).await {
+        Ok(ns) => {
+            ns.register(NAME, &uri).await?;
+            println!("Registered {NAME} with the name server at {}", ns.uri());
+            Some(ns)
+        }
+        Err(e) => {
+            println!("No name server ({e}); clients need the URI below");
+            None
+        }
+    };
     println!("Ready. Object uri = {uri}");
     tokio::select! {
         served = daemon.serve() => served?,
         _ = tokio::signal::ctrl_c() => daemon.shutdown(),
+    }
+    if let Some(ns) = ns {
+        let _ = ns.remove(NAME).await;
     }
     Ok(())
 }

@@ -1,1 +1,207 @@
-//! rmi's naming. Thin for now: its issue builds it on `rmi-core`.
+//! rmi's name server: maps logical names to object URIs, as Pyro's
+//! `python -m Pyro5.nameserver` does; a library, and the `rmi-naming`
+//! binary that serves it and talks to it.
+//!
+//! The name server is an ordinary object (`RMI.NameServer`) hosted by an
+//! ordinary [`Daemon`](rmi_daemon::Daemon), so it gets the transport,
+//! authentication and limits of every daemon; its interface and client
+//! ([`NameServerProxy`](rmi_proxy::NameServerProxy)) live in `rmi-proxy`,
+//! where proxies can reach them to resolve `RMINAME:` URIs.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let options = rmi_naming::NameServerOptions::from_config(&rmi_core::Config::from_env()?);
+//! rmi_naming::run(options, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - `server`: the name server object: checks names, tags and patterns.
+//! - `store`: the names in memory, each change logged before it is
+//!   acknowledged.
+//! - `log`: the crash-safe append-only log with group commit.
+//! - `discovery`: the UDP responder that answers discovery queries.
+//! - `bin/rmi-naming`: the binary: serve, and the control commands.
+//!
+//! This crate has no feature flags.
+
+mod discovery;
+mod log;
+mod server;
+mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rmi_core::{Config, Host, HostPort, Key, Location, ObjectUri};
+use rmi_daemon::{Daemon, DaemonError};
+use rmi_proxy::{NAME_SERVER_OBJECT, NameServerApiObject};
+use tokio::sync::watch;
+
+pub use server::NameServer;
+
+/// How a name server runs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NameServerOptions {
+    /// The host to listen on. Default: `127.0.0.1` (this machine only).
+    pub host: Host,
+    /// The TCP port; 0 picks a free one. Default: `RMI_NS_PORT`, 9090.
+    pub port: u16,
+    /// The UDP port discovery queries are answered on; 0 picks a free one,
+    /// `None` answers none. Default: `RMI_NS_BCPORT`, 9091.
+    pub broadcast_port: Option<u16>,
+    /// The storage file that makes registrations survive a restart; `None`
+    /// keeps them in memory. Default: none.
+    pub storage: Option<PathBuf>,
+    /// The shared HMAC key clients must hold. Default: `RMI_HMAC_KEY`.
+    pub key: Option<Key>,
+    /// The largest message accepted. Default: `RMI_MAX_MESSAGE_SIZE`.
+    pub max_message_size: usize,
+    /// The host to put in the name server's URI, if not `host`.
+    pub advertise: Option<Host>,
+}
+
+impl NameServerOptions {
+    /// The options `config` gives (the host is always `127.0.0.1`:
+    /// `RMI_NS_HOST` says where clients look, not where to listen).
+    pub fn from_config(config: &Config) -> Self {
+        NameServerOptions {
+            host: Host::V4(std::net::Ipv4Addr::LOCALHOST),
+            port: config.ns_port,
+            broadcast_port: Some(config.ns_bcport),
+            storage: None,
+            key: config.hmac_key.clone(),
+            max_message_size: config.max_message_size,
+            advertise: None,
+        }
+    }
+}
+
+/// Why a name server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Its daemon could not start.
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    /// The storage file could not be opened or read.
+    #[error("cannot open the storage file {path}")]
+    Storage {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The discovery port could not be bound.
+    #[error(
+        "cannot answer discovery on UDP {address} (another name server there? use another --bcport, or --no-broadcast)"
+    )]
+    Discovery {
+        /// The address.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A name server that is serving.
+#[derive(Debug)]
+pub struct RunningNameServer {
+    uri: ObjectUri,
+    daemon: Daemon,
+    discovery: Option<SocketAddr>,
+    stop_discovery: watch::Sender<bool>,
+    serving: tokio::task::JoinHandle<Result<(), DaemonError>>,
+    responder: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningNameServer {
+    /// The name server's URI (`RMI:RMI.NameServer@host:port`).
+    pub fn uri(&self) -> &ObjectUri {
+        &self.uri
+    }
+
+    /// Where discovery queries are answered, if they are.
+    pub fn discovery_address(&self) -> Option<SocketAddr> {
+        self.discovery
+    }
+
+    /// The daemon that hosts the name server (it can host other objects too).
+    pub fn daemon(&self) -> &Daemon {
+        &self.daemon
+    }
+
+    /// Stops serving and waits until it has.
+    ///
+    /// # Errors
+    ///
+    /// What the daemon's `serve` reported.
+    pub async fn stop(self) -> Result<(), DaemonError> {
+        self.daemon.shutdown();
+        let _ = self.stop_discovery.send(true);
+        if let Some(responder) = self.responder {
+            let _ = responder.await;
+        }
+        self.serving.await.unwrap_or(Ok(()))
+    }
+}
+
+/// Starts a name server: opens its storage, binds, hosts the name server
+/// object, and answers discovery.
+///
+/// # Errors
+///
+/// [`StartError`] saying what could not be opened or bound.
+pub async fn start(options: NameServerOptions) -> Result<RunningNameServer, StartError> {
+    let store = match &options.storage {
+        Some(path) => {
+            store::Store::open(path).map_err(|source| StartError::Storage { path: path.clone(), source })?
+        }
+        None => store::Store::in_memory(),
+    };
+    let mut builder = Daemon::builder_with_config(&Config::default())
+        .key(options.key.clone())
+        .max_message_size(options.max_message_size);
+    if let Some(host) = &options.advertise {
+        builder = builder.advertise(host.clone());
+    }
+    let location = Location::Tcp(HostPort { host: options.host.clone(), port: options.port });
+    let daemon = builder.bind_location(&location).await?;
+    let uri =
+        daemon.register(NameServerApiObject(NameServer::new(Arc::new(store))), Some(NAME_SERVER_OBJECT))?;
+    let (stop_discovery, stopped) = watch::channel(false);
+    let (discovery, responder) = match options.broadcast_port {
+        Some(port) => {
+            let address = format!("0.0.0.0:{port}");
+            let socket = tokio::net::UdpSocket::bind(&address)
+                .await
+                .map_err(|source| StartError::Discovery { address: address.clone(), source })?;
+            let bound = socket.local_addr().map_err(|source| StartError::Discovery { address, source })?;
+            (Some(bound), Some(tokio::spawn(discovery::respond(socket, uri.clone(), stopped))))
+        }
+        None => (None, None),
+    };
+    let serving = tokio::spawn({
+        let daemon = daemon.clone();
+        async move { daemon.serve().await }
+    });
+    Ok(RunningNameServer { uri, daemon, discovery, stop_discovery, serving, responder })
+}
+
+/// Runs a name server until `shutdown` completes (the binary passes Ctrl-C).
+///
+/// # Errors
+///
+/// [`StartError`] when it cannot start.
+pub async fn run(options: NameServerOptions, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let running = start(options).await?;
+    shutdown.await;
+    running.stop().await?;
+    Ok(())
+}

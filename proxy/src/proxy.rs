@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rmi_core::config::DEFAULT_MAX_MESSAGE_SIZE;
 use rmi_core::object::{ObjectDescription, current_deadline};
 use rmi_core::{Call, Config, Encoded, Error, Key, MetaUri, NameUri, ObjectUri, Uri};
 use serde::Serialize;
@@ -90,6 +89,25 @@ pub(crate) struct Options {
     pub(crate) key: Option<Key>,
     pub(crate) max_message_size: usize,
     pub(crate) connect_timeout: Duration,
+    /// How to find the name server when a name must be resolved.
+    pub(crate) config: Config,
+}
+
+impl Options {
+    /// The settings `config` gives.
+    pub(crate) fn from_config(config: &Config) -> Self {
+        Options {
+            key: config.hmac_key.clone(),
+            max_message_size: config.max_message_size,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            config: config.clone(),
+        }
+    }
+
+    /// A proxy for `uri` with these settings.
+    pub(crate) fn proxy(&self, uri: Uri, timeout: Option<Duration>) -> Result<Proxy, Error> {
+        ProxyBuilder { uri: Ok(uri), options: self.clone(), timeout }.build()
+    }
 }
 
 /// A proxy for one remote object: calls its methods by name.
@@ -230,11 +248,7 @@ impl Proxy {
     pub fn builder_with_config(uri: impl IntoUri, config: &Config) -> ProxyBuilder {
         ProxyBuilder {
             uri: uri.into_uri(),
-            options: Options {
-                key: config.hmac_key.clone(),
-                max_message_size: config.max_message_size,
-                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            },
+            options: Options::from_config(config),
             timeout: config.call_timeout,
         }
     }
@@ -469,16 +483,6 @@ impl Proxy {
         match (&state.connection, &state.target) {
             (Some(c), Some(t)) if !c.is_closed() => Some((c.clone(), t.clone())),
             _ => None,
-        }
-    }
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            key: None,
-            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }

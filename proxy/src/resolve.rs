@@ -1,16 +1,75 @@
-//! Turning a URI into the location of an object.
+//! Turning a URI into the location of an object: `RMI:` URIs name it;
+//! `RMINAME:` and `RMIMETA:` are looked up in the name server they name, or
+//! the one `locate_ns` finds.
 
-use rmi_core::{Error, ObjectUri, Uri};
+use rmi_core::{Error, HostPort, Location, ObjectUri, RemoteError, RemoteErrorKind, Uri};
 
+use crate::naming::{self, MetaMatch, NAME_SERVER_OBJECT, NameServerProxy};
 use crate::proxy::Options;
 
-/// Where the object `uri` names lives. `RMI:` URIs name it directly;
-/// `RMINAME:` and `RMIMETA:` are looked up in the name server.
-pub(crate) async fn resolve(uri: &Uri, _options: &Options) -> Result<ObjectUri, Error> {
+/// Resolving a name calls the name server through a proxy, which may itself
+/// resolve: the future is boxed to break the cycle.
+pub(crate) fn resolve<'a>(
+    uri: &'a Uri,
+    options: &'a Options,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<ObjectUri, Error>> + Send + 'a>> {
+    Box::pin(resolve_now(uri, options))
+}
+
+async fn resolve_now(uri: &Uri, options: &Options) -> Result<ObjectUri, Error> {
     match uri {
         Uri::Object(object) => Ok(object.clone()),
-        Uri::Name(_) | Uri::Meta(_) => {
-            Err(Error::Protocol(format!("{uri} needs the name server, which this build cannot reach yet")))
+        Uri::Name(name) => {
+            let ns = name_server(name.name_server.as_ref(), options).await?;
+            ns.lookup(&name.name).await.map_err(|e| not_found(uri, &ns, e))
+        }
+        Uri::Meta(meta) => {
+            let ns = name_server(meta.name_server.as_ref(), options).await?;
+            let found = ns
+                .yplookup(meta.tags.iter().cloned(), MetaMatch::All)
+                .await
+                .map_err(|e| not_found(uri, &ns, e))?;
+            // Any of them will do; a random pick spreads the load, as Pyro does.
+            let pick = random_index(found.len());
+            found.into_iter().nth(pick).map(|r| r.uri).ok_or_else(|| {
+                Error::ObjectNotFound(RemoteError::new(
+                    RemoteErrorKind::ObjectNotFound,
+                    format!("{uri}: no object in the name server at {} has all of these tags", ns.uri()),
+                ))
+            })
         }
     }
+}
+
+async fn name_server(at: Option<&HostPort>, options: &Options) -> Result<NameServerProxy, Error> {
+    match at {
+        Some(hp) => {
+            let uri =
+                ObjectUri { object: NAME_SERVER_OBJECT.to_owned(), location: Location::Tcp(hp.clone()) };
+            Ok(NameServerProxy::from_proxy(options.proxy(Uri::Object(uri), options.config.call_timeout)?))
+        }
+        None => naming::locate(&options.config, options, None).await,
+    }
+}
+
+/// A name the name server does not know is, to the caller, an object that is
+/// not there.
+fn not_found(uri: &Uri, ns: &NameServerProxy, e: Error) -> Error {
+    match e {
+        Error::Remote(remote) if remote.kind() == RemoteErrorKind::Application => {
+            Error::ObjectNotFound(RemoteError::new(
+                RemoteErrorKind::ObjectNotFound,
+                format!("{uri}: {} (name server {})", remote.message(), ns.uri()),
+            ))
+        }
+        other => other,
+    }
+}
+
+fn random_index(len: usize) -> usize {
+    let mut bytes = [0u8; 8];
+    if len == 0 || getrandom::fill(&mut bytes).is_err() {
+        return 0;
+    }
+    (u64::from_le_bytes(bytes) % len as u64) as usize
 }

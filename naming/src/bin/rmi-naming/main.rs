@@ -1,0 +1,256 @@
+//! `rmi-naming`: runs rmi's name server, or talks to a running one.
+//!
+//! ```text
+//! rmi-naming                               # serve on 127.0.0.1:9090, discovery on UDP 9091
+//! rmi-naming --storage names.log           # registrations survive restarts
+//! rmi-naming list [--prefix P | --regex R] # and lookup, register, remove, setmeta, yplookup, count, ping
+//! ```
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use rmi_core::{Config, Host, Key};
+
+const AFTER_HELP: &str = "\
+Environment (flags win over variables):
+  RMI_NS_HOST           where commands find the name server (default: discover it by broadcast)
+  RMI_NS_PORT           TCP port (default 9090)
+  RMI_NS_BCPORT         UDP discovery port (default 9091)
+  RMI_HMAC_KEY          shared key; clients and name server must hold the same one (default: none)
+  RMI_NS_STORAGE        storage file when serving (default: in memory)
+  RMI_NS_NO_BROADCAST   true: do not answer (or send) discovery broadcasts
+  RMI_MAX_MESSAGE_SIZE  largest message (default 64M)
+  RMI_CALL_TIMEOUT      how long commands wait for an answer (default 30s)
+  RUST_LOG              log filter (default: info when serving, warn otherwise)
+
+Examples:
+  rmi-naming                                     serve on 127.0.0.1:9090
+  rmi-naming --host 0.0.0.0 --advertise ns.lan   serve to the network
+  rmi-naming list --prefix example.              names beginning with example.
+  rmi-naming register app.db RMI:db@10.0.0.5:9100 --meta class:database
+  rmi-naming yplookup --all class:database
+  rmi-naming --json list                         the same, as JSON";
+
+/// rmi's name server: maps logical names to object URIs.
+///
+/// Run without a command, it serves: it listens on 127.0.0.1:9090, answers
+/// discovery queries on UDP 9091, and prints its URI. With a command, it
+/// talks to a running name server, found with --host/--port,
+/// RMI_NS_HOST/RMI_NS_PORT, or by a discovery broadcast.
+#[derive(Debug, Parser)]
+#[command(name = "rmi-naming", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+
+    /// When serving: the storage file that keeps registrations across
+    /// restarts (created if missing). Without it, names live in memory.
+    #[arg(short, long, env = "RMI_NS_STORAGE", value_name = "PATH")]
+    storage: Option<PathBuf>,
+
+    /// When serving: the host to put in the name server's URI instead of
+    /// --host (for NAT, or when listening on 0.0.0.0).
+    #[arg(long, value_name = "HOST")]
+    advertise: Option<String>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+struct Common {
+    /// Serving: the host to listen on (default 127.0.0.1). Commands: where
+    /// the name server is (default RMI_NS_HOST, else found by broadcast).
+    #[arg(short = 'n', long, global = true, value_name = "HOST")]
+    host: Option<String>,
+
+    /// The TCP port (default RMI_NS_PORT, else 9090). Serving on port 0
+    /// picks a free one.
+    #[arg(short, long, global = true, value_name = "PORT")]
+    port: Option<u16>,
+
+    /// The UDP discovery port (default RMI_NS_BCPORT, else 9091).
+    #[arg(long, global = true, value_name = "PORT")]
+    bcport: Option<u16>,
+
+    /// Serving: do not answer discovery queries. Commands: do not broadcast
+    /// to find the name server; look on 127.0.0.1.
+    #[arg(long, global = true, env = "RMI_NS_NO_BROADCAST")]
+    no_broadcast: bool,
+
+    /// The shared HMAC key (default RMI_HMAC_KEY). Prefer the variable: a
+    /// command line is visible to other users of the machine.
+    #[arg(short, long, global = true, value_name = "KEY")]
+    key: Option<String>,
+
+    /// Print JSON instead of text (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve (what running without a command does).
+    Serve,
+    /// List registered names, sorted, with their URIs and metadata.
+    List {
+        /// Only names beginning with this.
+        #[arg(long, conflicts_with = "regex")]
+        prefix: Option<String>,
+        /// Only names matching this regular expression (the whole name).
+        #[arg(long)]
+        regex: Option<String>,
+    },
+    /// Show where a name points.
+    Lookup {
+        /// The name.
+        name: String,
+    },
+    /// Register a name for a URI (replacing an earlier registration).
+    Register {
+        /// The name, as `example.greeting`.
+        name: String,
+        /// The object's URI, as `RMI:greeter@127.0.0.1:9100`.
+        uri: String,
+        /// Metadata tags, for yellow-pages lookups.
+        #[arg(long = "meta", value_name = "TAG", num_args = 1..)]
+        meta: Vec<String>,
+        /// Refuse to replace an existing registration.
+        #[arg(long)]
+        safe: bool,
+    },
+    /// Remove a name, or every name with a prefix or matching a pattern.
+    Remove {
+        /// The name to remove.
+        #[arg(required_unless_present_any = ["prefix", "regex"], conflicts_with_all = ["prefix", "regex"])]
+        name: Option<String>,
+        /// Remove every name beginning with this.
+        #[arg(long, conflicts_with = "regex")]
+        prefix: Option<String>,
+        /// Remove every name matching this regular expression.
+        #[arg(long)]
+        regex: Option<String>,
+    },
+    /// Replace a name's metadata tags (none: clear them).
+    Setmeta {
+        /// The name.
+        name: String,
+        /// The new tags.
+        tags: Vec<String>,
+    },
+    /// Yellow pages: the names whose objects have all (or any) of the tags.
+    Yplookup {
+        /// Objects with every tag.
+        #[arg(long, conflicts_with = "any", required_unless_present = "any")]
+        all: bool,
+        /// Objects with at least one tag.
+        #[arg(long)]
+        any: bool,
+        /// The tags.
+        #[arg(required = true)]
+        tags: Vec<String>,
+    },
+    /// How many names are registered.
+    Count,
+    /// Check that the name server answers.
+    Ping,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if serving { "info" } else { "warn" }));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&anyhow::Error::new(e).context("cannot start the async runtime")),
+    };
+    let outcome = runtime.block_on(async {
+        let config = config(&cli.common)?;
+        match cli.command {
+            None | Some(Command::Serve) => serve(&cli.common, config, cli.storage, cli.advertise).await,
+            Some(command) => commands::run(command, &cli.common, config).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// Prints the error and its causes on one line, and fails.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("rmi-naming: {e:#}");
+    ExitCode::FAILURE
+}
+
+/// The environment's configuration, with the flags applied over it.
+fn config(common: &Common) -> anyhow::Result<Config> {
+    let mut config = Config::from_env()?;
+    if let Some(port) = common.port {
+        config.ns_port = port;
+    }
+    if let Some(port) = common.bcport {
+        config.ns_bcport = port;
+    }
+    if let Some(key) = &common.key {
+        anyhow::ensure!(!key.is_empty(), "--key is empty; leave it out to run without authentication");
+        config.hmac_key = Some(Key::from(key.as_str()));
+    }
+    Ok(config)
+}
+
+async fn serve(
+    common: &Common,
+    config: Config,
+    storage: Option<PathBuf>,
+    advertise: Option<String>,
+) -> anyhow::Result<()> {
+    let mut options = rmi_naming::NameServerOptions::from_config(&config);
+    if let Some(host) = &common.host {
+        options.host = host.parse::<Host>().map_err(|e| anyhow::anyhow!("--host: {}", e.problem()))?;
+    }
+    if let Some(host) = &advertise {
+        options.advertise =
+            Some(host.parse::<Host>().map_err(|e| anyhow::anyhow!("--advertise: {}", e.problem()))?);
+    }
+    if common.no_broadcast {
+        options.broadcast_port = None;
+    }
+    options.storage = storage;
+    let running = rmi_naming::start(options.clone()).await?;
+    match running.discovery_address() {
+        Some(address) => println!("Broadcast server running on {address}"),
+        None => println!("Not answering discovery broadcasts"),
+    }
+    println!("NS running on {}", running.daemon().location());
+    match &options.storage {
+        Some(path) => println!("Storage: {}", path.display()),
+        None => println!("Storage: in memory (use --storage to keep names across restarts)"),
+    }
+    println!("URI = {}", running.uri());
+    tracing::info!(uri = %running.uri(), authenticated = options.key.is_some(), "name server ready");
+    stop_signal().await;
+    tracing::info!("stopping");
+    running.stop().await?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        Some(()) = async { match terminate.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {}
+    }
+}
