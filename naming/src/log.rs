@@ -133,8 +133,7 @@ fn replay<R: DeserializeOwned>(file: &mut File, path: &Path) -> io::Result<(Vec<
     }
     let mut records = Vec::new();
     let mut at = HEADER_LEN as usize;
-    loop {
-        let Some(head) = bytes.get(at..at + 8) else { break };
+    while let Some(head) = bytes.get(at..at + 8) {
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
         if len > MAX_RECORD {

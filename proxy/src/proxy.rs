@@ -456,26 +456,48 @@ impl Proxy {
         if let Some(found) = self.live() {
             return Ok(found);
         }
-        let known = self.state().target.clone();
-        let target = match known {
-            Some(target) => target,
+        let by_name = !matches!(self.shared.uri, Uri::Object(_));
+        let cached = {
+            let mut state = self.state();
+            if state.connection.take().is_some() && by_name {
+                // The connection ended: the object may have moved.
+                state.target = None;
+            }
+            state.target.clone()
+        };
+        let target = match &cached {
+            Some(target) => target.clone(),
             None => resolve::resolve(&self.shared.uri, &self.shared.options).await?,
         };
-        let options = &self.shared.options;
-        let connection = Arc::new(
-            ClientConnection::open(
-                &target.location,
-                options.key.as_ref(),
-                options.max_message_size,
-                options.connect_timeout,
-            )
-            .await?,
-        );
-        tracing::debug!(address = connection.address(), "connected");
+        let connection = match self.open(&target).await {
+            Ok(connection) => (connection, target),
+            Err(e) if by_name && cached.is_some() => {
+                // Where the name pointed last time is gone; ask again.
+                let fresh = resolve::resolve(&self.shared.uri, &self.shared.options).await?;
+                if fresh == target {
+                    return Err(e);
+                }
+                (self.open(&fresh).await?, fresh)
+            }
+            Err(e) => return Err(e),
+        };
         let mut state = self.state();
-        state.target = Some(target.clone());
-        state.connection = Some(connection.clone());
-        Ok((connection, target))
+        state.target = Some(connection.1.clone());
+        state.connection = Some(connection.0.clone());
+        Ok(connection)
+    }
+
+    async fn open(&self, target: &ObjectUri) -> Result<Arc<ClientConnection>, Error> {
+        let options = &self.shared.options;
+        let connection = ClientConnection::open(
+            &target.location,
+            options.key.as_ref(),
+            options.max_message_size,
+            options.connect_timeout,
+        )
+        .await?;
+        tracing::debug!(address = connection.address(), "connected");
+        Ok(Arc::new(connection))
     }
 
     fn live(&self) -> Option<(Arc<ClientConnection>, ObjectUri)> {

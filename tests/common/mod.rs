@@ -258,3 +258,60 @@ fn take_child(child: &mut tokio::process::Child) -> tokio::process::Child {
     let placeholder = tokio::process::Command::new("true").kill_on_drop(true).spawn().expect("spawn true");
     std::mem::replace(child, placeholder)
 }
+
+/// The path of the `rmi-naming` binary (`cargo test --workspace` builds it).
+pub fn naming_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target directory");
+    let path = dir.join("rmi-naming");
+    assert!(path.exists(), "{} is not built; run the tests with `cargo test --workspace`", path.display());
+    path
+}
+
+/// A running `rmi-naming` process and what it printed on start.
+pub struct NameServerProcess {
+    pub child: Child,
+    pub uri: String,
+    pub port: u16,
+    pub lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+/// Starts `rmi-naming --port 0 --no-broadcast <extra>` and waits for its URI.
+pub async fn spawn_name_server(extra: &[&str]) -> NameServerProcess {
+    let mut command = tokio::process::Command::new(naming_bin());
+    command
+        .args(["--port", "0", "--no-broadcast"])
+        .args(extra)
+        .env_remove("RMI_NS_HOST")
+        .env_remove("RMI_HMAC_KEY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    let child = command.spawn().expect("start rmi-naming");
+    let mut child = Child { child, name: "rmi-naming".into() };
+    let mut lines = child.lines();
+    let line = child.wait_for_line(&mut lines, |l| l.starts_with("URI = ")).await;
+    let uri = line.trim_start_matches("URI = ").to_owned();
+    let port = uri.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port in the URI");
+    NameServerProcess { child, uri, port, lines }
+}
+
+/// Runs `rmi-naming <args>` to completion: exit status, stdout, stderr.
+pub async fn naming_command(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::ExitStatus, String, String) {
+    let mut command = tokio::process::Command::new(naming_bin());
+    command.args(args).env_remove("RMI_NS_HOST").env_remove("RMI_HMAC_KEY").kill_on_drop(true);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output =
+        tokio::time::timeout(PATIENCE, command.output()).await.expect("finished in time").expect("ran");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
