@@ -1,6 +1,8 @@
-//! The real binaries as child processes on loopback: the name server, the
-//! greeting and the chain topology across processes, the control commands,
-//! and the storage surviving SIGKILL.
+//! The real binaries as child processes on loopback: the name server with
+//! the greeting and the chain topology across processes, and its storage
+//! surviving SIGKILL. (The control commands are tested in
+//! `naming/tests/cli.rs`, which also makes `cargo test --workspace` build the
+//! `rmi-naming` binary these tests start.)
 
 mod common;
 
@@ -8,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{PATIENCE, naming_command, spawn_example, spawn_name_server};
+use common::{PATIENCE, spawn_example, spawn_name_server};
 use rmi::{Config, NameServerProxy, ObjectUri, Proxy};
 use tokio::io::AsyncWriteExt;
 
@@ -66,116 +68,6 @@ async fn the_chain_topology_across_five_processes() {
     }
     let (_, server1, lines1) = &mut servers[0];
     server1.wait_for_line(lines1, |l| l == "Back at 1; the chain is closed!").await;
-}
-
-#[tokio::test]
-async fn control_commands() {
-    let ns = spawn_name_server(&[]).await;
-    let port = ns.port.to_string();
-    let at = ["--host", "127.0.0.1", "--port", port.as_str()];
-    let run = |args: Vec<&str>| {
-        let mut all: Vec<&str> = at.to_vec();
-        all.extend(args);
-        let all: Vec<String> = all.into_iter().map(str::to_owned).collect();
-        async move {
-            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-            naming_command(&refs, &[]).await
-        }
-    };
-
-    let (status, out, _) =
-        run(vec!["register", "app.db", "RMI:db@127.0.0.1:9100", "--meta", "class:db", "zone:a"]).await;
-    assert!(status.success());
-    assert_eq!(out, "registered app.db --> RMI:db@127.0.0.1:9100\n");
-    assert!(run(vec!["register", "app.web", "RMI:web@127.0.0.1:9101"]).await.0.success());
-    assert!(run(vec!["register", "other", "RMI:o@127.0.0.1:9102", "--meta", "zone:a"]).await.0.success());
-
-    let (_, out, _) = run(vec!["list"]).await;
-    assert_eq!(
-        out,
-        "app.db --> RMI:db@127.0.0.1:9100\n    metadata: class:db, zone:a\napp.web --> RMI:web@127.0.0.1:9101\n\
-         other --> RMI:o@127.0.0.1:9102\n    metadata: zone:a\n"
-    );
-    let (_, out, _) = run(vec!["--json", "list", "--prefix", "app."]).await;
-    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(json[0]["name"], "app.db");
-    assert_eq!(json[0]["metadata"][1], "zone:a");
-    assert_eq!(json[1]["uri"], "RMI:web@127.0.0.1:9101");
-    let (_, out, _) = run(vec!["list", "--regex", r"app\.w.*"]).await;
-    assert_eq!(out, "app.web --> RMI:web@127.0.0.1:9101\n");
-    let (_, out, _) = run(vec!["lookup", "app.web"]).await;
-    assert_eq!(out, "app.web --> RMI:web@127.0.0.1:9101\n");
-    let (_, out, _) = run(vec!["yplookup", "--any", "zone:a"]).await;
-    assert!(out.contains("app.db") && out.contains("other") && !out.contains("app.web"), "{out}");
-    let (_, out, _) = run(vec!["--json", "yplookup", "--all", "class:db", "zone:a"]).await;
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap().as_array().unwrap().len(), 1);
-    assert!(run(vec!["setmeta", "app.web", "class:web"]).await.0.success());
-    let (_, out, _) = run(vec!["yplookup", "--all", "class:web"]).await;
-    assert_eq!(out, "app.web --> RMI:web@127.0.0.1:9101\n    metadata: class:web\n");
-    let (_, out, _) = run(vec!["count"]).await;
-    assert_eq!(out, "3\n");
-    let (_, out, _) = run(vec!["--json", "ping"]).await;
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["alive"], true);
-
-    // Refusals: a non-zero exit and one line that says why.
-    for (args, says) in [
-        (vec!["register", "--safe", "app.db", "RMI:x@127.0.0.1:1"], "already registered"),
-        (vec!["register", "bad name", "RMI:x@127.0.0.1:1"], "invalid name"),
-        (vec!["register", "x", "not-a-uri"], "invalid URI"),
-        (vec!["list", "--regex", "(("], "invalid regular expression"),
-        (vec!["lookup", "nothing"], "no name \"nothing\""),
-        (vec!["remove", "nothing"], "no name \"nothing\""),
-    ] {
-        let (status, out, err) = run(args.clone()).await;
-        assert!(!status.success(), "{args:?} succeeded: {out}");
-        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
-        assert!(err.starts_with("rmi-naming: ") && err.contains(says), "{args:?}: {err}");
-    }
-
-    let (_, out, _) = run(vec!["remove", "--prefix", "app."]).await;
-    assert_eq!(out, "removed 2 names\n");
-    assert!(run(vec!["remove", "other"]).await.0.success());
-    let (_, out, _) = run(vec!["count"]).await;
-    assert_eq!(out, "0\n");
-}
-
-#[tokio::test]
-async fn an_unreachable_name_server_is_one_line_and_a_failure() {
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-    let (status, out, err) = naming_command(&["--host", "127.0.0.1", "--port", &free, "list"], &[]).await;
-    assert!(!status.success());
-    assert!(out.is_empty());
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("cannot reach the name server") && err.contains("Connection refused"), "{err}");
-}
-
-#[tokio::test]
-async fn help_explains_every_flag() {
-    let (status, out, _) = naming_command(&["--help"], &[]).await;
-    assert!(status.success());
-    for flag in
-        ["--host", "--port", "--bcport", "--no-broadcast", "--key", "--storage", "--json", "--advertise"]
-    {
-        assert!(out.contains(flag), "--help does not mention {flag}");
-    }
-    for var in ["RMI_NS_HOST", "RMI_NS_PORT", "RMI_NS_BCPORT", "RMI_HMAC_KEY", "RMI_NS_STORAGE"] {
-        assert!(out.contains(var), "--help does not mention {var}");
-    }
-}
-
-#[tokio::test]
-async fn a_keyed_name_server_refuses_a_command_without_the_key() {
-    let ns = spawn_name_server(&[]).await;
-    drop(ns);
-    let mut ns = spawn_name_server(&["--key", "k3y"]).await;
-    let port = ns.port.to_string();
-    let (status, _, err) = naming_command(&["-n", "127.0.0.1", "-p", &port, "ping"], &[]).await;
-    assert!(!status.success());
-    assert!(err.contains("requires an HMAC key"), "{err}");
-    let (status, _, _) =
-        naming_command(&["-n", "127.0.0.1", "-p", &port, "ping"], &[("RMI_HMAC_KEY", "k3y")]).await;
-    assert!(status.success());
-    let _ = ns.child.child.start_kill();
 }
 
 /// A registration the name server acknowledged: name, URI, tags.

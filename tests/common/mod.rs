@@ -264,7 +264,11 @@ pub fn naming_bin() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|deps| deps.parent()).expect("target directory");
     let path = dir.join("rmi-naming");
-    assert!(path.exists(), "{} is not built; run the tests with `cargo test --workspace`", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built; run the tests with `cargo test --workspace` (rmi-naming's own tests make cargo build it)",
+        path.display()
+    );
     path
 }
 
@@ -295,23 +299,4 @@ pub async fn spawn_name_server(extra: &[&str]) -> NameServerProcess {
     let uri = line.trim_start_matches("URI = ").to_owned();
     let port = uri.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port in the URI");
     NameServerProcess { child, uri, port, lines }
-}
-
-/// Runs `rmi-naming <args>` to completion: exit status, stdout, stderr.
-pub async fn naming_command(
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (std::process::ExitStatus, String, String) {
-    let mut command = tokio::process::Command::new(naming_bin());
-    command.args(args).env_remove("RMI_NS_HOST").env_remove("RMI_HMAC_KEY").kill_on_drop(true);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let output =
-        tokio::time::timeout(PATIENCE, command.output()).await.expect("finished in time").expect("ran");
-    (
-        output.status,
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
