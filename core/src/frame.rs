@@ -404,6 +404,18 @@ impl FrameWriter {
         Ok(())
     }
 
+    /// Points `slots` at the queued pieces, in the order they go out; returns
+    /// how many it filled.
+    fn gather<'a>(&'a self, slots: &mut [IoSlice<'a>]) -> usize {
+        let pieces = self.chunks.iter().map(Bytes::as_ref).chain(std::iter::once(self.staging.as_ref()));
+        let mut count = 0;
+        for (slot, piece) in slots.iter_mut().zip(pieces.filter(|p| !p.is_empty())) {
+            *slot = IoSlice::new(piece);
+            count += 1;
+        }
+        count
+    }
+
     /// Writes everything queued, with vectored writes.
     pub(crate) fn poll_flush<W: AsyncWrite + ?Sized>(
         &mut self,
@@ -412,16 +424,9 @@ impl FrameWriter {
     ) -> Poll<io::Result<()>> {
         while self.queued > 0 {
             let n = {
-                let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
-                let mut count = 0;
-                let pieces =
-                    self.chunks.iter().map(Bytes::as_ref).chain(std::iter::once(self.staging.as_ref()));
-                for (slot, piece) in slices.iter_mut().zip(pieces.filter(|p| !p.is_empty())) {
-                    *slot = IoSlice::new(piece);
-                    count += 1;
-                }
-                let slices = slices.get(..count).unwrap_or_default();
-                ready!(io.as_mut().poll_write_vectored(cx, slices))?
+                let mut slots = [IoSlice::new(&[]); MAX_IO_SLICES];
+                let count = self.gather(&mut slots);
+                ready!(io.as_mut().poll_write_vectored(cx, slots.get(..count).unwrap_or_default()))?
             };
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -443,15 +448,9 @@ impl FrameWriter {
     ) -> io::Result<bool> {
         while self.queued > 0 {
             let result = {
-                let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
-                let mut count = 0;
-                let pieces =
-                    self.chunks.iter().map(Bytes::as_ref).chain(std::iter::once(self.staging.as_ref()));
-                for (slot, piece) in slices.iter_mut().zip(pieces.filter(|p| !p.is_empty())) {
-                    *slot = IoSlice::new(piece);
-                    count += 1;
-                }
-                write(slices.get(..count).unwrap_or_default())
+                let mut slots = [IoSlice::new(&[]); MAX_IO_SLICES];
+                let count = self.gather(&mut slots);
+                write(slots.get(..count).unwrap_or_default())
             };
             match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
