@@ -2,12 +2,13 @@
 //!
 //! [`MessageReader`] belongs to the connection's reading task.
 //! [`MessageWriter`] is a cheap `Clone` that any task sends through: a
-//! message is encoded into the connection's queue under a short lock, and
-//! written at once, in the sender's own task, when the socket has room. Only
-//! when the socket is full does a per-connection flusher task take over the
-//! rest, waiting for the socket to drain. No call therefore crosses a
-//! channel or wakes another task on its way out, and messages queued while
-//! another sender writes go out in the same vectored write.
+//! message is encoded into the connection's queue under a short lock, then
+//! either written at once in the sender's own task ([`MessageWriter::send`]:
+//! no hop, for a call alone on its connection), or left to the
+//! per-connection flusher task ([`MessageWriter::send_batched`]: for calls
+//! that have company, so that every frame queued before the flusher runs
+//! goes out in one vectored write). The flusher also takes over whenever the
+//! socket is full, waiting for it to drain.
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -40,6 +41,7 @@ pub fn split(
         state: Mutex::new(State { frames: FrameWriter::default(), sealer, flushing: false, failed: None }),
         io: write,
         wake: wake.clone(),
+        drained: Notify::new(),
         closed: closed.clone(),
         max_message,
     });
@@ -57,6 +59,20 @@ pub struct MessageReader {
 }
 
 impl MessageReader {
+    /// Whether the peer is known to have closed the connection (or the
+    /// socket failed), from what the runtime has already seen: no system
+    /// call. A caller about to reuse an idle connection checks it.
+    pub fn peer_closed(&self) -> bool {
+        if self.done {
+            return true;
+        }
+        match self.io.ready_now() {
+            Some(Ok(ready)) => ready.is_read_closed() || ready.is_error(),
+            Some(Err(_)) => true,
+            None => false,
+        }
+    }
+
     /// The next message; `None` once the peer closed cleanly or after an
     /// error was returned.
     pub async fn recv<T: DeserializeOwned>(&mut self) -> Option<Result<T, TransportError>> {
@@ -86,6 +102,8 @@ struct Shared {
     io: WriteHalf,
     /// Wakes the flusher when the socket filled up.
     wake: Arc<Notify>,
+    /// Woken each time the flusher emptied the queue.
+    drained: Notify,
     /// Cancelled when the connection is closed; stops the flusher.
     closed: CancellationToken,
     max_message: usize,
@@ -102,7 +120,23 @@ struct State {
     failed: Option<TransportError>,
 }
 
+/// How long a closed connection may take to deliver what was queued.
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Shared {
+    /// Writes the queue out, waiting for the socket as needed.
+    async fn drain(&self) {
+        loop {
+            let done = {
+                let mut state = self.lock();
+                state.frames.try_flush(|bufs| self.io.try_write_vectored(bufs)).unwrap_or(true)
+            };
+            if done || self.io.writable().await.is_err() {
+                return;
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the queue half-written
         // (encoding either queues a whole frame or nothing), so a poisoned
@@ -112,7 +146,8 @@ impl Shared {
 }
 
 impl MessageWriter {
-    /// Encodes `message`, queues it, and writes what the socket takes now.
+    /// Encodes `message`, queues it, and writes what the socket takes now,
+    /// in this task.
     ///
     /// # Errors
     ///
@@ -120,6 +155,21 @@ impl MessageWriter {
     /// this message only (nothing was queued and the connection stays
     /// usable); the connection's write error once it is broken.
     pub fn send<T: Serialize + ?Sized>(&self, message: &T) -> Result<(), TransportError> {
+        self.queue(message, false)
+    }
+
+    /// Encodes `message` and queues it for the flusher, which writes every
+    /// frame queued by then in one vectored write. Use it when other messages
+    /// are likely to follow at once (other calls in flight).
+    ///
+    /// # Errors
+    ///
+    /// As [`MessageWriter::send`].
+    pub fn send_batched<T: Serialize + ?Sized>(&self, message: &T) -> Result<(), TransportError> {
+        self.queue(message, true)
+    }
+
+    fn queue<T: Serialize + ?Sized>(&self, message: &T, batched: bool) -> Result<(), TransportError> {
         let shared = &*self.shared;
         let mut state = shared.lock();
         if let Some(e) = &state.failed {
@@ -128,6 +178,11 @@ impl MessageWriter {
         let State { frames, sealer, .. } = &mut *state;
         frames.push(message, sealer.as_mut(), shared.max_message)?;
         if state.flushing {
+            return Ok(());
+        }
+        if batched {
+            state.flushing = true;
+            shared.wake.notify_one();
             return Ok(());
         }
         match state.frames.try_flush(|bufs| shared.io.try_write_vectored(bufs)) {
@@ -150,8 +205,55 @@ impl MessageWriter {
         self.shared.lock().frames.queued()
     }
 
-    /// Marks the connection closed: later sends fail, and the flusher stops.
+    /// Waits while more than `limit` bytes are queued (backpressure for
+    /// senders that do not wait for replies, such as oneway calls).
+    pub async fn wait_below(&self, limit: usize) {
+        loop {
+            let drained = self.shared.drained.notified();
+            {
+                let state = self.shared.lock();
+                if state.frames.queued() <= limit || state.failed.is_some() || !state.flushing {
+                    return;
+                }
+            }
+            drained.await;
+        }
+    }
+
+    /// Closes the connection gracefully: later sends fail, and what is
+    /// already queued is still delivered, now if the socket takes it, or by a
+    /// lingering task (for at most [`LINGER`]) if it does not.
     pub fn close(&self) {
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        if state.failed.is_some() {
+            return;
+        }
+        state.failed = Some(TransportError::from(std::io::Error::new(
+            std::io::ErrorKind::NotConnected,
+            "the connection was closed",
+        )));
+        let drained = state.frames.try_flush(|bufs| shared.io.try_write_vectored(bufs)).unwrap_or(true);
+        drop(state);
+        if drained {
+            shared.closed.cancel();
+            return;
+        }
+        let lingering = shared.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let _ = tokio::time::timeout(LINGER, lingering.drain()).await;
+                    lingering.closed.cancel();
+                });
+            }
+            Err(_) => shared.closed.cancel(),
+        }
+    }
+
+    /// Closes the connection at once, dropping what is queued: for a
+    /// connection that is already broken.
+    pub fn abort(&self) {
         let mut state = self.shared.lock();
         if state.failed.is_none() {
             state.failed = Some(TransportError::from(std::io::Error::new(
@@ -159,6 +261,7 @@ impl MessageWriter {
                 "the connection was closed",
             )));
         }
+        drop(state);
         self.shared.closed.cancel();
     }
 
@@ -178,24 +281,34 @@ async fn flusher(shared: Weak<Shared>, wake: Arc<Notify>, closed: CancellationTo
         }
         let Some(shared) = shared.upgrade() else { return };
         loop {
-            let ready = tokio::select! {
+            {
+                let mut state = shared.lock();
+                match state.frames.try_flush(|bufs| shared.io.try_write_vectored(bufs)) {
+                    Ok(true) => {
+                        state.flushing = false;
+                        shared.drained.notify_waiters();
+                        break;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        state.failed = Some(e.into());
+                        state.flushing = false;
+                        shared.drained.notify_waiters();
+                        break;
+                    }
+                }
+            }
+            // The socket is full: wait until it drains.
+            let writable = tokio::select! {
                 r = shared.io.writable() => r,
                 () = closed.cancelled() => return,
             };
-            let mut state = shared.lock();
-            let result =
-                ready.and_then(|()| state.frames.try_flush(|bufs| shared.io.try_write_vectored(bufs)));
-            match result {
-                Ok(true) => {
-                    state.flushing = false;
-                    break;
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    state.failed = Some(e.into());
-                    state.flushing = false;
-                    break;
-                }
+            if let Err(e) = writable {
+                let mut state = shared.lock();
+                state.failed = Some(e.into());
+                state.flushing = false;
+                shared.drained.notify_waiters();
+                break;
             }
         }
     }

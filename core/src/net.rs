@@ -119,6 +119,19 @@ pub enum ReadHalf {
     Unix(unix::OwnedReadHalf),
 }
 
+impl ReadHalf {
+    /// The readiness the runtime has already recorded for the socket, if it
+    /// is ready now; no system call.
+    pub fn ready_now(&self) -> Option<io::Result<tokio::io::Ready>> {
+        use futures::FutureExt;
+        let interest = tokio::io::Interest::READABLE;
+        match self {
+            ReadHalf::Tcp(s) => s.ready(interest).now_or_never(),
+            ReadHalf::Unix(s) => s.ready(interest).now_or_never(),
+        }
+    }
+}
+
 impl AsyncRead for ReadHalf {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {

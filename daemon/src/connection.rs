@@ -77,7 +77,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
                     if call.oneway {
                         tracing::debug!(%peer, object = call.object, "oneway call to an unknown object dropped");
                     } else {
-                        send_reply(&writer, id, Err(daemon.registry.not_found(&call.object)));
+                        send_reply(&writer, id, Err(daemon.registry.not_found(&call.object)), false);
                     }
                     continue;
                 };
@@ -98,8 +98,14 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
                 tasks.spawn(async move {
                     let call = Abortable::new(run(object, &call.method, call.args, deadline), registration);
                     let Ok(reply) = call.await else { return };
-                    lock(&calls).remove(&id);
-                    send_reply(&writer, id, reply);
+                    let others = {
+                        let mut calls = lock(&calls);
+                        calls.remove(&id);
+                        !calls.is_empty()
+                    };
+                    // With other calls in flight, more replies follow: let the
+                    // flusher write them together.
+                    send_reply(&writer, id, reply, others);
                 });
             }
             Some(Ok(Request::Cancel { id })) => {
@@ -134,10 +140,13 @@ fn log_broken(peer: &str, e: &TransportError) {
     }
 }
 
-/// Sends a call's reply; a reply too large for the limit becomes an error
-/// reply instead, so the caller is not left waiting.
-fn send_reply(writer: &MessageWriter, id: u64, reply: Reply) {
-    match writer.send(&Response { id, reply }) {
+/// Sends a call's reply, now or `batched` with others; a reply too large
+/// for the limit becomes an error reply instead, so the caller is not left
+/// waiting.
+fn send_reply(writer: &MessageWriter, id: u64, reply: Reply, batched: bool) {
+    let response = Response { id, reply };
+    let sent = if batched { writer.send_batched(&response) } else { writer.send(&response) };
+    match sent {
         Ok(()) => {}
         Err(TransportError::FrameTooLarge { len, max }) => {
             let error = RemoteError::new(

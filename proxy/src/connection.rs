@@ -1,10 +1,14 @@
 //! One connection to a daemon, shared by every call a proxy (and its
 //! clones) makes: many calls in flight, each matched to its response by id.
 //!
-//! A caller registers a waiter, writes its request itself (no task hop on
-//! the way out; see `rmi_core::link`), and waits. One reader task per
-//! connection completes waiters as responses arrive; when the connection
-//! breaks it fails every waiter at once with the reason, so no call hangs.
+//! A caller registers a waiter and writes its request itself: at once when
+//! it is the only call in flight (no task hop), or batched with the others
+//! through the connection's flusher. Then it waits, and the first waiting
+//! caller reads the socket for everyone (leader and followers): it hands
+//! other callers their responses until its own arrives, then passes the
+//! reading on. A call alone on its connection is thus one task from request
+//! to reply, like a hand-written client; when the connection breaks, the
+//! reader fails every waiter at once with the reason, so no call hangs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,7 +19,10 @@ use rmi_core::link::{self, MessageReader, MessageWriter};
 use rmi_core::net::Connection;
 use rmi_core::{Call, Error, Key, Location, Reply, Request, Response, TransportError};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+/// Bytes of oneway calls that may wait in the queue before the caller waits
+/// for the flusher.
+const ONEWAY_QUEUE_LIMIT: usize = 256 * 1024;
 
 /// How a call failed, and whether it may be retried on a new connection.
 #[derive(Debug)]
@@ -36,23 +43,18 @@ struct Pending {
     closed: Option<Error>,
 }
 
-fn lock(pending: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
-    // The map stays consistent at every step, so a poisoned lock is usable.
-    pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// A live connection to one daemon.
 #[derive(Debug)]
 pub(crate) struct ClientConnection {
     writer: MessageWriter,
-    pending: Arc<Mutex<Pending>>,
-    reader: JoinHandle<()>,
+    pending: Mutex<Pending>,
+    /// Held by the caller currently reading for everyone.
+    reader: tokio::sync::Mutex<MessageReader>,
     address: String,
 }
 
 impl Drop for ClientConnection {
     fn drop(&mut self) {
-        self.reader.abort();
         self.writer.close();
     }
 }
@@ -87,14 +89,30 @@ impl ClientConnection {
                 )),
             })??;
         let (reader, writer) = link::split(connection, session, max_message);
-        let pending = Arc::new(Mutex::new(Pending::default()));
-        let reader = tokio::spawn(read_responses(reader, pending.clone(), writer.clone()));
-        Ok(ClientConnection { writer, pending, reader, address })
+        Ok(ClientConnection {
+            writer,
+            pending: Mutex::new(Pending::default()),
+            reader: tokio::sync::Mutex::new(reader),
+            address,
+        })
     }
 
-    /// Whether the connection has ended.
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        // The map stays consistent at every step, so a poisoned lock is usable.
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the connection has ended, as far as is known without a system
+    /// call (the runtime records a peer's close as it happens).
     pub(crate) fn is_closed(&self) -> bool {
-        lock(&self.pending).closed.is_some() || self.writer.is_closed()
+        if self.pending().closed.is_some() || self.writer.is_closed() {
+            return true;
+        }
+        let gone = self.reader.try_lock().is_ok_and(|reader| reader.peer_closed());
+        if gone {
+            self.fail_all(Error::ConnectionLost("the daemon closed the connection".into()));
+        }
+        gone
     }
 
     /// Where the connection goes.
@@ -110,8 +128,8 @@ impl ClientConnection {
         deadline: Option<Instant>,
         timeout: Option<Duration>,
     ) -> Result<Reply, CallFailure> {
-        let (id, response) = {
-            let mut pending = lock(&self.pending);
+        let (id, response, alone) = {
+            let mut pending = self.pending();
             if let Some(reason) = &pending.closed {
                 return Err(CallFailure::NotSent(reason.clone()));
             }
@@ -119,40 +137,97 @@ impl ClientConnection {
             pending.next_id = pending.next_id.wrapping_add(1);
             let (tx, rx) = oneshot::channel();
             pending.waiting.insert(id, tx);
-            (id, rx)
+            (id, rx, pending.waiting.len() == 1)
         };
         let mut guard = InFlight { connection: self, id, sent: false, done: false };
-        if let Err(e) = self.writer.send(&Request::call(id, deadline, call)) {
+        let request = Request::call(id, deadline, call);
+        let sent = if alone { self.writer.send(&request) } else { self.writer.send_batched(&request) };
+        if let Err(e) = sent {
             return Err(CallFailure::NotSent(send_error(e)));
         }
         guard.sent = true;
         let outcome = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline.into(), response).await {
+            Some(deadline) => match tokio::time::timeout_at(deadline.into(), self.wait(id, response)).await {
                 Ok(outcome) => outcome,
-                Err(_) => {
-                    let waited = timeout.unwrap_or_default();
-                    return Err(CallFailure::Failed(Error::Timeout(waited)));
-                }
+                Err(_) => return Err(CallFailure::Failed(Error::Timeout(timeout.unwrap_or_default()))),
             },
-            None => response.await,
+            None => self.wait(id, response).await,
         };
         guard.done = true;
-        match outcome {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(e)) => Err(CallFailure::Failed(e)),
-            Err(_) => Err(CallFailure::Failed(Error::ConnectionLost("the connection closed".into()))),
+        outcome.map_err(CallFailure::Failed)
+    }
+
+    /// Waits for the reply to call `id`: delivered by whoever reads, or read
+    /// by this caller when it is first in line to read.
+    async fn wait(
+        &self,
+        id: u64,
+        mut response: oneshot::Receiver<Result<Reply, Error>>,
+    ) -> Result<Reply, Error> {
+        let mut reader = tokio::select! {
+            biased;
+            outcome = &mut response => return delivered(outcome),
+            reader = self.reader.lock() => reader,
+        };
+        // Our reply may have been handed over while we queued for the reader.
+        if let Ok(outcome) = response.try_recv() {
+            return outcome;
+        }
+        loop {
+            match reader.recv::<Response>().await {
+                Some(Ok(Response { id: got, reply })) => {
+                    let waiter = self.pending().waiting.remove(&got);
+                    if got == id {
+                        return Ok(reply);
+                    }
+                    if let Some(waiter) = waiter {
+                        let _ = waiter.send(Ok(reply));
+                    }
+                }
+                Some(Err(TransportError::Auth(e))) => return Err(self.fail_all(Error::Auth(e))),
+                Some(Err(e @ (TransportError::Malformed(_) | TransportError::FrameTooLarge { .. }))) => {
+                    return Err(self.fail_all(Error::Protocol(format!("the daemon sent {e}"))));
+                }
+                Some(Err(e)) => return Err(self.fail_all(Error::ConnectionLost(e.to_string()))),
+                None => {
+                    return Err(
+                        self.fail_all(Error::ConnectionLost("the daemon closed the connection".into()))
+                    );
+                }
+            }
         }
     }
 
-    /// Sends a oneway call: done once it is handed to the connection.
-    pub(crate) fn call_oneway(&self, call: Call) -> Result<(), CallFailure> {
-        if let Some(reason) = &lock(&self.pending).closed {
+    /// Ends the connection for everyone with `reason`, and returns it.
+    fn fail_all(&self, reason: Error) -> Error {
+        self.writer.abort();
+        let waiters: Vec<Waiter> = {
+            let mut pending = self.pending();
+            pending.closed.get_or_insert_with(|| reason.clone());
+            pending.waiting.drain().map(|(_, w)| w).collect()
+        };
+        for waiter in waiters {
+            let _ = waiter.send(Err(reason.clone()));
+        }
+        reason
+    }
+
+    /// Sends a oneway call: done once it is handed to the connection; waits
+    /// only when many oneway calls are still queued.
+    pub(crate) async fn call_oneway(&self, call: Call) -> Result<(), CallFailure> {
+        if let Some(reason) = &self.pending().closed {
             return Err(CallFailure::NotSent(reason.clone()));
         }
         self.writer
-            .send(&Request::call(0, None, call.oneway()))
-            .map_err(|e| CallFailure::NotSent(send_error(e)))
+            .send_batched(&Request::call(0, None, call.oneway()))
+            .map_err(|e| CallFailure::NotSent(send_error(e)))?;
+        self.writer.wait_below(ONEWAY_QUEUE_LIMIT).await;
+        Ok(())
     }
+}
+
+fn delivered(outcome: Result<Result<Reply, Error>, oneshot::error::RecvError>) -> Result<Reply, Error> {
+    outcome.unwrap_or_else(|_| Err(Error::ConnectionLost("the connection closed".into())))
 }
 
 fn send_error(e: TransportError) -> Error {
@@ -178,38 +253,10 @@ impl Drop for InFlight<'_> {
         if self.done {
             return;
         }
-        let removed = lock(&self.connection.pending).waiting.remove(&self.id).is_some();
+        let removed = self.connection.pending().waiting.remove(&self.id).is_some();
         if removed && self.sent {
             // Best effort: the connection may be gone already.
             let _ = self.connection.writer.send(&Request::Cancel { id: self.id });
         }
-    }
-}
-
-async fn read_responses(mut reader: MessageReader, pending: Arc<Mutex<Pending>>, writer: MessageWriter) {
-    let reason = loop {
-        match reader.recv::<Response>().await {
-            Some(Ok(Response { id, reply })) => {
-                let waiter = lock(&pending).waiting.remove(&id);
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(Ok(reply));
-                }
-            }
-            Some(Err(TransportError::Auth(e))) => break Error::Auth(e),
-            Some(Err(e @ (TransportError::Malformed(_) | TransportError::FrameTooLarge { .. }))) => {
-                break Error::Protocol(format!("the daemon sent {e}"));
-            }
-            Some(Err(e)) => break Error::ConnectionLost(e.to_string()),
-            None => break Error::ConnectionLost("the daemon closed the connection".into()),
-        }
-    };
-    writer.close();
-    let waiters: Vec<Waiter> = {
-        let mut pending = lock(&pending);
-        pending.closed = Some(reason.clone());
-        pending.waiting.drain().map(|(_, w)| w).collect()
-    };
-    for waiter in waiters {
-        let _ = waiter.send(Err(reason.clone()));
     }
 }

@@ -320,7 +320,7 @@ impl Proxy {
         for attempt in 0..2 {
             let (connection, target) = self.connection().await?;
             let call = Call::new(target.object, method, args.clone());
-            match connection.call_oneway(call) {
+            match connection.call_oneway(call).await {
                 Ok(()) => return Ok(()),
                 Err(CallFailure::NotSent(e)) | Err(CallFailure::Failed(e)) => {
                     self.forget(&connection);

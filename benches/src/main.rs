@@ -1,0 +1,139 @@
+//! `rmi-bench`: rmi against the limit (raw tokio TCP), its peer (plain
+//! tarpc) and Pyro5, on loopback, every server and client in a process of its
+//! own; prints each rmi figure with its ratio to the matching baseline from
+//! the same run. See `benches/README.md`.
+//!
+//! ```text
+//! cargo run --release -p rmi-bench                 # the whole suite (~2 minutes)
+//! cargo run --release -p rmi-bench -- --pyro       # with Pyro5 (makes a virtualenv on first use)
+//! cargo run --release -p rmi-bench -- --quick      # a fast, rougher run
+//! cargo bench -p rmi-bench                         # the quick suite
+//! ```
+
+// A benchmark binary: its `pub` items are for the generated proxy only.
+#![allow(unreachable_pub)]
+
+mod measure;
+mod report;
+mod suite;
+mod systems {
+    pub(crate) mod rmi_calls;
+    pub(crate) mod tarpc_plain;
+    pub(crate) mod tcp;
+}
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use measure::{Outcome, Plan};
+use systems::{rmi_calls, tarpc_plain, tcp};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("serve") => serve(&args[1..]),
+        Some("client") => client(&args[1..]),
+        Some("--help" | "-h") => {
+            println!("{}", HELP);
+            Ok(())
+        }
+        _ => suite::run(&args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rmi-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const HELP: &str = "\
+rmi-bench [--quick] [--pyro] [--only NAMES] [--rmi-threads N] [--save FILE]
+
+Runs every benchmark: raw TCP, plain tarpc and rmi (and Pyro5 with --pyro),
+each server and client in its own process, unpinned and pinned to CPU 0;
+prints each figure with its ratio to the matching baseline.
+
+  --quick          shorter runs (rougher figures)
+  --pyro           also run benches/pyro5 (creates benches/pyro5/.venv with Pyro5 from PyPI)
+  --only NAMES     comma-separated run names to keep (see the table's first column)
+  --rmi-threads N  worker threads of rmi's processes (1: current-thread runtime; default 1)
+  --save FILE      write every outcome as JSON
+
+Internal: rmi-bench serve <system> [--key K] [--threads N]
+          rmi-bench client <system> <workload> <target> [--key K] [--threads N] [--quick]";
+
+/// The value after `--name` in `args`, if any.
+pub(crate) fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+}
+
+fn runtime(args: &[String]) -> anyhow::Result<tokio::runtime::Runtime> {
+    let threads: usize = flag(args, "--threads").unwrap_or("1").parse().context("--threads")?;
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    Ok(builder.enable_all().build()?)
+}
+
+/// `serve <system>`: prints `READY <address or URI>`, then serves until killed.
+fn serve(args: &[String]) -> anyhow::Result<()> {
+    let system = args.first().context("serve what?")?.clone();
+    let key = flag(args, "--key").map(str::to_owned);
+    let ready = |what: String| {
+        println!("READY {what}");
+        let _ = std::io::stdout().flush();
+    };
+    runtime(args)?.block_on(async move {
+        match system.as_str() {
+            "tcp-echo" | "tcp-sink" => {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                ready(listener.local_addr()?.to_string());
+                if system == "tcp-echo" {
+                    tcp::serve_echo(listener).await
+                } else {
+                    tcp::serve_sink(listener).await
+                }
+            }
+            "tarpc" => tarpc_plain::serve("127.0.0.1:0", |a| ready(a.to_string())).await,
+            "rmi" => rmi_calls::serve("127.0.0.1:0", key.as_deref(), ready).await,
+            "names" => rmi_calls::serve_names(key.as_deref(), ready).await,
+            other => anyhow::bail!("no such system {other:?}"),
+        }
+    })
+}
+
+/// `client <system> <workload> <target>`: prints `RESULT <json>`.
+fn client(args: &[String]) -> anyhow::Result<()> {
+    let [system, workload, target, ..] = args else { anyhow::bail!("client <system> <workload> <target>") };
+    let key = flag(args, "--key");
+    let plan = if args.iter().any(|a| a == "--quick") { Plan::quick() } else { Plan::full() };
+    let outcome: Outcome = runtime(args)?.block_on(async {
+        match (system.as_str(), workload.as_str()) {
+            ("tcp", "seq") => tcp::seq(target, plan).await,
+            ("tcp", "pipe64") => tcp::pipelined(target, 64, plan).await,
+            ("tcp", "clients8") => tcp::clients(target, 8, plan).await,
+            ("tcp", "payload") => tcp::payload(target, plan).await,
+            ("tarpc", "seq") => tarpc_plain::seq(target, plan).await,
+            ("tarpc", "pipe64") => tarpc_plain::pipelined(target, 64, plan).await,
+            ("tarpc", "clients8") => tarpc_plain::clients(target, 8, plan).await,
+            ("tarpc", "payload") => tarpc_plain::payload(target, plan).await,
+            ("rmi", "seq") => rmi_calls::seq(target, key, plan).await,
+            ("rmi", "pipe64") => rmi_calls::pipelined(target, key, 64, plan).await,
+            ("rmi", "clients8") => rmi_calls::clients(target, key, 8, plan).await,
+            ("rmi", "oneway") => rmi_calls::oneway(target, key, plan).await,
+            ("rmi", "payload") => rmi_calls::payload(target, key, plan).await,
+            ("rmi", "lookup-seq") => rmi_calls::lookups(target, key, 1, plan).await,
+            ("rmi", "lookup-pipe64") => rmi_calls::lookups(target, key, 64, plan).await,
+            (s, w) => anyhow::bail!("no workload {w:?} for {s:?}"),
+        }
+    })?;
+    println!("RESULT {}", serde_json::to_string(&outcome)?);
+    Ok(())
+}

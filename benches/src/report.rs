@@ -1,0 +1,151 @@
+//! The tables: every outcome, then each target as a ratio from this run.
+
+use std::collections::BTreeMap;
+
+use crate::measure::Outcome;
+
+/// One line for the progress log.
+pub(crate) fn summary(o: &Outcome) -> String {
+    let mut s = format!("{:>12.0} ops/s", o.rate());
+    if let (Some(p50), Some(p99)) = (o.p50_us, o.p99_us) {
+        s.push_str(&format!("   p50 {p50:7.1} µs   p99 {p99:7.1} µs"));
+    }
+    if let Some(mb) = o.mb_per_sec() {
+        s.push_str(&format!("   {mb:8.0} MB/s"));
+    }
+    s
+}
+
+#[derive(Clone, Copy)]
+enum Metric {
+    /// Mean round trip, µs (lower is better).
+    Rtt,
+    /// Operations per second.
+    Rate,
+    /// Megabytes per second.
+    Throughput,
+}
+
+enum Target {
+    /// ratio ≤ x (for round trips).
+    AtMost(f64),
+    /// ratio ≥ x.
+    AtLeast(f64),
+    /// Reported, no target.
+    Report,
+}
+
+struct Check {
+    id: &'static str,
+    what: &'static str,
+    rmi: &'static str,
+    base: &'static str,
+    metric: Metric,
+    target: Target,
+}
+
+fn value(o: &Outcome, m: Metric) -> Option<f64> {
+    match m {
+        Metric::Rtt => (o.rate() > 0.0).then(|| 1e6 / o.rate()),
+        Metric::Rate => Some(o.rate()),
+        Metric::Throughput => o.mb_per_sec(),
+    }
+}
+
+fn checks() -> Vec<Check> {
+    use Metric::*;
+    use Target::*;
+    let c = |id, what, rmi, base, metric, target| Check { id, what, rmi, base, metric, target };
+    vec![
+        c("a", "round trip, pinned: rmi / raw TCP", "rmi.seq.pinned", "tcp.seq.pinned", Rtt, AtMost(1.2)),
+        c("a", "round trip, pinned: rmi / tarpc", "rmi.seq.pinned", "tarpc.seq.pinned", Rtt, AtMost(1.0)),
+        c(
+            "a",
+            "round trip, pinned: rmi / Pyro5 msgpack",
+            "rmi.seq.pinned",
+            "pyro.seq.msgpack.pinned",
+            Rtt,
+            AtMost(0.5),
+        ),
+        c("a", "calls/s, unpinned: rmi / raw TCP", "rmi.seq", "tcp.seq", Rate, AtLeast(0.9)),
+        c("b", "64 in flight: rmi / tarpc", "rmi.pipe64", "tarpc.pipe64", Rate, AtLeast(1.5)),
+        c("b", "64 in flight: rmi / raw TCP", "rmi.pipe64", "tcp.pipe64", Rate, AtLeast(0.3)),
+        c("c", "8 clients: rmi / tarpc", "rmi.clients8", "tarpc.clients8", Rate, AtLeast(1.0)),
+        c("c", "8 clients: rmi / Pyro5", "rmi.clients8", "pyro.clients8", Rate, AtLeast(8.0)),
+        c("d", "oneway completed: rmi / Pyro5", "rmi.oneway", "pyro.oneway", Rate, AtLeast(20.0)),
+        c("e", "10 MiB argument: rmi / raw TCP", "rmi.payload", "tcp.payload", Throughput, AtLeast(0.7)),
+        c("e", "10 MiB argument: rmi / tarpc", "rmi.payload", "tarpc.payload", Throughput, Report),
+        c(
+            "e",
+            "10 MiB argument: rmi / Pyro5 msgpack",
+            "rmi.payload",
+            "pyro.payload",
+            Throughput,
+            AtLeast(1.7),
+        ),
+        c("f", "lookups, 64 in flight: rmi / Pyro5", "rmi.lookup.pipe64", "pyro.lookup", Rate, AtLeast(10.0)),
+        c("f", "lookups, sequential: rmi / Pyro5", "rmi.lookup.seq", "pyro.lookup", Rate, Report),
+        c("h", "HMAC on / off, round trip unpinned", "rmi.hmac.seq", "rmi.seq", Rate, AtLeast(0.85)),
+        c(
+            "h",
+            "HMAC on / off, round trip pinned",
+            "rmi.hmac.seq.pinned",
+            "rmi.seq.pinned",
+            Rate,
+            AtLeast(0.85),
+        ),
+        c("h", "HMAC on / off, 64 in flight", "rmi.hmac.pipe64", "rmi.pipe64", Rate, AtLeast(0.85)),
+        c("h", "HMAC on / off, 10 MiB argument", "rmi.hmac.payload", "rmi.payload", Throughput, Report),
+    ]
+}
+
+fn unit(m: Metric) -> &'static str {
+    match m {
+        Metric::Rtt => "µs",
+        Metric::Rate => "/s",
+        Metric::Throughput => "MB/s",
+    }
+}
+
+pub(crate) fn print(results: &BTreeMap<String, Outcome>, quick: bool, rmi_threads: usize) {
+    println!();
+    println!("| run | ops/s | mean µs | p50 µs | p99 µs | MB/s |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for (name, o) in results {
+        let opt = |v: Option<f64>, prec: usize| v.map_or("".to_owned(), |v| format!("{v:.prec$}"));
+        println!(
+            "| {name} | {:.0} | {} | {} | {} | {} |",
+            o.rate(),
+            opt(value(o, Metric::Rtt), 1),
+            opt(o.p50_us, 1),
+            opt(o.p99_us, 1),
+            opt(o.mb_per_sec(), 0),
+        );
+    }
+    println!();
+    println!("| target | comparison | rmi | baseline | ratio | wanted | met |");
+    println!("| --- | --- | ---: | ---: | ---: | --- | --- |");
+    for c in checks() {
+        let (Some(r), Some(b)) = (results.get(c.rmi), results.get(c.base)) else { continue };
+        let (Some(rv), Some(bv)) = (value(r, c.metric), value(b, c.metric)) else { continue };
+        let ratio = rv / bv;
+        let (wanted, met) = match c.target {
+            Target::AtMost(x) => (format!("≤ {x}"), if ratio <= x { "yes" } else { "NO" }),
+            Target::AtLeast(x) => (format!("≥ {x}"), if ratio >= x { "yes" } else { "NO" }),
+            Target::Report => ("".to_owned(), ""),
+        };
+        let u = unit(c.metric);
+        println!("| ({}) | {} | {rv:.1} {u} | {bv:.1} {u} | {ratio:.2} | {wanted} | {met} |", c.id, c.what);
+    }
+    println!();
+    println!(
+        "{} run; rmi processes on {}; tarpc on tokio's multi-thread runtime (2 workers); raw TCP on a \
+         current-thread runtime; pinned runs put server and client on CPU 0 (taskset -c 0).",
+        if quick { "quick" } else { "full" },
+        if rmi_threads <= 1 {
+            "a current-thread runtime".to_owned()
+        } else {
+            format!("{rmi_threads} worker threads")
+        }
+    );
+}

@@ -1,0 +1,153 @@
+//! Runs every benchmark: for each, starts the server process, runs the
+//! client process, stops the server, and keeps the outcome.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::Context;
+
+use crate::flag;
+use crate::measure::Outcome;
+use crate::report;
+
+/// One benchmark: a server, a client workload, and how they run.
+#[derive(Debug, Clone)]
+struct Bench {
+    name: String,
+    server: &'static str,
+    client: &'static str,
+    workload: &'static str,
+    key: bool,
+    pinned: bool,
+    threads: usize,
+}
+
+/// What each system's processes run on: tarpc as its users run it (tokio's
+/// default multi-thread runtime, one worker per core); raw TCP on a
+/// current-thread runtime (the limit); rmi as `--rmi-threads` says.
+fn benches(rmi_threads: usize) -> Vec<Bench> {
+    let mut all = Vec::new();
+    let mut add = |name: &str, server, client, workload, key, pinned, threads| {
+        all.push(Bench { name: name.to_owned(), server, client, workload, key, pinned, threads });
+    };
+    for (system, server, threads) in
+        [("tcp", "tcp-echo", 1), ("tarpc", "tarpc", 2), ("rmi", "rmi", rmi_threads)]
+    {
+        add(&format!("{system}.seq"), server, system, "seq", false, false, threads);
+        add(&format!("{system}.seq.pinned"), server, system, "seq", false, true, threads);
+        add(&format!("{system}.pipe64"), server, system, "pipe64", false, false, threads);
+        add(&format!("{system}.clients8"), server, system, "clients8", false, false, threads);
+        let payload_server = if system == "tcp" { "tcp-sink" } else { server };
+        add(&format!("{system}.payload"), payload_server, system, "payload", false, false, threads);
+    }
+    add("rmi.oneway", "rmi", "rmi", "oneway", false, false, rmi_threads);
+    add("rmi.lookup.seq", "names", "rmi", "lookup-seq", false, false, rmi_threads);
+    add("rmi.lookup.pipe64", "names", "rmi", "lookup-pipe64", false, false, rmi_threads);
+    add("rmi.hmac.seq", "rmi", "rmi", "seq", true, false, rmi_threads);
+    add("rmi.hmac.seq.pinned", "rmi", "rmi", "seq", true, true, rmi_threads);
+    add("rmi.hmac.pipe64", "rmi", "rmi", "pipe64", true, false, rmi_threads);
+    add("rmi.hmac.payload", "rmi", "rmi", "payload", true, false, rmi_threads);
+    all
+}
+
+const BENCH_KEY: &str = "benchmark-key";
+
+fn command(pinned: bool) -> anyhow::Result<Command> {
+    let exe = std::env::current_exe()?;
+    Ok(if pinned {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg("0").arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    })
+}
+
+/// Kills the server when dropped, whatever happened.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(bench: &Bench) -> anyhow::Result<(Server, String)> {
+    let mut c = command(bench.pinned)?;
+    c.args(["serve", bench.server, "--threads", &bench.threads.to_string()]);
+    if bench.key {
+        c.args(["--key", BENCH_KEY]);
+    }
+    let mut child = c.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().context("starting a server")?;
+    let stdout = child.stdout.take().context("server stdout")?;
+    let server = Server(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let target =
+        line.trim().strip_prefix("READY ").with_context(|| format!("server said {line:?}"))?.to_owned();
+    Ok((server, target))
+}
+
+fn run_client(bench: &Bench, target: &str, quick: bool) -> anyhow::Result<Outcome> {
+    let mut c = command(bench.pinned)?;
+    c.args(["client", bench.client, bench.workload, target, "--threads", &bench.threads.to_string()]);
+    if bench.key {
+        c.args(["--key", BENCH_KEY]);
+    }
+    if quick {
+        c.arg("--quick");
+    }
+    let output = c.stderr(Stdio::inherit()).output().context("running a client")?;
+    anyhow::ensure!(output.status.success(), "{} failed: {}", bench.name, output.status);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json =
+        stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).context("the client printed no result")?;
+    Ok(serde_json::from_str(json)?)
+}
+
+fn pyro(quick: bool) -> anyhow::Result<BTreeMap<String, Outcome>> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pyro5").join("run.sh");
+    let mut c = Command::new("bash");
+    c.arg(&script).arg("--json");
+    if quick {
+        c.arg("--quick");
+    }
+    let output = c.stderr(Stdio::inherit()).output().context("running benches/pyro5/run.sh")?;
+    anyhow::ensure!(output.status.success(), "benches/pyro5/run.sh failed: {}", output.status);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json = stdout.lines().rev().find(|l| l.starts_with('{')).context("the Pyro5 run printed no JSON")?;
+    Ok(serde_json::from_str(json)?)
+}
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let rmi_threads: usize = flag(args, "--rmi-threads").unwrap_or("1").parse().context("--rmi-threads")?;
+    let only: Option<Vec<&str>> = flag(args, "--only").map(|o| o.split(',').collect());
+    let mut results = BTreeMap::new();
+    for bench in benches(rmi_threads) {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|n| bench.name.starts_with(n))) {
+            continue;
+        }
+        eprint!("{:<24}", bench.name);
+        let (server, target) = start_server(&bench)?;
+        let outcome = run_client(&bench, &target, quick)?;
+        drop(server);
+        eprintln!("{}", report::summary(&outcome));
+        results.insert(bench.name.clone(), outcome);
+    }
+    if args.iter().any(|a| a == "--pyro") {
+        eprintln!("Pyro5 (benches/pyro5/run.sh)…");
+        for (name, outcome) in pyro(quick)? {
+            eprintln!("{:<24}{}", format!("pyro.{name}"), report::summary(&outcome));
+            results.insert(format!("pyro.{name}"), outcome);
+        }
+    }
+    report::print(&results, quick, rmi_threads);
+    if let Some(path) = flag(args, "--save") {
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
+    }
+    Ok(())
+}

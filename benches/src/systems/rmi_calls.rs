@@ -1,0 +1,211 @@
+//! rmi doing the same work: an exposed object with the same methods, called
+//! through its generated typed proxy, and name-server lookups.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rmi::{Blob, Config, Key, NameServerProxy, Proxy};
+
+use crate::measure::{Gate, Outcome, PAYLOAD, Plan, sequential};
+
+/// Names the name server holds in the lookup workloads.
+pub(crate) const NAMES: usize = 10_000;
+
+/// The work.
+#[derive(Debug, Default)]
+pub struct Bench {
+    ticks: AtomicU64,
+}
+
+#[rmi::expose]
+impl Bench {
+    /// Returns `x`.
+    pub fn echo(&self, x: u64) -> u64 {
+        x
+    }
+
+    /// Counts a oneway call.
+    #[rmi::oneway]
+    pub fn tick(&self) {
+        self.ticks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many oneway calls ran.
+    pub fn ticks(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
+    }
+
+    /// Forgets the oneway calls counted so far.
+    pub fn reset(&self) {
+        self.ticks.store(0, Ordering::Relaxed);
+    }
+
+    /// Returns the payload's length.
+    pub fn blob_len(&self, payload: Blob) -> u64 {
+        payload.len() as u64
+    }
+}
+
+fn config(key: Option<&str>) -> Config {
+    let mut config = Config::default();
+    config.hmac_key = key.map(Key::from);
+    config.call_timeout = Some(Duration::from_secs(60));
+    config
+}
+
+/// Serves a `Bench` as `bench` until killed; reports its URI through `ready`.
+pub(crate) async fn serve(addr: &str, key: Option<&str>, ready: impl FnOnce(String)) -> anyhow::Result<()> {
+    let daemon = rmi::Daemon::builder_with_config(&config(key)).bind(addr).await?;
+    let uri = daemon.register(Bench::default(), Some("bench"))?;
+    ready(uri.to_string());
+    daemon.serve().await?;
+    Ok(())
+}
+
+/// Serves a name server holding `NAMES` names; reports its URI.
+pub(crate) async fn serve_names(key: Option<&str>, ready: impl FnOnce(String)) -> anyhow::Result<()> {
+    let mut options = rmi_naming::NameServerOptions::from_config(&config(key));
+    options.port = 0;
+    options.broadcast_port = None;
+    let ns = rmi_naming::start(options).await?;
+    let client = NameServerProxy::from_proxy(Proxy::builder_with_config(ns.uri(), &config(key)).build()?);
+    for i in 0..NAMES {
+        let uri: rmi::ObjectUri = format!("RMI:obj{i}@127.0.0.1:{}", 1 + i % 60_000).parse()?;
+        client.register(&format!("bench.name.{i}"), &uri).await?;
+    }
+    ready(ns.uri().to_string());
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+fn proxy(uri: &str, key: Option<&str>) -> anyhow::Result<BenchProxy> {
+    Ok(BenchProxy::from_proxy(Proxy::builder_with_config(uri, &config(key)).build()?))
+}
+
+/// One call at a time.
+pub(crate) async fn seq(uri: &str, key: Option<&str>, plan: Plan) -> anyhow::Result<Outcome> {
+    let bench = proxy(uri, key)?;
+    sequential(plan.calls / 10, plan.calls, async |i| {
+        anyhow::ensure!(bench.echo(i).await? == i);
+        Ok(())
+    })
+    .await
+}
+
+/// `tasks` tasks calling through clones of one proxy: one connection.
+pub(crate) async fn pipelined(
+    uri: &str,
+    key: Option<&str>,
+    tasks: usize,
+    plan: Plan,
+) -> anyhow::Result<Outcome> {
+    let bench = proxy(uri, key)?;
+    bench.echo(0).await?;
+    let gate = Gate::new();
+    let loops = (0..tasks)
+        .map(|_| {
+            let (bench, gate) = (bench.clone(), gate.clone());
+            tokio::spawn(async move {
+                while gate.running() {
+                    bench.echo(1).await?;
+                    gate.done(1);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    gate.measure(plan.warmup, plan.window, loops).await
+}
+
+/// `clients` proxies with their own connections, one call at a time each.
+pub(crate) async fn clients(
+    uri: &str,
+    key: Option<&str>,
+    clients: usize,
+    plan: Plan,
+) -> anyhow::Result<Outcome> {
+    let gate = Gate::new();
+    let mut loops = Vec::new();
+    for _ in 0..clients {
+        let (bench, gate) = (proxy(uri, key)?, gate.clone());
+        bench.echo(0).await?;
+        loops.push(tokio::spawn(async move {
+            while gate.running() {
+                bench.echo(1).await?;
+                gate.done(1);
+            }
+            Ok(())
+        }));
+    }
+    gate.measure(plan.warmup, plan.window, loops).await
+}
+
+/// Oneway calls sent as fast as they go; the rate is of calls *completed*
+/// on the server, from the first sent to the last counted there.
+pub(crate) async fn oneway(uri: &str, key: Option<&str>, plan: Plan) -> anyhow::Result<Outcome> {
+    let bench = proxy(uri, key)?;
+    bench.reset().await?;
+    let started = Instant::now();
+    for _ in 0..plan.oneways {
+        bench.tick().await?;
+    }
+    let patience = Instant::now() + Duration::from_secs(60);
+    while bench.ticks().await? < plan.oneways {
+        anyhow::ensure!(Instant::now() < patience, "oneway calls went missing");
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    Ok(Outcome { ops: plan.oneways, secs: started.elapsed().as_secs_f64(), ..Outcome::default() })
+}
+
+/// A 10 MiB argument, one call at a time.
+pub(crate) async fn payload(uri: &str, key: Option<&str>, plan: Plan) -> anyhow::Result<Outcome> {
+    let bench = proxy(uri, key)?;
+    let data = Blob::from(vec![5u8; PAYLOAD]);
+    bench.blob_len(data.clone()).await?;
+    let started = Instant::now();
+    for _ in 0..plan.transfers {
+        anyhow::ensure!(bench.blob_len(data.clone()).await? == PAYLOAD as u64);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(Outcome {
+        ops: plan.transfers,
+        secs,
+        bytes: Some(plan.transfers * PAYLOAD as u64),
+        ..Outcome::default()
+    })
+}
+
+/// Name-server lookups of random names, `tasks` at a time on one connection.
+pub(crate) async fn lookups(
+    uri: &str,
+    key: Option<&str>,
+    tasks: usize,
+    plan: Plan,
+) -> anyhow::Result<Outcome> {
+    let ns = NameServerProxy::from_proxy(Proxy::builder_with_config(uri, &config(key)).build()?);
+    if tasks == 1 {
+        return sequential(plan.calls / 10, plan.calls, async |i| {
+            ns.lookup(&format!("bench.name.{}", (i * 7919) as usize % NAMES)).await?;
+            Ok(())
+        })
+        .await;
+    }
+    let gate = Gate::new();
+    let ns = Arc::new(ns);
+    let loops = (0..tasks)
+        .map(|t| {
+            let (ns, gate) = (ns.clone(), gate.clone());
+            tokio::spawn(async move {
+                let mut i = t;
+                while gate.running() {
+                    ns.lookup(&format!("bench.name.{}", (i * 7919) % NAMES)).await?;
+                    gate.done(1);
+                    i += tasks;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    gate.measure(plan.warmup, plan.window, loops).await
+}

@@ -1,0 +1,138 @@
+//! The limit: raw tokio TCP. An echo server for 8-byte ping-pong (one at a
+//! time, or 64 in flight), and a sink that reads length-prefixed payloads
+//! and answers each with 8 bytes.
+
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::measure::{Gate, Outcome, PAYLOAD, Plan, sequential};
+
+/// Echoes every byte back, in whatever pieces it arrives.
+pub(crate) async fn serve_echo(listener: TcpListener) -> anyhow::Result<()> {
+    loop {
+        let (mut stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if stream.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Reads `len:u32le payload` frames; answers each with its length as 8 bytes.
+pub(crate) async fn serve_sink(listener: TcpListener) -> anyhow::Result<()> {
+    loop {
+        let (mut stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            loop {
+                let Ok(len) = stream.read_u32_le().await else { return };
+                buf.resize(len as usize, 0);
+                if stream.read_exact(&mut buf).await.is_err() {
+                    return;
+                }
+                if stream.write_all(&u64::from(len).to_le_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+async fn connect(addr: &str) -> anyhow::Result<TcpStream> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// One 8-byte ping-pong at a time.
+pub(crate) async fn seq(addr: &str, plan: Plan) -> anyhow::Result<Outcome> {
+    let mut stream = connect(addr).await?;
+    let mut answer = [0u8; 8];
+    sequential(plan.calls / 10, plan.calls, async |i| {
+        stream.write_all(&i.to_le_bytes()).await?;
+        stream.read_exact(&mut answer).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// `window` 8-byte frames in flight on one connection.
+pub(crate) async fn pipelined(addr: &str, window: usize, plan: Plan) -> anyhow::Result<Outcome> {
+    let gate = Gate::new();
+    let mut stream = connect(addr).await?;
+    let looping = tokio::spawn({
+        let gate = gate.clone();
+        async move {
+            stream.write_all(&vec![7u8; 8 * window]).await?;
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut partial = 0usize;
+            while gate.running() {
+                let n = stream.read(&mut buf).await?;
+                anyhow::ensure!(n > 0, "the echo server closed the connection");
+                let frames = (partial + n) / 8;
+                partial = (partial + n) % 8;
+                gate.done(frames as u64);
+                stream.write_all(&buf[..frames * 8]).await?;
+            }
+            Ok(())
+        }
+    });
+    gate.measure(plan.warmup, plan.window, vec![looping]).await
+}
+
+/// `clients` connections, each one ping-pong at a time.
+pub(crate) async fn clients(addr: &str, clients: usize, plan: Plan) -> anyhow::Result<Outcome> {
+    let gate = Gate::new();
+    let mut loops = Vec::new();
+    for _ in 0..clients {
+        let mut stream = connect(addr).await?;
+        let gate = gate.clone();
+        loops.push(tokio::spawn(async move {
+            let mut answer = [0u8; 8];
+            while gate.running() {
+                stream.write_all(&[1u8; 8]).await?;
+                stream.read_exact(&mut answer).await?;
+                gate.done(1);
+            }
+            Ok(())
+        }));
+    }
+    gate.measure(plan.warmup, plan.window, loops).await
+}
+
+/// 10 MiB frames to the sink, one after another.
+pub(crate) async fn payload(addr: &str, plan: Plan) -> anyhow::Result<Outcome> {
+    let mut stream = connect(addr).await?;
+    let data = vec![5u8; PAYLOAD];
+    let send = async |stream: &mut TcpStream| {
+        stream.write_u32_le(PAYLOAD as u32).await?;
+        stream.write_all(&data).await?;
+        anyhow::ensure!(stream.read_u64_le().await? == PAYLOAD as u64, "the sink miscounted");
+        anyhow::Ok(())
+    };
+    send(&mut stream).await?;
+    let started = Instant::now();
+    for _ in 0..plan.transfers {
+        send(&mut stream).await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(Outcome {
+        ops: plan.transfers,
+        secs,
+        bytes: Some(plan.transfers * PAYLOAD as u64),
+        ..Outcome::default()
+    })
+}
