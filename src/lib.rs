@@ -69,11 +69,4 @@ pub use rmi_proxy::{
 
 /// What generated code needs; not part of the API.
 #[doc(hidden)]
-pub mod __private {
-    pub use rmi_core::Encoded;
-    pub use rmi_core::object::{
-        Dispatch, Exposed, MethodInfo, assert_remote, decode_args, encode_result, encode_return,
-        method_not_found,
-    };
-    pub use rmi_proxy::IntoUri;
-}
+pub use rmi_proxy::__private;

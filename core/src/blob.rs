@@ -147,68 +147,72 @@ impl Source {
     }
 }
 
-enum Scope {
-    Encode(Vec<Bytes>),
-    Decode { backing: Bytes, source: Source },
+/// What a decode scope holds: the buffer borrowed bytes come from (to slice
+/// them without copies), and where attachments come from.
+#[derive(Debug)]
+struct Decoding {
+    backing: Option<Bytes>,
+    source: Source,
 }
 
 thread_local! {
-    static SCOPES: RefCell<Vec<Scope>> = const { RefCell::new(Vec::new()) };
+    /// Set while rmi encodes: large blobs are collected here instead of
+    /// being copied into the message.
+    static ENCODING: RefCell<Option<Vec<Bytes>>> = const { RefCell::new(None) };
+    /// Set while rmi decodes.
+    static DECODING: RefCell<Option<Decoding>> = const { RefCell::new(None) };
 }
 
-/// Pops the scope it pushed, also when the closure unwinds.
-struct ScopeGuard;
+/// Puts back the enclosing encode scope, also when the encoding unwinds.
+struct EncodingGuard(Option<Option<Vec<Bytes>>>);
 
-impl ScopeGuard {
-    fn push(scope: Scope) -> Self {
-        SCOPES.with(|s| s.borrow_mut().push(scope));
-        ScopeGuard
-    }
-
-    fn pop(self) -> Option<Scope> {
-        let scope = SCOPES.with(|s| s.borrow_mut().pop());
-        std::mem::forget(self);
-        scope
-    }
-}
-
-impl Drop for ScopeGuard {
+impl Drop for EncodingGuard {
     fn drop(&mut self) {
-        SCOPES.with(|s| s.borrow_mut().pop());
+        if let Some(outer) = self.0.take() {
+            ENCODING.set(outer);
+        }
     }
 }
 
-/// Runs `f` (which encodes something) with blobs collected as attachments;
-/// returns its result and the attachments in order.
-pub(crate) fn collect_attachments<R>(f: impl FnOnce() -> R) -> (R, Vec<Bytes>) {
-    let guard = ScopeGuard::push(Scope::Encode(Vec::new()));
-    let result = f();
-    match guard.pop() {
-        Some(Scope::Encode(attachments)) => (result, attachments),
-        _ => (result, Vec::new()),
+/// Puts back the enclosing decode scope, also when the decoding unwinds.
+struct DecodingGuard(Option<Option<Decoding>>);
+
+impl Drop for DecodingGuard {
+    fn drop(&mut self) {
+        if let Some(outer) = self.0.take() {
+            DECODING.set(outer);
+        }
     }
+}
+
+/// Runs `f` (which encodes something) with large blobs collected as
+/// attachments; returns its result and the attachments in order.
+pub(crate) fn collect_attachments<R>(f: impl FnOnce() -> R) -> (R, Vec<Bytes>) {
+    let mut guard = EncodingGuard(Some(ENCODING.replace(Some(Vec::new()))));
+    let result = f();
+    let outer = guard.0.take().unwrap_or_default();
+    let attachments = ENCODING.replace(outer).unwrap_or_default();
+    (result, attachments)
 }
 
 /// Runs `f` (which decodes something out of `backing`) with attachments
 /// taken from `source`; returns its result and what is left of the source.
 pub(crate) fn supply_attachments<R>(
-    backing: Bytes,
+    backing: Option<Bytes>,
     source: Source,
     f: impl FnOnce() -> R,
 ) -> (R, Option<Source>) {
-    let guard = ScopeGuard::push(Scope::Decode { backing, source });
+    let mut guard = DecodingGuard(Some(DECODING.replace(Some(Decoding { backing, source }))));
     let result = f();
-    match guard.pop() {
-        Some(Scope::Decode { source, .. }) => (result, Some(source)),
-        _ => (result, None),
-    }
+    let outer = guard.0.take().unwrap_or_default();
+    let mine = DECODING.replace(outer);
+    (result, mine.map(|d| d.source))
 }
 
 /// A zero-copy slice of the decode scope's backing buffer, if `v` lies in it.
 fn slice_of_backing(v: &[u8]) -> Option<Bytes> {
-    SCOPES.with(|s| {
-        let s = s.borrow();
-        let Some(Scope::Decode { backing, .. }) = s.last() else { return None };
+    DECODING.with_borrow(|d| {
+        let backing = d.as_ref()?.backing.as_ref()?;
         let base = backing.as_ptr() as usize;
         let start = (v.as_ptr() as usize).checked_sub(base)?;
         let end = start.checked_add(v.len())?;
@@ -228,13 +232,14 @@ impl Serialize for InlineBytes<'_> {
 
 impl Serialize for Blob {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Small blobs never look at the scope: the common case costs a compare.
         let attached = self.0.len() >= ATTACH_THRESHOLD
-            && SCOPES.with(|s| match s.borrow_mut().last_mut() {
-                Some(Scope::Encode(attachments)) => {
+            && ENCODING.with_borrow_mut(|e| match e {
+                Some(attachments) => {
                     attachments.push(self.0.clone());
                     true
                 }
-                _ => false,
+                None => false,
             });
         if attached {
             serializer.serialize_newtype_variant("Blob", 1, "Attached", &(self.0.len() as u64))
@@ -306,9 +311,9 @@ impl<'de> Visitor<'de> for BlobVisitor {
             (BlobTag::Attached, v) => {
                 let len: u64 = v.newtype_variant()?;
                 let len = usize::try_from(len).map_err(|_| de::Error::custom("attachment too long"))?;
-                let taken = SCOPES.with(|s| match s.borrow_mut().last_mut() {
-                    Some(Scope::Decode { source, .. }) => source.take(len),
-                    _ => Err("a blob refers to an attachment outside an rmi message"),
+                let taken = DECODING.with_borrow_mut(|d| match d {
+                    Some(decoding) => decoding.source.take(len),
+                    None => Err("a blob refers to an attachment outside an rmi message"),
                 });
                 taken.map(Blob).map_err(de::Error::custom)
             }
@@ -322,16 +327,193 @@ impl<'de> Deserialize<'de> for Blob {
     }
 }
 
+/// A string carried without copies: UTF-8 bytes in a [`Bytes`]. Names of
+/// objects and methods travel as `Text`, so that a daemon reads them as
+/// slices of its receive buffer and a proxy sends them without allocating.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Text(Bytes);
+
+impl Text {
+    /// A text over a static string, without a copy.
+    pub const fn from_static(text: &'static str) -> Self {
+        Text(Bytes::from_static(text.as_bytes()))
+    }
+
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        // Every constructor takes valid UTF-8 (a `str` or a `String`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        Text(Bytes::from(s))
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Self {
+        Text(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+impl From<&String> for Text {
+    fn from(s: &String) -> Self {
+        Text::from(s.as_str())
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text, E> {
+        Ok(slice_of_backing(v.as_bytes()).map_or_else(|| Text::from(v), Text))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+        Ok(Text::from(v))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Text, E> {
+        Ok(Text::from(v))
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+/// Encodings up to this many bytes are kept inline, without an allocation:
+/// most arguments and return values are this small.
+const INLINE: usize = 54;
+
+/// The bytes of an encoded value.
+#[derive(Clone)]
+enum Body {
+    /// A small encoding, kept in place.
+    Inline { len: u8, buf: [u8; INLINE] },
+    /// A larger one, or one received (a slice of the receive buffer).
+    Shared(Blob),
+}
+
+impl Body {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Body::Inline { len, buf } => buf.get(..usize::from(*len)).unwrap_or_default(),
+            Body::Shared(blob) => blob,
+        }
+    }
+
+    fn backing(&self) -> Option<Bytes> {
+        match self {
+            Body::Inline { .. } => None,
+            Body::Shared(blob) => Some(blob.0.clone()),
+        }
+    }
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Body::Inline { len: 0, buf: [0; INLINE] }
+    }
+}
+
+impl PartialEq for Body {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Body {}
+
 /// A value encoded once (postcard), its large blobs kept aside.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Encoded {
-    bytes: Blob,
+    body: Body,
     blobs: Vec<Blob>,
 }
 
 impl fmt::Debug for Encoded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Encoded({} bytes + {} blobs)", self.bytes.len(), self.blobs.len())
+        write!(f, "Encoded({} bytes + {} blobs)", self.body.as_slice().len(), self.blobs.len())
+    }
+}
+
+/// On the wire an encoded value is its bytes (as a blob: inline or
+/// attached) and its blobs.
+impl Serialize for Encoded {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut tuple = serializer.serialize_tuple(2)?;
+        match &self.body {
+            Body::Inline { .. } => tuple.serialize_element(&InlineBlob(self.body.as_slice()))?,
+            Body::Shared(blob) => tuple.serialize_element(blob)?,
+        }
+        tuple.serialize_element(&self.blobs)?;
+        tuple.end()
+    }
+}
+
+/// A small byte string serialized the way an inline [`Blob`] is.
+struct InlineBlob<'a>(&'a [u8]);
+
+impl Serialize for InlineBlob<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_newtype_variant("Blob", 0, "Inline", &InlineBytes(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Encoded {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (bytes, blobs) = <(Blob, Vec<Blob>)>::deserialize(deserializer)?;
+        Ok(Encoded { body: Body::Shared(bytes), blobs })
     }
 }
 
@@ -342,8 +524,21 @@ impl Encoded {
     ///
     /// When the value's `Serialize` impl fails.
     pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Self, CodecError> {
-        let (bytes, blobs) = collect_attachments(|| postcard::to_allocvec(value));
-        Ok(Encoded { bytes: Blob(Bytes::from(bytes?)), blobs: blobs.into_iter().map(Blob).collect() })
+        let mut buf = [0u8; INLINE];
+        // Small values fit in place; a larger one is encoded again into a
+        // buffer of its own (each attempt collects its own attachments).
+        let (inline, blobs) =
+            collect_attachments(|| postcard::to_slice(value, &mut buf).map(|used| used.len()));
+        let (body, blobs) = match inline {
+            Ok(len) => (Body::Inline { len: len as u8, buf }, blobs),
+            // Most likely the buffer was too small (postcard says so in more
+            // than one way); a real failure fails again below.
+            Err(_) => {
+                let (bytes, blobs) = collect_attachments(|| postcard::to_allocvec(value));
+                (Body::Shared(Blob(Bytes::from(bytes?))), blobs)
+            }
+        };
+        Ok(Encoded { body, blobs: blobs.into_iter().map(Blob).collect() })
     }
 
     /// Decodes the value, taking its blobs without copying them.
@@ -352,9 +547,10 @@ impl Encoded {
     ///
     /// When the bytes are not a `T`, or bytes or blobs are left over.
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, CodecError> {
+        let bytes = self.body.as_slice();
         let source = Source::List(self.blobs.clone().into_iter());
         let (result, rest) =
-            supply_attachments(self.bytes.0.clone(), source, || postcard::take_from_bytes::<T>(&self.bytes));
+            supply_attachments(self.body.backing(), source, || postcard::take_from_bytes::<T>(bytes));
         let (value, trailing) = result?;
         if !trailing.is_empty() {
             return Err(CodecError::TrailingBytes(trailing.len()));
@@ -368,7 +564,7 @@ impl Encoded {
     /// How many bytes the value takes on the wire, near enough to check it
     /// against the message size limit before sending.
     pub fn wire_len(&self) -> usize {
-        self.bytes.len() + self.blobs.iter().map(|b| b.len() + 10).sum::<usize>() + 10
+        self.body.as_slice().len() + self.blobs.iter().map(|b| b.len() + 10).sum::<usize>() + 10
     }
 }
 
@@ -399,13 +595,28 @@ mod tests {
         let value = args();
         let encoded = Encoded::encode(&value).unwrap();
         assert_eq!(encoded.blobs.len(), 1, "only the large blob is attached");
-        assert!(encoded.bytes.len() < 100, "the message itself stays small");
+        assert!(encoded.body.as_slice().len() < 100, "the message itself stays small");
         // The attachment is the caller's buffer, not a copy.
         assert_eq!(encoded.blobs[0].as_ptr(), value.big.as_ptr());
         let back: Args = encoded.decode().unwrap();
         assert_eq!(back, value);
         // Decoding hands out the same buffer again.
         assert_eq!(back.big.as_ptr(), value.big.as_ptr());
+    }
+
+    #[test]
+    fn a_value_too_large_to_be_inline_keeps_its_blobs_once() {
+        let value = Args { name: "n".repeat(500), ..args() };
+        let encoded = Encoded::encode(&value).unwrap();
+        assert!(matches!(encoded.body, Body::Shared(_)));
+        assert_eq!(encoded.blobs.len(), 1, "the large blob, attached once");
+        assert_eq!(encoded.decode::<Args>().unwrap(), value);
+        // Values that overflow the inline buffer inside `collect_str` too.
+        let uri: crate::Uri = format!("RMINAME:{}", "n".repeat(80)).parse().unwrap();
+        assert_eq!(Encoded::encode(&uri).unwrap().decode::<crate::Uri>().unwrap(), uri);
+        let small = Encoded::encode(&(1u64, "x")).unwrap();
+        assert!(matches!(small.body, Body::Inline { .. }));
+        assert_eq!(small.decode::<(u64, String)>().unwrap(), (1, "x".to_owned()));
     }
 
     #[test]
@@ -437,7 +648,7 @@ mod tests {
     #[test]
     fn trailing_bytes_are_refused() {
         let mut e = Encoded::encode(&5u8).unwrap();
-        e.bytes = Blob::from(vec![5u8, 0]);
+        e.body = Body::Shared(Blob::from(vec![5u8, 0]));
         assert_eq!(e.decode::<u8>(), Err(CodecError::TrailingBytes(1)));
     }
 
@@ -451,6 +662,6 @@ mod tests {
         }
         let caught = std::panic::catch_unwind(|| Encoded::encode(&Bomb));
         assert!(caught.is_err());
-        SCOPES.with(|s| assert!(s.borrow().is_empty(), "the scope was popped"));
+        ENCODING.with_borrow(|e| assert!(e.is_none(), "the scope was put back"));
     }
 }

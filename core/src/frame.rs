@@ -24,7 +24,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -289,7 +289,7 @@ pub(crate) fn open_frame<T: DeserializeOwned>(
         .ok_or_else(|| malformed("envelope length runs past the end of the frame"))?;
     let envelope = payload.slice(ENVELOPE_PREFIX_LEN..envelope_end);
     let attachments = payload.slice(envelope_end..);
-    let (decoded, rest) = supply_attachments(envelope.clone(), Source::Contiguous(attachments), || {
+    let (decoded, rest) = supply_attachments(Some(envelope.clone()), Source::Contiguous(attachments), || {
         postcard::take_from_bytes::<T>(&envelope).map(|(value, trailing)| (value, trailing.len()))
     });
     let (value, trailing) =
@@ -304,13 +304,13 @@ pub(crate) fn open_frame<T: DeserializeOwned>(
 }
 
 /// Writes postcard output straight into the staging buffer.
-struct StagingFlavor<'a>(&'a mut BytesMut);
+struct StagingFlavor<'a>(&'a mut Vec<u8>);
 
 impl postcard::ser_flavors::Flavor for StagingFlavor<'_> {
     type Output = ();
 
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.put_u8(data);
+        self.0.push(data);
         Ok(())
     }
 
@@ -331,7 +331,11 @@ impl postcard::ser_flavors::Flavor for StagingFlavor<'_> {
 pub(crate) struct FrameWriter {
     /// Chunks that go out before `staging`.
     chunks: VecDeque<Bytes>,
-    staging: BytesMut,
+    /// Small frames, one after another (a plain vector: postcard writes
+    /// into it a byte or a few at a time).
+    staging: Vec<u8>,
+    /// Bytes at the front of `staging` already written.
+    written: usize,
     /// Bytes queued in `chunks` and `staging` together.
     queued: usize,
 }
@@ -359,7 +363,7 @@ impl FrameWriter {
         let start = self.staging.len();
         let auth_len = if session.is_some() { AUTH_HEADER_LEN } else { 0 };
         let header_len = LENGTH_PREFIX_LEN + auth_len + ENVELOPE_PREFIX_LEN;
-        self.staging.put_bytes(0, header_len);
+        self.staging.resize(start + header_len, 0);
         let envelope_start = self.staging.len();
         let (encoded, attachments) = collect_attachments(|| {
             postcard::serialize_with_flavor::<T, _, ()>(message, StagingFlavor(&mut self.staging))
@@ -397,7 +401,9 @@ impl FrameWriter {
             tag_field.copy_from_slice(&tag);
         }
         if !attachments.is_empty() {
-            self.chunks.push_back(self.staging.split().freeze());
+            let mut frames = Bytes::from(std::mem::take(&mut self.staging));
+            frames.advance(std::mem::take(&mut self.written));
+            self.chunks.push_back(frames);
             self.chunks.extend(attachments.into_iter().filter(|a| !a.is_empty()));
         }
         self.queued += LENGTH_PREFIX_LEN + body_len;
@@ -407,7 +413,8 @@ impl FrameWriter {
     /// Points `slots` at the queued pieces, in the order they go out; returns
     /// how many it filled.
     fn gather<'a>(&'a self, slots: &mut [IoSlice<'a>]) -> usize {
-        let pieces = self.chunks.iter().map(Bytes::as_ref).chain(std::iter::once(self.staging.as_ref()));
+        let staged = self.staging.get(self.written..).unwrap_or_default();
+        let pieces = self.chunks.iter().map(Bytes::as_ref).chain(std::iter::once(staged));
         let mut count = 0;
         for (slot, piece) in slots.iter_mut().zip(pieces.filter(|p| !p.is_empty())) {
             *slot = IoSlice::new(piece);
@@ -447,7 +454,10 @@ impl FrameWriter {
         mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
     ) -> io::Result<bool> {
         while self.queued > 0 {
-            let result = {
+            let result = if self.chunks.is_empty() {
+                // The common case, small frames only: one slice.
+                write(&[IoSlice::new(self.staging.get(self.written..).unwrap_or_default())])
+            } else {
                 let mut slots = [IoSlice::new(&[]); MAX_IO_SLICES];
                 let count = self.gather(&mut slots);
                 write(slots.get(..count).unwrap_or_default())
@@ -477,14 +487,15 @@ impl FrameWriter {
                     n = 0;
                 }
                 None => {
-                    self.staging.advance(n);
+                    self.written += n;
                     n = 0;
                 }
             }
         }
-        if self.staging.is_empty() {
+        if self.written >= self.staging.len() {
             // Keep the allocation for the next frames.
             self.staging.clear();
+            self.written = 0;
         }
     }
 }

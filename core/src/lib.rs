@@ -12,6 +12,7 @@
 //! - [`auth`]: the shared key, the per-connection session that tags every
 //!   frame, and their errors.
 //! - [`handshake`]: the version and key handshake on a new connection.
+//! - [`idmap`]: maps keyed by call id, with a cheap hash.
 //! - [`transport`]: a connection as a stream and sink of postcard messages,
 //!   in the shape tarpc expects.
 //! - [`blob`]: [`Blob`], bytes carried without copies, and [`Encoded`],
@@ -33,6 +34,7 @@ pub mod config;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod idmap;
 pub mod link;
 pub mod message;
 pub mod net;
@@ -41,7 +43,7 @@ pub mod transport;
 pub mod uri;
 
 pub use auth::{AuthError, Key};
-pub use blob::{Blob, Encoded};
+pub use blob::{Blob, Encoded, Text};
 pub use config::{Config, ConfigError};
 pub use error::{Error, RemoteError, RemoteErrorKind};
 pub use frame::TransportError;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::blob::Encoded;
+use crate::blob::{Encoded, Text};
 use crate::error::RemoteError;
 
 /// One method call on one remote object.
@@ -24,9 +24,9 @@ use crate::error::RemoteError;
 #[non_exhaustive]
 pub struct Call {
     /// The object's id in the daemon.
-    pub object: String,
+    pub object: Text,
     /// The exposed method's name.
-    pub method: String,
+    pub method: Text,
     /// The arguments, as a tuple, encoded once.
     pub args: Encoded,
     /// The caller does not wait: the daemon sends no response and runs the
@@ -36,7 +36,7 @@ pub struct Call {
 
 impl Call {
     /// A call of `method` on `object` with `args` (already encoded).
-    pub fn new(object: impl Into<String>, method: impl Into<String>, args: Encoded) -> Self {
+    pub fn new(object: impl Into<Text>, method: impl Into<Text>, args: Encoded) -> Self {
         Call { object: object.into(), method: method.into(), args, oneway: false }
     }
 

@@ -164,6 +164,12 @@ pub async fn with_deadline<F: Future>(deadline: Option<Instant>, future: F) -> F
     DEADLINE.scope(deadline, future).await
 }
 
+/// Runs `f` (a synchronous method) as the handling of a call due by
+/// `deadline`.
+pub fn sync_with_deadline<R>(deadline: Option<Instant>, f: impl FnOnce() -> R) -> R {
+    DEADLINE.sync_scope(deadline, f)
+}
+
 /// The deadline of the call being handled on this task, if any: a proxy
 /// makes outgoing calls due no later than it, so a chain of calls shares one
 /// deadline.

@@ -1,46 +1,130 @@
 //! One client connection: its handshake, its reading loop, and its calls.
 //!
-//! The loop reads requests and starts every call on a task of its own, so a
-//! slow call holds up nothing, and a method may call another daemon that
-//! calls back into this one. Each task writes its own response through the
-//! shared writer. A `Cancel` aborts its call; a client that goes away takes
-//! its calls in flight with it (oneway calls run on).
+//! The loop reads requests and hands each call to a worker of the
+//! connection (see `workers`): calls run concurrently, so a slow call holds
+//! up nothing, and a method may call another daemon that calls back into
+//! this one. Each call writes its own reply through the shared writer. A
+//! `Cancel` aborts its call; a client that goes away takes its calls in
+//! flight with it (oneway calls run on).
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use futures::FutureExt;
 use futures::future::{AbortHandle, Abortable};
 use rmi_core::handshake::server_handshake;
+use rmi_core::idmap::IdMap;
 use rmi_core::link::{self, MessageWriter};
 use rmi_core::message::deadline_from;
 use rmi_core::net::Connection;
-use rmi_core::object::{Dispatch, Exposed, with_deadline};
-use rmi_core::{Encoded, RemoteError, RemoteErrorKind, Reply, Request, Response, TransportError};
+use rmi_core::object::{Dispatch, Exposed, ReplyFuture, sync_with_deadline, with_deadline};
+use rmi_core::{Call, Encoded, RemoteError, RemoteErrorKind, Reply, Request, Response, Text, TransportError};
 use tokio_util::task::TaskTracker;
 
 use crate::daemon::Inner;
+use crate::registry::Registry;
+use crate::workers::Pool;
 
-/// Calls in flight on one connection, by id, to cancel them.
-type InFlight = Arc<Mutex<HashMap<u64, AbortHandle>>>;
+/// A call handed to a worker.
+struct Job {
+    id: u64,
+    object: Arc<dyn Exposed>,
+    call: Call,
+    deadline: Option<Instant>,
+}
 
-fn lock(calls: &InFlight) -> MutexGuard<'_, HashMap<u64, AbortHandle>> {
-    // Insertions and removals leave the map whole; a poisoned lock is usable.
-    calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+/// What a connection's workers share.
+struct Shared {
+    writer: MessageWriter,
+    /// Calls that are awaiting something, by id, to cancel them. (A
+    /// synchronous method runs to its end in one go; there is nothing to
+    /// cancel, so it is not registered.)
+    calls: Mutex<IdMap<AbortHandle>>,
+    /// Calls received and not yet answered.
+    in_flight: AtomicUsize,
+    pool: Pool<Job>,
+}
+
+impl Shared {
+    fn calls(&self) -> MutexGuard<'_, IdMap<AbortHandle>> {
+        // Insertions and removals leave the map whole; a poisoned lock is usable.
+        self.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn abort_all(&self) {
+        for (_, call) in self.calls().drain() {
+            call.abort();
+        }
+    }
+
+    async fn run_job(&self, job: Job) {
+        let Job { id, object, call, deadline } = job;
+        let reply = match start(object, &call.method, call.args, deadline) {
+            Started::Done(reply) => reply,
+            Started::Running(future) => {
+                let (abort, registration) = AbortHandle::new_pair();
+                self.calls().insert(id, abort);
+                let finished =
+                    Abortable::new(with_deadline(deadline, finish(&call.method, future)), registration).await;
+                self.calls().remove(&id);
+                match finished {
+                    Ok(reply) => reply,
+                    // Cancelled: the caller gave up and reads no reply.
+                    Err(_) => {
+                        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+        };
+        // With other calls in flight, more replies follow: let the flusher
+        // write them together.
+        let others = self.in_flight.fetch_sub(1, Ordering::Relaxed) > 1;
+        send_reply(&self.writer, id, reply, others);
+    }
 }
 
 /// Aborts the connection's calls in flight when dropped: when the client
 /// went away, or when the daemon abandons the connection after its shutdown
 /// grace.
-struct AbortOnDrop(InFlight);
+struct AbortOnDrop(Arc<Shared>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        for (_, call) in lock(&self.0).drain() {
-            call.abort();
+        self.0.abort_all();
+    }
+}
+
+/// A worker: runs its first job, then whatever the pool hands it.
+async fn worker(shared: Arc<Shared>, first: Job) {
+    let id = shared.pool.enlist();
+    let mut job = Some(first);
+    while let Some(next) = job.take() {
+        shared.run_job(next).await;
+        job = shared.pool.next(id).await;
+    }
+}
+
+/// The last object this connection called, kept while the registry does
+/// not change: most connections call one object over and over.
+#[derive(Default)]
+struct LastObject(Option<(String, u64, Arc<dyn Exposed>)>);
+
+impl LastObject {
+    fn get(&mut self, registry: &Registry, id: &Text) -> Option<Arc<dyn Exposed>> {
+        let generation = registry.generation();
+        if let Some((cached, at, object)) = &self.0
+            && id == cached.as_str()
+            && *at == generation
+        {
+            return Some(object.clone());
         }
+        let id = id.as_str();
+        let object = registry.get(id)?;
+        self.0 = Some((id.to_owned(), generation, object.clone()));
+        Some(object)
     }
 }
 
@@ -62,9 +146,15 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
     };
     tracing::debug!(%peer, "connection accepted");
     let (mut reader, writer) = link::split(connection, session, options.max_message_size);
-    let calls: InFlight = Arc::default();
-    let abort_calls = AbortOnDrop(calls.clone());
-    let tasks = TaskTracker::new();
+    let shared = Arc::new(Shared {
+        writer,
+        calls: Mutex::default(),
+        in_flight: AtomicUsize::new(0),
+        pool: Pool::new(),
+    });
+    let abort_calls = AbortOnDrop(shared.clone());
+    let workers = TaskTracker::new();
+    let mut last = LastObject::default();
     let shut_down = loop {
         let request = tokio::select! {
             request = reader.recv::<Request>() => request,
@@ -73,11 +163,11 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         match request {
             Some(Ok(Request::Call { id, remaining, call })) => {
                 let deadline = deadline_from(remaining);
-                let Some(object) = daemon.registry.get(&call.object) else {
+                let Some(object) = last.get(&daemon.registry, &call.object) else {
                     if call.oneway {
-                        tracing::debug!(%peer, object = call.object, "oneway call to an unknown object dropped");
+                        tracing::debug!(%peer, object = %call.object, "oneway call to an unknown object dropped");
                     } else {
-                        send_reply(&writer, id, Err(daemon.registry.not_found(&call.object)), false);
+                        send_reply(&shared.writer, id, Err(daemon.registry.not_found(&call.object)), false);
                     }
                     continue;
                 };
@@ -87,29 +177,19 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
                     let method = call.method;
                     daemon.calls.spawn(async move {
                         if let Err(e) = run(object, &method, call.args, deadline).await {
-                            tracing::info!(method, "oneway call failed: {e}");
+                            tracing::info!(%method, "oneway call failed: {e}");
                         }
                     });
                     continue;
                 }
-                let (abort, registration) = AbortHandle::new_pair();
-                lock(&calls).insert(id, abort);
-                let (calls, writer) = (calls.clone(), writer.clone());
-                tasks.spawn(async move {
-                    let call = Abortable::new(run(object, &call.method, call.args, deadline), registration);
-                    let Ok(reply) = call.await else { return };
-                    let others = {
-                        let mut calls = lock(&calls);
-                        calls.remove(&id);
-                        !calls.is_empty()
-                    };
-                    // With other calls in flight, more replies follow: let the
-                    // flusher write them together.
-                    send_reply(&writer, id, reply, others);
-                });
+                shared.in_flight.fetch_add(1, Ordering::Relaxed);
+                let job = Job { id, object, call, deadline };
+                if let Some(job) = shared.pool.offer(job) {
+                    workers.spawn(worker(shared.clone(), job));
+                }
             }
             Some(Ok(Request::Cancel { id })) => {
-                if let Some(call) = lock(&calls).remove(&id) {
+                if let Some(call) = shared.calls().remove(&id) {
                     call.abort();
                 }
             }
@@ -125,9 +205,10 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         // The client is gone: nobody will read these replies.
         drop(abort_calls);
     }
-    tasks.close();
-    tasks.wait().await;
-    writer.close();
+    shared.pool.close();
+    workers.close();
+    workers.wait().await;
+    shared.writer.close();
     tracing::debug!(%peer, "connection closed");
 }
 
@@ -159,31 +240,50 @@ fn send_reply(writer: &MessageWriter, id: u64, reply: Reply, batched: bool) {
     }
 }
 
-/// Runs one call on `object`: a panic in the method becomes a remote
-/// error, and calls the method makes inherit the deadline.
+/// A call started: done already (a synchronous method, or an error before
+/// the method ran), or still running.
+enum Started {
+    Done(Reply),
+    Running(ReplyFuture),
+}
+
+/// Starts one call on `object`, catching a panic in a synchronous method.
+fn start(object: Arc<dyn Exposed>, method: &str, args: Encoded, deadline: Option<Instant>) -> Started {
+    if deadline.is_some_and(|d| d <= Instant::now()) {
+        return Started::Done(Err(RemoteError::new(
+            RemoteErrorKind::DeadlineExceeded,
+            "the call's deadline passed before it ran",
+        )));
+    }
+    match std::panic::catch_unwind(AssertUnwindSafe(|| {
+        sync_with_deadline(deadline, || object.dispatch(method, args))
+    })) {
+        Ok(Dispatch::Ready(reply)) => Started::Done(reply),
+        Ok(Dispatch::Pending(future)) => Started::Running(future),
+        Err(panic) => Started::Done(Err(panicked(method, panic))),
+    }
+}
+
+/// Finishes a call that is awaiting something, catching a panic in it.
+async fn finish(method: &str, future: ReplyFuture) -> Reply {
+    match AssertUnwindSafe(future).catch_unwind().await {
+        Ok(reply) => reply,
+        Err(panic) => Err(panicked(method, panic)),
+    }
+}
+
+/// Runs one call on `object` to its end: a panic in the method becomes a
+/// remote error, and calls the method makes inherit the deadline.
 pub(crate) async fn run(
     object: Arc<dyn Exposed>,
     method: &str,
     args: Encoded,
     deadline: Option<Instant>,
 ) -> Reply {
-    if deadline.is_some_and(|d| d <= Instant::now()) {
-        return Err(RemoteError::new(
-            RemoteErrorKind::DeadlineExceeded,
-            "the call's deadline passed before it ran",
-        ));
+    match start(object, method, args, deadline) {
+        Started::Done(reply) => reply,
+        Started::Running(future) => with_deadline(deadline, finish(method, future)).await,
     }
-    with_deadline(deadline, async move {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| object.dispatch(method, args))) {
-            Ok(Dispatch::Ready(reply)) => reply,
-            Ok(Dispatch::Pending(future)) => match AssertUnwindSafe(future).catch_unwind().await {
-                Ok(reply) => reply,
-                Err(panic) => Err(panicked(method, panic)),
-            },
-            Err(panic) => Err(panicked(method, panic)),
-        }
-    })
-    .await
 }
 
 fn panicked(method: &str, panic: Box<dyn std::any::Any + Send>) -> RemoteError {

@@ -7,14 +7,16 @@
 //! - `daemon`: [`Daemon`] and its builder: bind, register, serve, shut down.
 //! - `registry`: the hosted objects by id, and the daemon's own object
 //!   (`RMI.Daemon`: `ping`, `describe`, `registered`).
-//! - `connection`: one client connection: handshake, reading loop, a task
-//!   per call, cancellation, panics caught.
+//! - `connection`: one client connection: handshake, reading loop, calls
+//!   handed to workers, cancellation, panics caught.
+//! - `workers`: the reusable tasks a connection's calls run on.
 //!
 //! This crate has no feature flags.
 
 mod connection;
 mod daemon;
 mod registry;
+mod workers;
 
 pub use daemon::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, Daemon, DaemonBuilder, DaemonError};
 pub use registry::DAEMON_OBJECT;

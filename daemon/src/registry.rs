@@ -1,5 +1,6 @@
 //! The objects a daemon hosts, by id, and the daemon's own object.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
@@ -15,6 +16,9 @@ pub const DAEMON_OBJECT: &str = "RMI.Daemon";
 #[derive(Default)]
 pub(crate) struct Registry {
     objects: DashMap<String, Arc<dyn Exposed>>,
+    /// Changes with every registration and removal, so that connections can
+    /// cache lookups and know when to look again.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Registry {
@@ -61,13 +65,22 @@ impl Registry {
             dashmap::Entry::Occupied(_) => Err(DaemonError::DuplicateId(id)),
             dashmap::Entry::Vacant(slot) => {
                 slot.insert(object);
+                self.generation.fetch_add(1, Ordering::Release);
                 Ok(id)
             }
         }
     }
 
     pub(crate) fn remove(&self, id: &str) -> bool {
-        self.objects.remove(id).is_some()
+        let removed = self.objects.remove(id).is_some();
+        self.generation.fetch_add(1, Ordering::Release);
+        removed
+    }
+
+    /// The current generation: it differs from an earlier one if objects
+    /// were registered or removed since.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<Arc<dyn Exposed>> {

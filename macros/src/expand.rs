@@ -297,10 +297,11 @@ impl Generator<'_> {
             });
             let names: Vec<&syn::Ident> = m.args.iter().map(|a| &a.name).collect();
             let ret = return_type(m);
+            let method = quote!(#private::Text::from_static(#name_str));
             let body = if m.oneway.is_some() {
-                quote!(self.proxy.call_oneway(#name_str, (#(#names,)*)).await)
+                quote!(self.proxy.call_oneway_named(#method, (#(#names,)*)).await)
             } else {
-                quote!(self.proxy.call::<#ret>(#name_str, (#(#names,)*)).await)
+                quote!(self.proxy.call_named::<#ret>(#method, (#(#names,)*), self.proxy.timeout()).await)
             };
             quote_spanned! {name.span()=>
                 #(#docs)*

@@ -10,19 +10,24 @@
 //! to reply, like a hand-written client; when the connection breaks, the
 //! reader fails every waiter at once with the reason, so no call hangs.
 
-use std::collections::HashMap;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use rmi_core::handshake::client_handshake;
+use rmi_core::idmap::IdMap;
 use rmi_core::link::{self, MessageReader, MessageWriter};
 use rmi_core::net::Connection;
 use rmi_core::{Call, Error, Key, Location, Reply, Request, Response, TransportError};
-use tokio::sync::oneshot;
 
 /// Bytes of oneway calls that may wait in the queue before the caller waits
 /// for the flusher.
 const ONEWAY_QUEUE_LIMIT: usize = 256 * 1024;
+/// A connection idle for longer is checked for a closed peer before it is
+/// used again (a daemon restart takes far longer than this).
+const IDLE_CHECK_AFTER: Duration = Duration::from_millis(1);
 
 /// How a call failed, and whether it may be retried on a new connection.
 #[derive(Debug)]
@@ -33,14 +38,34 @@ pub(crate) enum CallFailure {
     Failed(Error),
 }
 
-type Waiter = oneshot::Sender<Result<Reply, Error>>;
+/// Where a waiting call's reply is left for it.
+#[derive(Debug)]
+enum Slot {
+    /// Not yet; the waker resumes the caller when it comes.
+    Waiting(Option<Waker>),
+    /// Here it is.
+    Done(Result<Reply, Error>),
+}
 
 #[derive(Debug, Default)]
 struct Pending {
     next_id: u64,
-    waiting: HashMap<u64, Waiter>,
+    slots: IdMap<Slot>,
     /// Why the connection ended, once it did.
     closed: Option<Error>,
+}
+
+impl Pending {
+    /// Leaves `outcome` for call `id`, waking its caller.
+    fn deliver(&mut self, id: u64, outcome: Result<Reply, Error>) -> Option<Waker> {
+        let slot = self.slots.get_mut(&id)?;
+        let waker = match slot {
+            Slot::Waiting(waker) => waker.take(),
+            Slot::Done(_) => None,
+        };
+        *slot = Slot::Done(outcome);
+        waker
+    }
 }
 
 /// A live connection to one daemon.
@@ -51,6 +76,9 @@ pub(crate) struct ClientConnection {
     /// Held by the caller currently reading for everyone.
     reader: tokio::sync::Mutex<MessageReader>,
     address: String,
+    opened: Instant,
+    /// When a reply last arrived, in nanoseconds since `opened`.
+    last_reply: AtomicU64,
 }
 
 impl Drop for ClientConnection {
@@ -94,6 +122,8 @@ impl ClientConnection {
             pending: Mutex::new(Pending::default()),
             reader: tokio::sync::Mutex::new(reader),
             address,
+            opened: Instant::now(),
+            last_reply: AtomicU64::new(0),
         })
     }
 
@@ -103,16 +133,26 @@ impl ClientConnection {
     }
 
     /// Whether the connection has ended, as far as is known without a system
-    /// call (the runtime records a peer's close as it happens).
-    pub(crate) fn is_closed(&self) -> bool {
+    /// call (the runtime records a peer's close as it happens). `now` saves
+    /// the check on a connection in steady use.
+    pub(crate) fn is_closed(&self, now: Instant) -> bool {
         if self.pending().closed.is_some() || self.writer.is_closed() {
             return true;
+        }
+        let last = self.opened + Duration::from_nanos(self.last_reply.load(Ordering::Relaxed));
+        if now.saturating_duration_since(last) < IDLE_CHECK_AFTER {
+            return false;
         }
         let gone = self.reader.try_lock().is_ok_and(|reader| reader.peer_closed());
         if gone {
             self.fail_all(Error::ConnectionLost("the daemon closed the connection".into()));
         }
         gone
+    }
+
+    fn note_reply(&self) {
+        let nanos = u64::try_from(self.opened.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_reply.store(nanos, Ordering::Relaxed);
     }
 
     /// Where the connection goes.
@@ -128,16 +168,15 @@ impl ClientConnection {
         deadline: Option<Instant>,
         timeout: Option<Duration>,
     ) -> Result<Reply, CallFailure> {
-        let (id, response, alone) = {
+        let (id, alone) = {
             let mut pending = self.pending();
             if let Some(reason) = &pending.closed {
                 return Err(CallFailure::NotSent(reason.clone()));
             }
             let id = pending.next_id;
             pending.next_id = pending.next_id.wrapping_add(1);
-            let (tx, rx) = oneshot::channel();
-            pending.waiting.insert(id, tx);
-            (id, rx, pending.waiting.len() == 1)
+            pending.slots.insert(id, Slot::Waiting(None));
+            (id, pending.slots.len() == 1)
         };
         let mut guard = InFlight { connection: self, id, sent: false, done: false };
         let request = Request::call(id, deadline, call);
@@ -147,41 +186,66 @@ impl ClientConnection {
         }
         guard.sent = true;
         let outcome = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline.into(), self.wait(id, response)).await {
+            Some(deadline) => match tokio::time::timeout_at(deadline.into(), self.wait(id)).await {
                 Ok(outcome) => outcome,
                 Err(_) => return Err(CallFailure::Failed(Error::Timeout(timeout.unwrap_or_default()))),
             },
-            None => self.wait(id, response).await,
+            None => self.wait(id).await,
         };
         guard.done = true;
         outcome.map_err(CallFailure::Failed)
     }
 
+    /// The reply for call `id`, once someone delivered it.
+    async fn delivered(&self, id: u64) -> Result<Reply, Error> {
+        poll_fn(|cx| {
+            let mut pending = self.pending();
+            match pending.slots.get_mut(&id) {
+                Some(Slot::Waiting(waker)) => {
+                    match waker {
+                        Some(w) if w.will_wake(cx.waker()) => {}
+                        _ => *waker = Some(cx.waker().clone()),
+                    }
+                    Poll::Pending
+                }
+                Some(Slot::Done(_)) => match pending.slots.remove(&id) {
+                    Some(Slot::Done(outcome)) => Poll::Ready(outcome),
+                    _ => Poll::Pending,
+                },
+                None => Poll::Ready(Err(pending
+                    .closed
+                    .clone()
+                    .unwrap_or_else(|| Error::ConnectionLost("the connection closed".into())))),
+            }
+        })
+        .await
+    }
+
     /// Waits for the reply to call `id`: delivered by whoever reads, or read
     /// by this caller when it is first in line to read.
-    async fn wait(
-        &self,
-        id: u64,
-        mut response: oneshot::Receiver<Result<Reply, Error>>,
-    ) -> Result<Reply, Error> {
+    async fn wait(&self, id: u64) -> Result<Reply, Error> {
         let mut reader = tokio::select! {
             biased;
-            outcome = &mut response => return delivered(outcome),
+            outcome = self.delivered(id) => return outcome,
             reader = self.reader.lock() => reader,
         };
-        // Our reply may have been handed over while we queued for the reader.
-        if let Ok(outcome) = response.try_recv() {
-            return outcome;
-        }
         loop {
+            // Our reply may have been handed over while we queued for the
+            // reader, or by ourselves below.
+            let arrived = matches!(self.pending().slots.get(&id), Some(Slot::Done(_)));
+            if arrived {
+                return self.delivered(id).await;
+            }
             match reader.recv::<Response>().await {
                 Some(Ok(Response { id: got, reply })) => {
-                    let waiter = self.pending().waiting.remove(&got);
+                    self.note_reply();
                     if got == id {
+                        self.pending().slots.remove(&id);
                         return Ok(reply);
                     }
-                    if let Some(waiter) = waiter {
-                        let _ = waiter.send(Ok(reply));
+                    let waker = self.pending().deliver(got, Ok(reply));
+                    if let Some(waker) = waker {
+                        waker.wake();
                     }
                 }
                 Some(Err(TransportError::Auth(e))) => return Err(self.fail_all(Error::Auth(e))),
@@ -201,13 +265,14 @@ impl ClientConnection {
     /// Ends the connection for everyone with `reason`, and returns it.
     fn fail_all(&self, reason: Error) -> Error {
         self.writer.abort();
-        let waiters: Vec<Waiter> = {
+        let wakers: Vec<Waker> = {
             let mut pending = self.pending();
             pending.closed.get_or_insert_with(|| reason.clone());
-            pending.waiting.drain().map(|(_, w)| w).collect()
+            let ids: Vec<u64> = pending.slots.keys().copied().collect();
+            ids.into_iter().filter_map(|id| pending.deliver(id, Err(reason.clone()))).collect()
         };
-        for waiter in waiters {
-            let _ = waiter.send(Err(reason.clone()));
+        for waker in wakers {
+            waker.wake();
         }
         reason
     }
@@ -224,10 +289,6 @@ impl ClientConnection {
         self.writer.wait_below(ONEWAY_QUEUE_LIMIT).await;
         Ok(())
     }
-}
-
-fn delivered(outcome: Result<Result<Reply, Error>, oneshot::error::RecvError>) -> Result<Reply, Error> {
-    outcome.unwrap_or_else(|_| Err(Error::ConnectionLost("the connection closed".into())))
 }
 
 fn send_error(e: TransportError) -> Error {
@@ -253,7 +314,7 @@ impl Drop for InFlight<'_> {
         if self.done {
             return;
         }
-        let removed = self.connection.pending().waiting.remove(&self.id).is_some();
+        let removed = self.connection.pending().slots.remove(&self.id).is_some();
         if removed && self.sent {
             // Best effort: the connection may be gone already.
             let _ = self.connection.writer.send(&Request::Cancel { id: self.id });

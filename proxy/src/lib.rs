@@ -36,11 +36,11 @@ pub use rmi_core::Error;
 /// crate re-exports it, and `#[expose(crate = crate)]` uses it here.
 #[doc(hidden)]
 pub mod __private {
-    pub use rmi_core::Encoded;
     pub use rmi_core::object::{
         Dispatch, Exposed, MethodInfo, assert_remote, decode_args, encode_result, encode_return,
         method_not_found,
     };
+    pub use rmi_core::{Encoded, Text};
 
     pub use crate::IntoUri;
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rmi_core::object::{ObjectDescription, current_deadline};
-use rmi_core::{Call, Config, Encoded, Error, Key, MetaUri, NameUri, ObjectUri, Uri};
+use rmi_core::{Call, Config, Encoded, Error, Key, MetaUri, NameUri, ObjectUri, Text, Uri};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -145,6 +145,8 @@ struct Shared {
 struct State {
     /// Where the object is, once known (for `RMINAME:`, once resolved).
     target: Option<ObjectUri>,
+    /// The target's object id, as calls carry it.
+    object: Text,
     connection: Option<Arc<ClientConnection>>,
 }
 
@@ -284,7 +286,7 @@ impl Proxy {
     /// object or method, bad arguments), the method's own error, or a
     /// broken connection.
     pub async fn call<R: DeserializeOwned>(&self, method: &str, args: impl Serialize) -> Result<R, Error> {
-        self.call_with_timeout(method, args, self.timeout).await
+        self.call_named(Text::from(method), args, self.timeout).await
     }
 
     /// As [`Proxy::call`], with a timeout for this call only.
@@ -298,8 +300,24 @@ impl Proxy {
         args: impl Serialize,
         timeout: Option<Duration>,
     ) -> Result<R, Error> {
+        self.call_named(Text::from(method), args, timeout).await
+    }
+
+    /// As [`Proxy::call_with_timeout`], with the method name as [`Text`]
+    /// (generated proxies pass static names, so calls allocate nothing).
+    ///
+    /// # Errors
+    ///
+    /// As [`Proxy::call`].
+    #[doc(hidden)]
+    pub async fn call_named<R: DeserializeOwned>(
+        &self,
+        method: Text,
+        args: impl Serialize,
+        timeout: Option<Duration>,
+    ) -> Result<R, Error> {
         let args = self.encode(&args)?;
-        let encoded = self.call_encoded(method, args, timeout).await?;
+        let encoded = self.call_encoded(method.clone(), args, timeout).await?;
         encoded.decode::<R>().map_err(|e| {
             Error::Serialization(format!(
                 "the reply of {method:?} does not decode as {}: {e}",
@@ -316,10 +334,20 @@ impl Proxy {
     ///
     /// Connecting, or a connection that broke before the call was sent.
     pub async fn call_oneway(&self, method: &str, args: impl Serialize) -> Result<(), Error> {
+        self.call_oneway_named(Text::from(method), args).await
+    }
+
+    /// As [`Proxy::call_oneway`], with the method name as [`Text`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Proxy::call_oneway`].
+    #[doc(hidden)]
+    pub async fn call_oneway_named(&self, method: Text, args: impl Serialize) -> Result<(), Error> {
         let args = self.encode(&args)?;
         for attempt in 0..2 {
-            let (connection, target) = self.connection().await?;
-            let call = Call::new(target.object, method, args.clone());
+            let (connection, object) = self.connection().await?;
+            let call = Call::new(object, method.clone(), args.clone());
             match connection.call_oneway(call).await {
                 Ok(()) => return Ok(()),
                 Err(CallFailure::NotSent(e)) | Err(CallFailure::Failed(e)) => {
@@ -334,14 +362,14 @@ impl Proxy {
     }
 
     /// Calls `method` with arguments already encoded; returns the encoded
-    /// reply. Generated proxies and the name server client use it.
+    /// reply.
     ///
     /// # Errors
     ///
     /// As [`Proxy::call`].
     pub async fn call_encoded(
         &self,
-        method: &str,
+        method: Text,
         args: Encoded,
         timeout: Option<Duration>,
     ) -> Result<Encoded, Error> {
@@ -352,13 +380,16 @@ impl Proxy {
         }
         let waited = deadline.map(|d| d.saturating_duration_since(started));
         for attempt in 0..2 {
-            let (connection, target) = match deadline {
-                Some(d) => tokio::time::timeout_at(d.into(), self.connection())
-                    .await
-                    .map_err(|_| Error::Timeout(waited.unwrap_or_default()))??,
-                None => self.connection().await?,
+            let (connection, object) = match self.live_at(started) {
+                Some(live) => live,
+                None => match deadline {
+                    Some(d) => tokio::time::timeout_at(d.into(), self.connection())
+                        .await
+                        .map_err(|_| Error::Timeout(waited.unwrap_or_default()))??,
+                    None => self.connection().await?,
+                },
             };
-            let call = Call::new(target.object.clone(), method, args.clone());
+            let call = Call::new(object, method.clone(), args.clone());
             match connection.call(call, deadline, waited).await {
                 Ok(reply) => return reply.map_err(Error::from),
                 Err(CallFailure::NotSent(e)) => {
@@ -370,7 +401,7 @@ impl Proxy {
                     }
                 }
                 Err(CallFailure::Failed(e)) => {
-                    if connection.is_closed() {
+                    if connection.is_closed(Instant::now()) {
                         self.forget(&connection);
                     }
                     return Err(e);
@@ -378,6 +409,12 @@ impl Proxy {
             }
         }
         Err(Error::ConnectionLost("the connection closed twice in a row".into()))
+    }
+
+    /// Where the object is, connecting (and resolving) first if needed.
+    async fn located(&self) -> Result<ObjectUri, Error> {
+        self.connection().await?;
+        self.state().target.clone().ok_or_else(|| Error::ConnectionLost("the connection closed".into()))
     }
 
     /// The object's description: its type and exposed methods, with their
@@ -388,7 +425,7 @@ impl Proxy {
     /// As [`Proxy::call`]; [`Error::ObjectNotFound`] if the daemon has no
     /// such object.
     pub async fn describe(&self) -> Result<ObjectDescription, Error> {
-        let target = self.connection().await?.1;
+        let target = self.located().await?;
         self.daemon_proxy(&target).call("describe", (target.object.clone(),)).await
     }
 
@@ -398,7 +435,7 @@ impl Proxy {
     ///
     /// As [`Proxy::call`].
     pub async fn ping(&self) -> Result<(), Error> {
-        let target = self.connection().await?.1;
+        let target = self.located().await?;
         self.daemon_proxy(&target).call("ping", ()).await
     }
 
@@ -412,7 +449,8 @@ impl Proxy {
                 options: self.shared.options.clone(),
                 state: Mutex::new(State {
                     target: Some(uri),
-                    connection: self.state().connection.clone().filter(|c| !c.is_closed()),
+                    object: Text::from_static(DAEMON_OBJECT),
+                    connection: self.state().connection.clone().filter(|c| !c.is_closed(Instant::now())),
                 }),
                 connecting: tokio::sync::Mutex::new(()),
             }),
@@ -448,12 +486,12 @@ impl Proxy {
 
     /// The live connection and the object's location, connecting (and
     /// resolving) first if needed.
-    async fn connection(&self) -> Result<(Arc<ClientConnection>, ObjectUri), Error> {
-        if let Some(found) = self.live() {
+    async fn connection(&self) -> Result<(Arc<ClientConnection>, Text), Error> {
+        if let Some(found) = self.live_at(Instant::now()) {
             return Ok(found);
         }
         let _connecting = self.shared.connecting.lock().await;
-        if let Some(found) = self.live() {
+        if let Some(found) = self.live_at(Instant::now()) {
             return Ok(found);
         }
         let by_name = !matches!(self.shared.uri, Uri::Object(_));
@@ -481,10 +519,13 @@ impl Proxy {
             }
             Err(e) => return Err(e),
         };
+        let (connection, target) = connection;
+        let object = Text::from(target.object.as_str());
         let mut state = self.state();
-        state.target = Some(connection.1.clone());
-        state.connection = Some(connection.0.clone());
-        Ok(connection)
+        state.target = Some(target);
+        state.object = object.clone();
+        state.connection = Some(connection.clone());
+        Ok((connection, object))
     }
 
     async fn open(&self, target: &ObjectUri) -> Result<Arc<ClientConnection>, Error> {
@@ -500,10 +541,12 @@ impl Proxy {
         Ok(Arc::new(connection))
     }
 
-    fn live(&self) -> Option<(Arc<ClientConnection>, ObjectUri)> {
+    /// The live connection and the object id, if connected (`now` is the
+    /// time of the call, to skip checking a connection in steady use).
+    fn live_at(&self, now: Instant) -> Option<(Arc<ClientConnection>, Text)> {
         let state = self.state();
         match (&state.connection, &state.target) {
-            (Some(c), Some(t)) if !c.is_closed() => Some((c.clone(), t.clone())),
+            (Some(c), Some(_)) if !c.is_closed(now) => Some((c.clone(), state.object.clone())),
             _ => None,
         }
     }
