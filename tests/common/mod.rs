@@ -300,3 +300,92 @@ pub async fn spawn_name_server(extra: &[&str]) -> NameServerProcess {
     let port = uri.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port in the URI");
     NameServerProcess { child, uri, port, lines }
 }
+
+/// The environment that points examples at the name server on `port`.
+pub fn name_server_env(port: u16) -> Vec<(&'static str, String)> {
+    vec![("RMI_NS_HOST", "127.0.0.1".to_owned()), ("RMI_NS_PORT", port.to_string())]
+}
+
+/// `env` as the `&str` pairs `spawn_example` takes.
+pub fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// A child's stdout, read line by line on a task of its own, so that the
+/// child never blocks on a full pipe, and searchable while the child runs.
+pub struct OutputLog {
+    name: String,
+    shared: std::sync::Arc<LogShared>,
+}
+
+#[derive(Default)]
+struct LogShared {
+    /// The lines so far, and whether the output ended.
+    lines: Mutex<(Vec<String>, bool)>,
+    changed: tokio::sync::Notify,
+}
+
+impl OutputLog {
+    /// Starts collecting `child`'s stdout.
+    pub fn start(child: &mut Child) -> Self {
+        Self::from_lines(&child.name.clone(), child.lines())
+    }
+
+    /// Starts collecting `lines`, already taken from the child named `name`.
+    pub fn from_lines(
+        name: &str,
+        mut lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    ) -> Self {
+        let shared = std::sync::Arc::new(LogShared::default());
+        let writer = shared.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                writer.lines.lock().unwrap().0.push(line);
+                writer.changed.notify_waiters();
+            }
+            writer.lines.lock().unwrap().1 = true;
+            writer.changed.notify_waiters();
+        });
+        OutputLog { name: name.to_owned(), shared }
+    }
+
+    /// The lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.shared.lines.lock().unwrap().0.clone()
+    }
+
+    /// Waits until `count` lines satisfy `want`; returns the first of them.
+    /// Panics when the output ends first, or after [`PATIENCE`].
+    pub async fn wait_for_count(&self, count: usize, want: impl Fn(&str) -> bool) -> String {
+        let waited = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let changed = self.shared.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                {
+                    let guard = self.shared.lines.lock().unwrap();
+                    let (lines, ended) = &*guard;
+                    let matching: Vec<&String> = lines.iter().filter(|l| want(l)).collect();
+                    if matching.len() >= count {
+                        return matching[0].clone();
+                    }
+                    assert!(
+                        !ended,
+                        "{} ended its output without the expected line; it printed {lines:#?}",
+                        self.name
+                    );
+                }
+                changed.await;
+            }
+        })
+        .await;
+        waited.unwrap_or_else(|_| {
+            panic!("{} did not print the expected line in time; it printed {:#?}", self.name, self.lines())
+        })
+    }
+
+    /// Waits for a line that satisfies `want`; returns it.
+    pub async fn wait_for(&self, want: impl Fn(&str) -> bool) -> String {
+        self.wait_for_count(1, want).await
+    }
+}
