@@ -339,6 +339,11 @@ impl Text {
         Text(Bytes::from_static(text.as_bytes()))
     }
 
+    /// A text over `bytes`, if they are UTF-8.
+    pub fn from_utf8(bytes: Bytes) -> Option<Self> {
+        std::str::from_utf8(&bytes).is_ok().then_some(Text(bytes))
+    }
+
     /// The string.
     pub fn as_str(&self) -> &str {
         // Every constructor takes valid UTF-8 (a `str` or a `String`).
@@ -559,6 +564,74 @@ impl Encoded {
             return Err(CodecError::Attachments("blobs were left over"));
         }
         Ok(value)
+    }
+
+    /// Appends the value as the wire carries it (as postcard writes an
+    /// `Encoded`): its bytes as a blob, then its blobs; blobs of at least
+    /// [`ATTACH_THRESHOLD`] bytes go to `attachments` instead.
+    pub(crate) fn encode_wire(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
+        fn blob(out: &mut Vec<u8>, attachments: &mut Vec<Bytes>, bytes: &[u8], shared: Option<&Bytes>) {
+            use crate::message::codec::put_varint;
+            match shared {
+                Some(b) if b.len() >= ATTACH_THRESHOLD => {
+                    put_varint(out, 1);
+                    put_varint(out, b.len() as u64);
+                    attachments.push(b.clone());
+                }
+                _ => {
+                    put_varint(out, 0);
+                    put_varint(out, bytes.len() as u64);
+                    out.extend_from_slice(bytes);
+                }
+            }
+        }
+        match &self.body {
+            Body::Inline { .. } => blob(out, attachments, self.body.as_slice(), None),
+            Body::Shared(b) => blob(out, attachments, b, Some(&b.0)),
+        }
+        crate::message::codec::put_varint(out, self.blobs.len() as u64);
+        for b in &self.blobs {
+            blob(out, attachments, b, Some(&b.0));
+        }
+    }
+
+    /// Reads a value the way [`Encoded::encode_wire`] writes it: inline
+    /// bytes as slices of the frame, attached ones off the front of
+    /// `attachments`.
+    pub(crate) fn decode_wire(
+        r: &mut crate::message::codec::Reader<'_>,
+        attachments: &mut Bytes,
+    ) -> Result<Self, String> {
+        fn blob(r: &mut crate::message::codec::Reader<'_>, attachments: &mut Bytes) -> Result<Blob, String> {
+            match r.u32()? {
+                0 => {
+                    let len = r.u64()?;
+                    r.take(len).map(Blob)
+                }
+                1 => {
+                    let len = usize::try_from(r.u64()?).map_err(|_| "an attachment is too large")?;
+                    if attachments.len() < len {
+                        return Err("an attachment runs past the end of the frame".into());
+                    }
+                    Ok(Blob(attachments.split_to(len)))
+                }
+                other => Err(format!("unknown blob kind {other}")),
+            }
+        }
+        let body = blob(r, attachments)?;
+        let count = r.u64()?;
+        // Each blob takes at least two bytes of the message.
+        if count > r.remaining() as u64 / 2 {
+            return Err("a list of blobs is longer than the message".into());
+        }
+        let blobs = (0..count).map(|_| blob(r, attachments)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Encoded { body: Body::Shared(body), blobs })
+    }
+
+    /// The length of the bytes written inline on the wire (0 when attached).
+    pub(crate) fn inline_len(&self) -> usize {
+        let len = self.body.as_slice().len();
+        if len >= ATTACH_THRESHOLD { 0 } else { len }
     }
 
     /// How many bytes the value takes on the wire, near enough to check it

@@ -44,6 +44,32 @@ pub enum RemoteErrorKind {
     Internal,
 }
 
+impl RemoteErrorKind {
+    /// The kinds in the order of their wire indices (their declaration order,
+    /// as postcard numbers enum variants).
+    const ALL: [RemoteErrorKind; 9] = [
+        RemoteErrorKind::ObjectNotFound,
+        RemoteErrorKind::MethodNotFound,
+        RemoteErrorKind::BadArguments,
+        RemoteErrorKind::Panic,
+        RemoteErrorKind::Application,
+        RemoteErrorKind::Busy,
+        RemoteErrorKind::DeadlineExceeded,
+        RemoteErrorKind::ShuttingDown,
+        RemoteErrorKind::Internal,
+    ];
+
+    /// The kind's number on the wire.
+    pub(crate) fn wire_index(self) -> u32 {
+        Self::ALL.iter().position(|k| *k == self).unwrap_or(0) as u32
+    }
+
+    /// The kind with number `index` on the wire.
+    pub(crate) fn from_wire_index(index: u32) -> Option<Self> {
+        Self::ALL.get(index as usize).copied()
+    }
+}
+
 impl fmt::Display for RemoteErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

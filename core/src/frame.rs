@@ -246,6 +246,23 @@ impl FrameReader {
     }
 }
 
+/// A message with a hand-written codec, for the path every call takes (see
+/// `message::codec`): it writes the bytes postcard would, without serde's
+/// generic machinery.
+pub trait Wire: Sized {
+    /// Appends the message's encoding to `out`, and its large blobs to
+    /// `attachments`.
+    fn encode(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>);
+
+    /// Decodes a message from `envelope`, taking its attached blobs off the
+    /// front of `attachments`.
+    ///
+    /// # Errors
+    ///
+    /// A description of what is malformed.
+    fn decode(envelope: &Bytes, attachments: &mut Bytes) -> Result<Self, String>;
+}
+
 /// Reads a big-endian integer at `at`, or `None` past the end.
 fn be_u32(bytes: &[u8], at: usize) -> Option<u32> {
     let raw: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
@@ -257,17 +274,9 @@ fn be_u64(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_be_bytes(raw))
 }
 
-/// Checks a frame body's authentication (with a session) and decodes its
-/// message, taking attachments as slices of the body.
-///
-/// # Errors
-///
-/// [`TransportError::Auth`] for a frame that fails authentication,
-/// [`TransportError::Malformed`] for one that holds no valid message.
-pub(crate) fn open_frame<T: DeserializeOwned>(
-    body: Bytes,
-    session: Option<&mut Opener>,
-) -> Result<T, TransportError> {
+/// Checks a frame body's authentication (with a session) and splits its
+/// payload into the envelope and the attachments after it.
+fn open_payload(body: Bytes, session: Option<&mut Opener>) -> Result<(Bytes, Bytes), TransportError> {
     let payload = match session {
         Some(session) => {
             let header = body.get(..AUTH_HEADER_LEN).ok_or(AuthError::ShortFrame { len: body.len() })?;
@@ -287,8 +296,22 @@ pub(crate) fn open_frame<T: DeserializeOwned>(
         .checked_add(envelope_len as usize)
         .filter(|&end| end <= payload.len())
         .ok_or_else(|| malformed("envelope length runs past the end of the frame"))?;
-    let envelope = payload.slice(ENVELOPE_PREFIX_LEN..envelope_end);
-    let attachments = payload.slice(envelope_end..);
+    Ok((payload.slice(ENVELOPE_PREFIX_LEN..envelope_end), payload.slice(envelope_end..)))
+}
+
+/// Checks a frame body's authentication (with a session) and decodes its
+/// message with serde, taking attachments as slices of the body.
+///
+/// # Errors
+///
+/// [`TransportError::Auth`] for a frame that fails authentication,
+/// [`TransportError::Malformed`] for one that holds no valid message.
+pub(crate) fn open_frame<T: DeserializeOwned>(
+    body: Bytes,
+    session: Option<&mut Opener>,
+) -> Result<T, TransportError> {
+    let (envelope, attachments) = open_payload(body, session)?;
+    let malformed = |what: &str| TransportError::Malformed(what.to_owned());
     let (decoded, rest) = supply_attachments(Some(envelope.clone()), Source::Contiguous(attachments), || {
         postcard::take_from_bytes::<T>(&envelope).map(|(value, trailing)| (value, trailing.len()))
     });
@@ -299,6 +322,23 @@ pub(crate) fn open_frame<T: DeserializeOwned>(
     }
     if !rest.is_some_and(|r| r.is_exhausted()) {
         return Err(malformed("bytes after the last attachment"));
+    }
+    Ok(value)
+}
+
+/// As [`open_frame`], for a message with a hand-written codec.
+///
+/// # Errors
+///
+/// As [`open_frame`].
+pub(crate) fn open_wire_frame<T: Wire>(
+    body: Bytes,
+    session: Option<&mut Opener>,
+) -> Result<T, TransportError> {
+    let (envelope, mut attachments) = open_payload(body, session)?;
+    let value = T::decode(&envelope, &mut attachments).map_err(TransportError::Malformed)?;
+    if !attachments.is_empty() {
+        return Err(TransportError::Malformed("bytes after the last attachment".into()));
     }
     Ok(value)
 }
@@ -360,17 +400,48 @@ impl FrameWriter {
         session: Option<&mut Sealer>,
         max_message: usize,
     ) -> Result<(), TransportError> {
+        self.push_with(session, max_message, |out, attachments| {
+            let (encoded, attached) = collect_attachments(|| {
+                postcard::serialize_with_flavor::<T, _, ()>(message, StagingFlavor(out))
+            });
+            attachments.extend(attached);
+            encoded.map_err(|e| TransportError::Encode(e.to_string()))
+        })
+    }
+
+    /// As [`FrameWriter::push`], for a message with a hand-written codec.
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError::FrameTooLarge`], as [`FrameWriter::push`].
+    pub(crate) fn push_wire<T: Wire>(
+        &mut self,
+        message: &T,
+        session: Option<&mut Sealer>,
+        max_message: usize,
+    ) -> Result<(), TransportError> {
+        self.push_with(session, max_message, |out, attachments| {
+            message.encode(out, attachments);
+            Ok(())
+        })
+    }
+
+    /// Queues one frame whose envelope `encode` writes.
+    fn push_with(
+        &mut self,
+        session: Option<&mut Sealer>,
+        max_message: usize,
+        encode: impl FnOnce(&mut Vec<u8>, &mut Vec<Bytes>) -> Result<(), TransportError>,
+    ) -> Result<(), TransportError> {
         let start = self.staging.len();
         let auth_len = if session.is_some() { AUTH_HEADER_LEN } else { 0 };
         let header_len = LENGTH_PREFIX_LEN + auth_len + ENVELOPE_PREFIX_LEN;
         self.staging.resize(start + header_len, 0);
         let envelope_start = self.staging.len();
-        let (encoded, attachments) = collect_attachments(|| {
-            postcard::serialize_with_flavor::<T, _, ()>(message, StagingFlavor(&mut self.staging))
-        });
-        if let Err(e) = encoded {
+        let mut attachments = Vec::new();
+        if let Err(e) = encode(&mut self.staging, &mut attachments) {
             self.staging.truncate(start);
-            return Err(TransportError::Encode(e.to_string()));
+            return Err(e);
         }
         let envelope_len = self.staging.len() - envelope_start;
         let attached: usize = attachments.iter().map(Bytes::len).sum();

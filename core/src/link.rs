@@ -14,13 +14,11 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AUTH_HEADER_LEN, Opener, Sealer, Session};
-use crate::frame::{ENVELOPE_PREFIX_LEN, FrameReader, FrameWriter, TransportError, open_frame};
+use crate::frame::{ENVELOPE_PREFIX_LEN, FrameReader, FrameWriter, TransportError, Wire, open_wire_frame};
 use crate::net::{Connection, ReadHalf, WriteHalf};
 
 /// Splits a connection whose handshake is done into its reader and writer.
@@ -75,14 +73,14 @@ impl MessageReader {
 
     /// The next message; `None` once the peer closed cleanly or after an
     /// error was returned.
-    pub async fn recv<T: DeserializeOwned>(&mut self) -> Option<Result<T, TransportError>> {
+    pub async fn recv<T: Wire>(&mut self) -> Option<Result<T, TransportError>> {
         if self.done {
             return None;
         }
         let frame = poll_fn(|cx| self.frames.poll_frame(Pin::new(&mut self.io), cx)).await;
         let item = match frame {
             None => None,
-            Some(Ok(body)) => Some(open_frame(body, self.opener.as_mut())),
+            Some(Ok(body)) => Some(open_wire_frame(body, self.opener.as_mut())),
             Some(Err(e)) => Some(Err(e)),
         };
         self.done = !matches!(item, Some(Ok(_)));
@@ -154,7 +152,7 @@ impl MessageWriter {
     /// [`TransportError::FrameTooLarge`] or [`TransportError::Encode`] for
     /// this message only (nothing was queued and the connection stays
     /// usable); the connection's write error once it is broken.
-    pub fn send<T: Serialize + ?Sized>(&self, message: &T) -> Result<(), TransportError> {
+    pub fn send<T: Wire>(&self, message: &T) -> Result<(), TransportError> {
         self.queue(message, false)
     }
 
@@ -165,18 +163,18 @@ impl MessageWriter {
     /// # Errors
     ///
     /// As [`MessageWriter::send`].
-    pub fn send_batched<T: Serialize + ?Sized>(&self, message: &T) -> Result<(), TransportError> {
+    pub fn send_batched<T: Wire>(&self, message: &T) -> Result<(), TransportError> {
         self.queue(message, true)
     }
 
-    fn queue<T: Serialize + ?Sized>(&self, message: &T, batched: bool) -> Result<(), TransportError> {
+    fn queue<T: Wire>(&self, message: &T, batched: bool) -> Result<(), TransportError> {
         let shared = &*self.shared;
         let mut state = shared.lock();
         if let Some(e) = &state.failed {
             return Err(e.clone());
         }
         let State { frames, sealer, .. } = &mut *state;
-        frames.push(message, sealer.as_mut(), shared.max_message)?;
+        frames.push_wire(message, sealer.as_mut(), shared.max_message)?;
         if state.flushing {
             return Ok(());
         }

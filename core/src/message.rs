@@ -14,6 +14,8 @@
 
 use std::time::{Duration, Instant};
 
+pub(crate) mod codec;
+
 use serde::{Deserialize, Serialize};
 
 use crate::blob::{Encoded, Text};

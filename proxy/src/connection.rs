@@ -68,6 +68,28 @@ impl Pending {
     }
 }
 
+/// What a waiting caller may do next.
+enum Turn<'a> {
+    /// Its reply (or the reason there is none).
+    Reply(Result<Reply, Error>),
+    /// Read for everyone: nobody else is reading.
+    Read(tokio::sync::MutexGuard<'a, MessageReader>),
+}
+
+/// The reader, held by the caller reading for everyone; released when it is
+/// done (or gives up), and then handed to a caller still waiting.
+struct Leading<'a> {
+    guard: Option<tokio::sync::MutexGuard<'a, MessageReader>>,
+    connection: &'a ClientConnection,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        self.connection.hand_off();
+    }
+}
+
 /// A live connection to one daemon.
 #[derive(Debug)]
 pub(crate) struct ClientConnection {
@@ -222,20 +244,21 @@ impl ClientConnection {
     }
 
     /// Waits for the reply to call `id`: delivered by whoever reads, or read
-    /// by this caller when it is first in line to read.
+    /// by this caller when nobody else is reading.
     async fn wait(&self, id: u64) -> Result<Reply, Error> {
-        let mut reader = tokio::select! {
-            biased;
-            outcome = self.delivered(id) => return outcome,
-            reader = self.reader.lock() => reader,
+        let guard = match poll_fn(|cx| self.poll_turn(id, cx)).await {
+            Turn::Reply(outcome) => return outcome,
+            Turn::Read(guard) => guard,
         };
+        let mut leading = Leading { guard: Some(guard), connection: self };
         loop {
-            // Our reply may have been handed over while we queued for the
-            // reader, or by ourselves below.
+            // Our reply may have been handed over before we took the reader.
             let arrived = matches!(self.pending().slots.get(&id), Some(Slot::Done(_)));
             if arrived {
+                drop(leading);
                 return self.delivered(id).await;
             }
+            let Some(reader) = leading.guard.as_mut() else { break };
             match reader.recv::<Response>().await {
                 Some(Ok(Response { id: got, reply })) => {
                     self.note_reply();
@@ -259,6 +282,46 @@ impl ClientConnection {
                     );
                 }
             }
+        }
+        Err(Error::ConnectionLost("the connection closed".into()))
+    }
+
+    /// Whether call `id` has its reply, or may read for everyone now. The
+    /// waker is left in the call's slot first, so that a reader handing over
+    /// (see [`Leading`]) after our attempt to read failed still finds us.
+    fn poll_turn(&self, id: u64, cx: &mut std::task::Context<'_>) -> Poll<Turn<'_>> {
+        let mut pending = self.pending();
+        match pending.slots.get_mut(&id) {
+            Some(Slot::Waiting(waker)) => {
+                match waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => *waker = Some(cx.waker().clone()),
+                }
+                match self.reader.try_lock() {
+                    Ok(guard) => Poll::Ready(Turn::Read(guard)),
+                    Err(_) => Poll::Pending,
+                }
+            }
+            Some(Slot::Done(_)) => match pending.slots.remove(&id) {
+                Some(Slot::Done(outcome)) => Poll::Ready(Turn::Reply(outcome)),
+                _ => Poll::Pending,
+            },
+            None => Poll::Ready(Turn::Reply(Err(pending
+                .closed
+                .clone()
+                .unwrap_or_else(|| Error::ConnectionLost("the connection closed".into()))))),
+        }
+    }
+
+    /// Wakes one caller still waiting, to take over reading (the reader was
+    /// just released).
+    fn hand_off(&self) {
+        let waker = self.pending().slots.values().find_map(|slot| match slot {
+            Slot::Waiting(Some(waker)) => Some(waker.clone()),
+            _ => None,
+        });
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 
@@ -318,6 +381,10 @@ impl Drop for InFlight<'_> {
         if removed && self.sent {
             // Best effort: the connection may be gone already.
             let _ = self.connection.writer.send(&Request::Cancel { id: self.id });
+        }
+        // This caller may have been the one woken to take over reading.
+        if self.connection.reader.try_lock().is_ok() {
+            self.connection.hand_off();
         }
     }
 }

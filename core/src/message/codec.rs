@@ -1,0 +1,357 @@
+//! The hand-written codec of [`Request`] and [`Response`]: the bytes are
+//! exactly the ones postcard writes for them (a test holds the two
+//! together), without serde's generic machinery on the path every call
+//! takes.
+//!
+//! Decoding takes names and small arguments as slices of the frame, and
+//! large blobs as slices of the attachments that follow it; it checks every
+//! length against what is left, so a hostile frame can only fail to decode.
+
+use bytes::Bytes;
+
+use crate::blob::{Encoded, Text};
+use crate::error::{RemoteError, RemoteErrorKind};
+use crate::frame::Wire;
+use crate::message::{Call, Reply, Request, Response};
+
+/// Appends `v` as a varint (LEB128, as postcard writes integers).
+#[inline]
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    if v < 0x80 {
+        out.push(v as u8);
+        return;
+    }
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[inline]
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Reads a frame's envelope front to back.
+pub(crate) struct Reader<'a> {
+    envelope: &'a Bytes,
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(envelope: &'a Bytes) -> Self {
+        Reader { envelope, at: 0 }
+    }
+
+    /// Bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.envelope.len().saturating_sub(self.at)
+    }
+
+    #[inline]
+    pub(crate) fn byte(&mut self) -> Result<u8, String> {
+        let b = self.envelope.get(self.at).copied().ok_or("the message ends early")?;
+        self.at += 1;
+        Ok(b)
+    }
+
+    /// A varint of at most `bits` bits (postcard's encoding of integers):
+    /// at most ceil(bits / 7) bytes, the last one using only the bits left.
+    #[inline]
+    pub(crate) fn varint(&mut self, bits: u32) -> Result<u64, String> {
+        // Most numbers here (ids of young connections, lengths of names,
+        // enum variants) take one byte.
+        if let Some(&b) = self.envelope.get(self.at)
+            && b < 0x80
+        {
+            self.at += 1;
+            return Ok(u64::from(b));
+        }
+        self.varint_long(bits)
+    }
+
+    fn varint_long(&mut self, bits: u32) -> Result<u64, String> {
+        let max_bytes = bits.div_ceil(7);
+        let mut value = 0u64;
+        for i in 0..max_bytes {
+            let b = self.byte()?;
+            let shift = 7 * i;
+            let part = u64::from(b & 0x7f);
+            if i + 1 == max_bytes && (part >> (bits - shift) != 0 || b & 0x80 != 0) {
+                return Err("a number is too long for its type".into());
+            }
+            value |= part << shift;
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err("a number is too long for its type".into())
+    }
+
+    #[inline]
+    pub(crate) fn u64(&mut self) -> Result<u64, String> {
+        self.varint(64)
+    }
+
+    #[inline]
+    pub(crate) fn u32(&mut self) -> Result<u32, String> {
+        u32::try_from(self.varint(32)?).map_err(|_| "a number is too large for its type".into())
+    }
+
+    #[inline]
+    pub(crate) fn bool(&mut self) -> Result<bool, String> {
+        match self.byte()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err("a flag is neither 0 nor 1".into()),
+        }
+    }
+
+    /// The next `len` bytes, as a slice of the frame.
+    #[inline]
+    pub(crate) fn take(&mut self, len: u64) -> Result<Bytes, String> {
+        let len = usize::try_from(len).map_err(|_| "a length is too large")?;
+        let end = self
+            .at
+            .checked_add(len)
+            .filter(|&end| end <= self.envelope.len())
+            .ok_or("a length runs past the end of the message")?;
+        let bytes = self.envelope.slice(self.at..end);
+        self.at = end;
+        Ok(bytes)
+    }
+
+    #[inline]
+    pub(crate) fn text(&mut self) -> Result<Text, String> {
+        let len = self.u64()?;
+        let bytes = self.take(len)?;
+        Text::from_utf8(bytes).ok_or_else(|| "a name is not UTF-8".into())
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        Ok(self.text()?.as_str().to_owned())
+    }
+}
+
+impl Wire for Request {
+    fn encode(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
+        match self {
+            Request::Call { id, remaining, call } => {
+                out.reserve(24 + call.object.len() + call.method.len() + call.args.inline_len());
+                put_varint(out, 0);
+                put_varint(out, *id);
+                match remaining {
+                    None => out.push(0),
+                    Some(d) => {
+                        out.push(1);
+                        put_varint(out, d.as_secs());
+                        put_varint(out, u64::from(d.subsec_nanos()));
+                    }
+                }
+                put_str(out, &call.object);
+                put_str(out, &call.method);
+                call.args.encode_wire(out, attachments);
+                out.push(u8::from(call.oneway));
+            }
+            Request::Cancel { id } => {
+                put_varint(out, 1);
+                put_varint(out, *id);
+            }
+        }
+    }
+
+    fn decode(envelope: &Bytes, attachments: &mut Bytes) -> Result<Self, String> {
+        let mut r = Reader::new(envelope);
+        let request = match r.u32()? {
+            0 => {
+                let id = r.u64()?;
+                let remaining = match r.byte()? {
+                    0 => None,
+                    1 => {
+                        let secs = r.u64()?;
+                        let nanos = r.u32()?;
+                        let extra = u64::from(nanos / 1_000_000_000);
+                        let secs = secs.checked_add(extra).ok_or("a deadline overflows")?;
+                        Some(std::time::Duration::new(secs, nanos % 1_000_000_000))
+                    }
+                    _ => return Err("a deadline is neither absent nor present".into()),
+                };
+                let object = r.text()?;
+                let method = r.text()?;
+                let args = Encoded::decode_wire(&mut r, attachments)?;
+                let oneway = r.bool()?;
+                Request::Call { id, remaining, call: Call { object, method, args, oneway } }
+            }
+            1 => Request::Cancel { id: r.u64()? },
+            other => return Err(format!("unknown request kind {other}")),
+        };
+        if r.remaining() != 0 {
+            return Err(format!("{} bytes left over after the request", r.remaining()));
+        }
+        Ok(request)
+    }
+}
+
+impl Wire for Response {
+    fn encode(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
+        put_varint(out, self.id);
+        match &self.reply {
+            Ok(value) => {
+                put_varint(out, 0);
+                value.encode_wire(out, attachments);
+            }
+            Err(error) => {
+                put_varint(out, 1);
+                put_varint(out, u64::from(error.kind().wire_index()));
+                put_str(out, error.message());
+                let chain: Vec<&str> = error.chain().collect();
+                put_varint(out, chain.len() as u64);
+                for cause in chain {
+                    put_str(out, cause);
+                }
+            }
+        }
+    }
+
+    fn decode(envelope: &Bytes, attachments: &mut Bytes) -> Result<Self, String> {
+        let mut r = Reader::new(envelope);
+        let id = r.u64()?;
+        let reply: Reply = match r.u32()? {
+            0 => Ok(Encoded::decode_wire(&mut r, attachments)?),
+            1 => {
+                let index = r.u32()?;
+                let kind =
+                    RemoteErrorKind::from_wire_index(index).ok_or(format!("unknown error kind {index}"))?;
+                let message = r.string()?;
+                let count = r.u64()?;
+                // Each cause takes at least one byte: a count larger than
+                // what is left is a lie.
+                if count > r.remaining() as u64 {
+                    return Err("an error chain is longer than the message".into());
+                }
+                let mut chain = Vec::with_capacity((count as usize).min(crate::error::MAX_REMOTE_CHAIN + 1));
+                for _ in 0..count {
+                    let cause = r.string()?;
+                    if chain.len() <= crate::error::MAX_REMOTE_CHAIN {
+                        chain.push(cause);
+                    }
+                }
+                Err(RemoteError::with_chain(kind, message, chain))
+            }
+            other => return Err(format!("unknown reply kind {other}")),
+        };
+        if r.remaining() != 0 {
+            return Err(format!("{} bytes left over after the response", r.remaining()));
+        }
+        Ok(Response { id, reply })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::Blob;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    /// What postcard writes for a message, with its attachments.
+    fn postcard_bytes<T: serde::Serialize>(value: &T) -> (Vec<u8>, Vec<Bytes>) {
+        let (bytes, attachments) = crate::blob::collect_attachments(|| postcard::to_allocvec(value).unwrap());
+        (bytes, attachments)
+    }
+
+    fn hand_bytes<T: Wire>(value: &T) -> (Vec<u8>, Vec<Bytes>) {
+        let mut out = Vec::new();
+        let mut attachments = Vec::new();
+        value.encode(&mut out, &mut attachments);
+        (out, attachments)
+    }
+
+    fn check<T>(value: &T)
+    where
+        T: Wire + serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let (hand, hand_att) = hand_bytes(value);
+        let (post, post_att) = postcard_bytes(value);
+        assert_eq!(hand, post, "the same bytes as postcard for {value:?}");
+        assert_eq!(hand_att, post_att);
+        let envelope = Bytes::from(hand);
+        let mut attachments = Bytes::from(hand_att.concat());
+        let back = T::decode(&envelope, &mut attachments).unwrap();
+        assert!(attachments.is_empty());
+        assert_eq!(&back, value);
+    }
+
+    fn args() -> impl Strategy<Value = Encoded> {
+        (any::<u64>(), ".{0,80}", prop::collection::vec(any::<u8>(), 0..6000), any::<bool>()).prop_map(
+            |(n, s, bytes, blob)| {
+                if blob {
+                    Encoded::encode(&(n, s, Blob::from(bytes))).unwrap()
+                } else {
+                    Encoded::encode(&(n, s)).unwrap()
+                }
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn requests_match_postcard(id in any::<u64>(), secs in proptest::option::of(any::<u64>()), nanos in 0u32..1_000_000_000,
+                                   object in ".{0,40}", method in "[a-z_]{0,20}", args in args(), oneway in any::<bool>()) {
+            let call = Call { object: Text::from(object.as_str()), method: Text::from(method.as_str()), args, oneway };
+            check(&Request::Call { id, remaining: secs.map(|s| Duration::new(s, nanos)), call });
+            check(&Request::Cancel { id });
+        }
+
+        #[test]
+        fn responses_match_postcard(id in any::<u64>(), args in args(), message in ".{0,60}",
+                                    chain in prop::collection::vec(".{0,20}", 0..5), kind in 0u32..9) {
+            check(&Response { id, reply: Ok(args) });
+            let kind = RemoteErrorKind::from_wire_index(kind).unwrap();
+            check(&Response { id, reply: Err(RemoteError::with_chain(kind, message, chain)) });
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200), extra in prop::collection::vec(any::<u8>(), 0..50)) {
+            let envelope = Bytes::from(bytes);
+            let _ = Request::decode(&envelope, &mut Bytes::from(extra.clone()));
+            let _ = Response::decode(&envelope, &mut Bytes::from(extra));
+        }
+    }
+
+    #[test]
+    fn error_kinds_have_postcard_indices() {
+        for index in 0..9 {
+            let kind = RemoteErrorKind::from_wire_index(index).unwrap();
+            assert_eq!(postcard::to_allocvec(&kind).unwrap(), [index as u8]);
+            assert_eq!(kind.wire_index(), index);
+        }
+        assert_eq!(RemoteErrorKind::from_wire_index(9), None);
+    }
+
+    #[test]
+    fn lying_lengths_fail_cleanly() {
+        // A call whose object name claims a huge length.
+        let mut out = Vec::new();
+        put_varint(&mut out, 0);
+        put_varint(&mut out, 1);
+        out.push(0);
+        put_varint(&mut out, u64::MAX);
+        let err = Request::decode(&Bytes::from(out), &mut Bytes::new()).unwrap_err();
+        assert!(err.contains("length"), "{err}");
+        // An error chain claiming more causes than bytes.
+        let mut out = Vec::new();
+        put_varint(&mut out, 1);
+        put_varint(&mut out, 1);
+        put_varint(&mut out, 4);
+        put_str(&mut out, "m");
+        put_varint(&mut out, 1 << 40);
+        let err = Response::decode(&Bytes::from(out), &mut Bytes::new()).unwrap_err();
+        assert!(err.contains("longer than the message"), "{err}");
+        // Too many varint bytes.
+        let out = vec![0x80u8; 12];
+        assert!(Request::decode(&Bytes::from(out), &mut Bytes::new()).is_err());
+    }
+}
