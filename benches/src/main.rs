@@ -50,13 +50,14 @@ fn main() -> ExitCode {
 }
 
 const HELP: &str = "\
-rmi-bench [--quick] [--pyro] [--only NAMES] [--rmi-threads N] [--save FILE]
+rmi-bench [--quick] [--repeat N] [--pyro] [--only NAMES] [--rmi-threads N] [--save FILE]
 
 Runs every benchmark: raw TCP, plain tarpc and rmi (and Pyro5 with --pyro),
 each server and client in its own process, unpinned and pinned to CPU 0;
 prints each figure with its ratio to the matching baseline.
 
-  --quick          shorter runs (rougher figures)
+  --quick          shorter runs, one round (rougher figures)
+  --repeat N       rounds (default 3; 1 with --quick); each figure is the median
   --pyro           also run benches/pyro5 (creates benches/pyro5/.venv with Pyro5 from PyPI)
   --only NAMES     comma-separated run names to keep (see the table's first column)
   --rmi-threads N  worker threads of rmi's processes (1: current-thread runtime; default 1)

@@ -107,7 +107,7 @@ fn unit(m: Metric) -> &'static str {
     }
 }
 
-pub(crate) fn print(results: &BTreeMap<String, Outcome>, quick: bool, rmi_threads: usize) {
+pub(crate) fn print(results: &BTreeMap<String, Outcome>, quick: bool, rmi_threads: usize, repeat: usize) {
     println!();
     println!("| run | ops/s | mean µs | p50 µs | p99 µs | MB/s |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
@@ -139,9 +139,11 @@ pub(crate) fn print(results: &BTreeMap<String, Outcome>, quick: bool, rmi_thread
     }
     println!();
     println!(
-        "{} run; rmi processes on {}; tarpc on tokio's multi-thread runtime (2 workers); raw TCP on a \
-         current-thread runtime; pinned runs put server and client on CPU 0 (taskset -c 0).",
+        "{} run, median of {repeat} round{}; rmi processes on {}; tarpc on tokio's multi-thread runtime \
+         (2 workers); raw TCP on a current-thread runtime; pinned runs put server and client on CPU 0 \
+         (taskset -c 0).",
         if quick { "quick" } else { "full" },
+        if repeat == 1 { "" } else { "s" },
         if rmi_threads <= 1 {
             "a current-thread runtime".to_owned()
         } else {

@@ -32,23 +32,28 @@ fn benches(rmi_threads: usize) -> Vec<Bench> {
     let mut add = |name: &str, server, client, workload, key, pinned, threads| {
         all.push(Bench { name: name.to_owned(), server, client, workload, key, pinned, threads });
     };
-    for (system, server, threads) in
-        [("tcp", "tcp-echo", 1), ("tarpc", "tarpc", 2), ("rmi", "rmi", rmi_threads)]
+    // Grouped by workload, so that each figure and its baselines are measured
+    // within seconds of each other on a shared machine.
+    let systems = [("tcp", "tcp-echo", 1), ("tarpc", "tarpc", 2), ("rmi", "rmi", rmi_threads)];
+    for (workload, suffix, pinned) in
+        [("seq", "seq", false), ("seq", "seq.pinned", true), ("pipe64", "pipe64", false)]
     {
-        add(&format!("{system}.seq"), server, system, "seq", false, false, threads);
-        add(&format!("{system}.seq.pinned"), server, system, "seq", false, true, threads);
-        add(&format!("{system}.pipe64"), server, system, "pipe64", false, false, threads);
-        add(&format!("{system}.clients8"), server, system, "clients8", false, false, threads);
-        let payload_server = if system == "tcp" { "tcp-sink" } else { server };
-        add(&format!("{system}.payload"), payload_server, system, "payload", false, false, threads);
+        for (system, server, threads) in systems {
+            add(&format!("{system}.{suffix}"), server, system, workload, false, pinned, threads);
+        }
+        add(&format!("rmi.hmac.{suffix}"), "rmi", "rmi", workload, true, pinned, rmi_threads);
     }
+    for (system, server, threads) in systems {
+        add(&format!("{system}.clients8"), server, system, "clients8", false, false, threads);
+    }
+    for (system, server, threads) in systems {
+        let server = if system == "tcp" { "tcp-sink" } else { server };
+        add(&format!("{system}.payload"), server, system, "payload", false, false, threads);
+    }
+    add("rmi.hmac.payload", "rmi", "rmi", "payload", true, false, rmi_threads);
     add("rmi.oneway", "rmi", "rmi", "oneway", false, false, rmi_threads);
     add("rmi.lookup.seq", "names", "rmi", "lookup-seq", false, false, rmi_threads);
     add("rmi.lookup.pipe64", "names", "rmi", "lookup-pipe64", false, false, rmi_threads);
-    add("rmi.hmac.seq", "rmi", "rmi", "seq", true, false, rmi_threads);
-    add("rmi.hmac.seq.pinned", "rmi", "rmi", "seq", true, true, rmi_threads);
-    add("rmi.hmac.pipe64", "rmi", "rmi", "pipe64", true, false, rmi_threads);
-    add("rmi.hmac.payload", "rmi", "rmi", "payload", true, false, rmi_threads);
     all
 }
 
@@ -122,30 +127,49 @@ fn pyro(quick: bool) -> anyhow::Result<BTreeMap<String, Outcome>> {
     Ok(serde_json::from_str(json)?)
 }
 
+/// The outcome with the median rate.
+fn median(mut samples: Vec<Outcome>) -> Option<Outcome> {
+    samples.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+    let middle = samples.len() / 2;
+    samples.into_iter().nth(middle)
+}
+
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
     let rmi_threads: usize = flag(args, "--rmi-threads").unwrap_or("1").parse().context("--rmi-threads")?;
+    let repeat: usize =
+        flag(args, "--repeat").unwrap_or(if quick { "1" } else { "3" }).parse().context("--repeat")?;
     let only: Option<Vec<&str>> = flag(args, "--only").map(|o| o.split(',').collect());
-    let mut results = BTreeMap::new();
-    for bench in benches(rmi_threads) {
-        if only.as_ref().is_some_and(|o| !o.iter().any(|n| bench.name.starts_with(n))) {
-            continue;
+    let chosen: Vec<Bench> = benches(rmi_threads)
+        .into_iter()
+        .filter(|b| only.as_ref().is_none_or(|o| o.iter().any(|n| b.name.starts_with(n))))
+        .collect();
+    // Rounds run every benchmark once, so that the baselines and rmi meet
+    // the same moments of a shared, noisy machine; each figure is the
+    // median of its rounds.
+    let mut samples: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
+    for round in 1..=repeat {
+        if repeat > 1 {
+            eprintln!("round {round} of {repeat}");
         }
-        eprint!("{:<24}", bench.name);
-        let (server, target) = start_server(&bench)?;
-        let outcome = run_client(&bench, &target, quick)?;
-        drop(server);
-        eprintln!("{}", report::summary(&outcome));
-        results.insert(bench.name.clone(), outcome);
+        for bench in &chosen {
+            eprint!("{:<24}", bench.name);
+            let (server, target) = start_server(bench)?;
+            let outcome = run_client(bench, &target, quick)?;
+            drop(server);
+            eprintln!("{}", report::summary(&outcome));
+            samples.entry(bench.name.clone()).or_default().push(outcome);
+        }
     }
+    let mut results: BTreeMap<String, Outcome> =
+        samples.into_iter().filter_map(|(name, runs)| median(runs).map(|m| (name, m))).collect();
     if args.iter().any(|a| a == "--pyro") {
         eprintln!("Pyro5 (benches/pyro5/run.sh)…");
         for (name, outcome) in pyro(quick)? {
-            eprintln!("{:<24}{}", format!("pyro.{name}"), report::summary(&outcome));
             results.insert(format!("pyro.{name}"), outcome);
         }
     }
-    report::print(&results, quick, rmi_threads);
+    report::print(&results, quick, rmi_threads, repeat);
     if let Some(path) = flag(args, "--save") {
         std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
     }

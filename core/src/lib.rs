@@ -33,6 +33,8 @@ pub mod blob;
 pub mod config;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 pub mod idmap;
 pub mod link;

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream, tcp, unix};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream, tcp, unix};
 
 use crate::uri::{HostPort, Location};
 
@@ -177,6 +177,19 @@ impl WriteHalf {
     }
 }
 
+/// Connections the kernel may hold for a listener before `accept` takes
+/// them (capped by `net.core.somaxconn`): a burst of a thousand connects
+/// must not wait on a short queue.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A TCP listener on `addr`, with address reuse and [`LISTEN_BACKLOG`].
+fn listen_tcp(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// A listening socket, TCP or Unix.
 #[derive(Debug)]
 pub enum Listener {
@@ -195,9 +208,7 @@ impl Listener {
     /// The bind error.
     pub async fn bind(location: &Location) -> io::Result<Self> {
         match location {
-            Location::Tcp(HostPort { host, port }) => {
-                Ok(Listener::Tcp(TcpListener::bind((host.to_lookup_string(), *port)).await?))
-            }
+            Location::Tcp(HostPort { host, port }) => Self::bind_tcp((host.to_lookup_string(), *port)).await,
             Location::Unix(path) => Self::bind_unix(path),
         }
     }
@@ -208,7 +219,15 @@ impl Listener {
     ///
     /// The bind error.
     pub async fn bind_tcp(address: impl tokio::net::ToSocketAddrs) -> io::Result<Self> {
-        Ok(Listener::Tcp(TcpListener::bind(address).await?))
+        let mut last = None;
+        for addr in tokio::net::lookup_host(address).await? {
+            match listen_tcp(addr) {
+                Ok(listener) => return Ok(Listener::Tcp(listener)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the address resolves to nothing")))
     }
 
     /// Binds a Unix socket at `path`, replacing a stale socket file.

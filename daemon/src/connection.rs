@@ -10,7 +10,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::{AbortHandle, Abortable};
@@ -44,6 +44,10 @@ struct Shared {
     calls: Mutex<IdMap<AbortHandle>>,
     /// Calls received and not yet answered.
     in_flight: AtomicUsize,
+    /// The most calls in flight before the reader waits.
+    max_in_flight: usize,
+    /// Woken when a call finishes while the connection is at its limit.
+    finished: tokio::sync::Notify,
     pool: Pool<Job>,
 }
 
@@ -73,7 +77,7 @@ impl Shared {
                     Ok(reply) => reply,
                     // Cancelled: the caller gave up and reads no reply.
                     Err(_) => {
-                        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        self.done();
                         return;
                     }
                 }
@@ -81,8 +85,28 @@ impl Shared {
         };
         // With other calls in flight, more replies follow: let the flusher
         // write them together.
-        let others = self.in_flight.fetch_sub(1, Ordering::Relaxed) > 1;
+        let others = self.done() > 1;
         send_reply(&self.writer, id, reply, others);
+    }
+
+    /// Counts a call as finished; returns how many were in flight before.
+    fn done(&self) -> usize {
+        let before = self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if before >= self.max_in_flight {
+            self.finished.notify_one();
+        }
+        before
+    }
+
+    /// Waits while the connection has as many calls in flight as it may.
+    async fn room(&self) {
+        while self.in_flight.load(Ordering::Relaxed) >= self.max_in_flight {
+            let finished = self.finished.notified();
+            if self.in_flight.load(Ordering::Relaxed) < self.max_in_flight {
+                return;
+            }
+            finished.await;
+        }
     }
 }
 
@@ -150,16 +174,41 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         writer,
         calls: Mutex::default(),
         in_flight: AtomicUsize::new(0),
+        max_in_flight: options.max_calls_per_connection,
+        finished: tokio::sync::Notify::new(),
         pool: Pool::new(),
     });
     let abort_calls = AbortOnDrop(shared.clone());
     let workers = TaskTracker::new();
     let mut last = LastObject::default();
+    let idle_timeout = options.idle_timeout;
+    let mut last_request = Instant::now();
+    let mut idle = std::pin::pin!(tokio::time::sleep(idle_timeout.unwrap_or(Duration::MAX / 4)));
     let shut_down = loop {
+        // At the limit of calls in flight, read nothing more until one ends:
+        // the client waits, TCP carries the backpressure.
+        tokio::select! {
+            () = shared.room() => {}
+            () = daemon.shutdown.cancelled() => break true,
+        }
         let request = tokio::select! {
             request = reader.recv::<Request>() => request,
             () = daemon.shutdown.cancelled() => break true,
+            () = &mut idle, if idle_timeout.is_some() => {
+                // The timer is re-armed lazily, from the last request, rather
+                // than reset on every request.
+                let timeout = idle_timeout.unwrap_or_default();
+                let quiet = last_request.elapsed() >= timeout;
+                if quiet && shared.in_flight.load(Ordering::Relaxed) == 0 {
+                    tracing::debug!(%peer, "closing a connection idle for {timeout:?}");
+                    break false;
+                }
+                let from = if quiet { Instant::now() } else { last_request };
+                idle.as_mut().reset((from + timeout).into());
+                continue;
+            }
         };
+        last_request = Instant::now();
         match request {
             Some(Ok(Request::Call { id, remaining, call })) => {
                 let deadline = deadline_from(remaining);

@@ -18,6 +18,16 @@ use crate::registry::Registry;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `serve` waits, after `shutdown`, for calls in flight to finish.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Connections served at once; more wait in the listen backlog until one
+/// closes. Each idle connection costs a task and a 16 KiB read buffer.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Calls one connection may have running at once; beyond that the daemon
+/// stops reading from it until one finishes (the client then waits: TCP
+/// carries the backpressure).
+pub const DEFAULT_MAX_CALLS_PER_CONNECTION: usize = 1_024;
+/// How long a connection may sit with no call in flight and nothing sent
+/// before the daemon closes it (proxies reconnect on their next call).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Why a daemon could not be set up, or an object not registered.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +77,9 @@ pub(crate) struct Options {
     pub(crate) max_message_size: usize,
     pub(crate) handshake_timeout: Duration,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) max_calls_per_connection: usize,
+    pub(crate) idle_timeout: Option<Duration>,
     pub(crate) advertise: Option<Host>,
 }
 
@@ -78,6 +91,8 @@ pub(crate) struct Inner {
     pub(crate) shutdown: CancellationToken,
     /// Oneway calls, which outlive their connections.
     pub(crate) calls: TaskTracker,
+    /// Connections being served now.
+    pub(crate) connections: std::sync::atomic::AtomicUsize,
     /// Where the daemon listens.
     location: Location,
     /// What its URIs say (differs behind NAT, or when bound to 0.0.0.0).
@@ -130,6 +145,28 @@ impl DaemonBuilder {
         self
     }
 
+    /// How many connections are served at once (default: 10,000); more wait
+    /// in the listen backlog until one closes.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.options.max_connections = max.max(1);
+        self
+    }
+
+    /// How many calls one connection may have running at once (default:
+    /// 1,024); beyond that the daemon reads no more from it until one
+    /// finishes.
+    pub fn max_calls_per_connection(mut self, max: usize) -> Self {
+        self.options.max_calls_per_connection = max.max(1);
+        self
+    }
+
+    /// How long a connection may sit idle (no call in flight, nothing sent)
+    /// before it is closed (default: 300 s; `None`: never).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.options.idle_timeout = timeout;
+        self
+    }
+
     /// How long `serve` lets calls in flight finish after `shutdown`
     /// (default: 5 s).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
@@ -172,6 +209,7 @@ impl DaemonBuilder {
                 options: self.options,
                 shutdown: CancellationToken::new(),
                 calls: TaskTracker::new(),
+                connections: std::sync::atomic::AtomicUsize::new(0),
                 location,
                 advertised,
                 listener: Mutex::new(Some(listener)),
@@ -229,6 +267,9 @@ impl Daemon {
                 max_message_size: config.max_message_size,
                 handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
                 shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+                max_calls_per_connection: DEFAULT_MAX_CALLS_PER_CONNECTION,
+                idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
                 advertise: None,
             },
         }
@@ -294,7 +335,16 @@ impl Daemon {
         // open after the shutdown grace are aborted when it is dropped.
         let mut connections = tokio::task::JoinSet::new();
         let mut backoff = Duration::from_millis(5);
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.inner.options.max_connections));
         loop {
+            // A permit first: at the limit, new connections wait in the
+            // listen backlog instead of being accepted and starved.
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => permit,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                () = self.inner.shutdown.cancelled() => break,
+            };
+            let Ok(permit) = permit else { break };
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
                 Some(_) = connections.join_next(), if !connections.is_empty() => continue,
@@ -303,7 +353,12 @@ impl Daemon {
             match accepted {
                 Ok(connection) => {
                     backoff = Duration::from_millis(5);
-                    connections.spawn(connection::serve(self.inner.clone(), connection));
+                    let inner = self.inner.clone();
+                    connections.spawn(async move {
+                        let _permit = permit;
+                        let _counted = Counted::new(&inner.connections);
+                        connection::serve(inner.clone(), connection).await;
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors, or a connection reset before it
@@ -329,6 +384,11 @@ impl Daemon {
         Ok(())
     }
 
+    /// How many connections are being served now.
+    pub fn connections(&self) -> usize {
+        self.inner.connections.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Asks `serve` to stop; returns at once.
     pub fn shutdown(&self) {
         self.inner.shutdown.cancel();
@@ -337,5 +397,21 @@ impl Daemon {
     /// Whether [`Daemon::shutdown`] was called.
     pub fn is_shut_down(&self) -> bool {
         self.inner.shutdown.is_cancelled()
+    }
+}
+
+/// Counts one connection while it lives.
+struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Counted(count)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -18,5 +18,8 @@ mod daemon;
 mod registry;
 mod workers;
 
-pub use daemon::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, Daemon, DaemonBuilder, DaemonError};
+pub use daemon::{
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CALLS_PER_CONNECTION,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE, Daemon, DaemonBuilder, DaemonError,
+};
 pub use registry::DAEMON_OBJECT;

@@ -1,0 +1,263 @@
+"""Pyro5 doing the work of rmi's benchmarks, for the comparison in benches/README.md.
+
+Every server runs in a process of its own (this script with --serve); the
+client workloads run here. Pinned runs put server and client on CPU 0.
+The figures are printed as they come, and as one JSON line at the end, in
+the same shape as rmi-bench's outcomes: {name: {ops, secs, p50_us, p99_us, bytes}}.
+
+    bash benches/pyro5/run.sh [--quick] [--json]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import Pyro5.api
+import Pyro5
+import Pyro5.nameserver
+
+NAMES = 10_000
+PAYLOAD = 10 << 20
+
+
+@Pyro5.api.expose
+class Bench:
+    """The work: the same methods as rmi-bench's Bench object."""
+
+    def __init__(self):
+        self._ticks = 0
+        self._lock = threading.Lock()
+
+    def echo(self, x):
+        return x
+
+    @Pyro5.api.oneway
+    def tick(self):
+        with self._lock:
+            self._ticks += 1
+
+    def ticks(self):
+        return self._ticks
+
+    def reset(self):
+        with self._lock:
+            self._ticks = 0
+
+    def blob_len(self, payload):
+        return len(payload)
+
+
+def serve(kind):
+    """Serves `kind` ("bench" or "names") on a free port, prints READY <uri>."""
+    if kind == "bench":
+        daemon = Pyro5.api.Daemon(host="127.0.0.1", port=0)
+        uri = daemon.register(Bench(), "bench")
+        print("READY", uri, flush=True)
+        daemon.requestLoop()
+    else:
+        uri, daemon, _ = Pyro5.nameserver.start_ns(host="127.0.0.1", port=0, enableBroadcast=False)
+        # The daemon serves only once its loop runs: fill it directly.
+        for i in range(NAMES):
+            daemon.nameserver.register(f"bench.name.{i}", f"PYRO:obj{i}@127.0.0.1:{1 + i % 60000}")
+        print("READY", uri, flush=True)
+        daemon.requestLoop()
+
+
+class Server:
+    """A server process, stopped when the workload is done."""
+
+    def __init__(self, kind, pinned):
+        command = [sys.executable, os.path.abspath(__file__), "--serve", kind]
+        if pinned:
+            command = ["taskset", "-c", "0"] + command
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline().strip()
+        if not line.startswith("READY "):
+            raise RuntimeError(f"the {kind} server said {line!r}")
+        self.uri = line[len("READY "):]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.process.kill()
+        self.process.wait()
+
+
+def proxy(uri, serializer):
+    p = Pyro5.api.Proxy(uri)
+    p._pyroSerializer = serializer
+    return p
+
+
+def outcome(ops, secs, latencies=None, nbytes=None):
+    result = {"ops": ops, "secs": secs, "p50_us": None, "p99_us": None, "bytes": nbytes}
+    if latencies:
+        latencies.sort()
+        pick = lambda q: latencies[round((len(latencies) - 1) * q)] * 1e6
+        result["p50_us"], result["p99_us"] = pick(0.50), pick(0.99)
+    return result
+
+
+def sequential(call, warmup, count):
+    for i in range(warmup):
+        call(i)
+    latencies = []
+    started = time.perf_counter()
+    for i in range(count):
+        t = time.perf_counter()
+        call(i)
+        latencies.append(time.perf_counter() - t)
+    return outcome(count, time.perf_counter() - started, latencies)
+
+
+def seq(serializer, pinned, plan):
+    with Server("bench", pinned) as server:
+        if pinned:
+            os.sched_setaffinity(0, {0})
+        try:
+            p = proxy(server.uri, serializer)
+            return sequential(lambda i: p.echo(i), plan["calls"] // 10, plan["calls"])
+        finally:
+            os.sched_setaffinity(0, range(os.cpu_count() or 1))
+
+
+def clients(count, plan):
+    with Server("bench", False) as server:
+        done = [0] * count
+        counting = threading.Event()
+        stop = threading.Event()
+
+        def loop(index):
+            p = proxy(server.uri, "msgpack")
+            while not stop.is_set():
+                p.echo(1)
+                if counting.is_set():
+                    done[index] += 1
+
+        threads = [threading.Thread(target=loop, args=(i,)) for i in range(count)]
+        for t in threads:
+            t.start()
+        time.sleep(plan["warmup"])
+        counting.set()
+        started = time.perf_counter()
+        time.sleep(plan["window"])
+        ops, secs = sum(done), time.perf_counter() - started
+        stop.set()
+        for t in threads:
+            t.join()
+        return outcome(ops, secs)
+
+
+def oneway(plan):
+    with Server("bench", False) as server:
+        p = proxy(server.uri, "msgpack")
+        p.reset()
+        count = plan["oneways"]
+        started = time.perf_counter()
+        for _ in range(count):
+            p.tick()
+        checker = proxy(server.uri, "msgpack")
+        deadline = time.time() + 120
+        while checker.ticks() < count:
+            if time.time() > deadline:
+                raise RuntimeError("oneway calls went missing")
+            time.sleep(0.0005)
+        return outcome(count, time.perf_counter() - started)
+
+
+def payload(plan):
+    with Server("bench", False) as server:
+        p = proxy(server.uri, "msgpack")
+        data = bytes(PAYLOAD)
+        p.blob_len(data)
+        started = time.perf_counter()
+        for _ in range(plan["transfers"]):
+            assert p.blob_len(data) == PAYLOAD
+        secs = time.perf_counter() - started
+        return outcome(plan["transfers"], secs, nbytes=plan["transfers"] * PAYLOAD)
+
+
+def lookups(plan, threads):
+    with Server("names", False) as server:
+        if threads == 1:
+            ns = proxy(server.uri, "msgpack")
+            return sequential(lambda i: ns.lookup(f"bench.name.{(i * 7919) % NAMES}"), plan["calls"] // 10, plan["calls"])
+        done = [0] * threads
+        counting = threading.Event()
+        stop = threading.Event()
+
+        def loop(index):
+            ns = proxy(server.uri, "msgpack")
+            i = index
+            while not stop.is_set():
+                ns.lookup(f"bench.name.{(i * 7919) % NAMES}")
+                i += threads
+                if counting.is_set():
+                    done[index] += 1
+
+        workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+        for t in workers:
+            t.start()
+        time.sleep(plan["warmup"])
+        counting.set()
+        started = time.perf_counter()
+        time.sleep(plan["window"])
+        ops, secs = sum(done), time.perf_counter() - started
+        stop.set()
+        for t in workers:
+            t.join()
+        return outcome(ops, secs)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--serve", choices=["bench", "names"], help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="shorter runs")
+    parser.add_argument("--json", action="store_true", help="end with the outcomes as one JSON line")
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+    Pyro5.config.COMMTIMEOUT = 0
+    plan = (
+        {"calls": 2_000, "warmup": 0.1, "window": 0.5, "transfers": 3, "oneways": 5_000}
+        if args.quick
+        else {"calls": 20_000, "warmup": 0.3, "window": 2.0, "transfers": 10, "oneways": 50_000}
+    )
+    runs = [
+        ("seq.serpent", lambda: seq("serpent", False, plan)),
+        ("seq.serpent.pinned", lambda: seq("serpent", True, plan)),
+        ("seq.msgpack", lambda: seq("msgpack", False, plan)),
+        ("seq.msgpack.pinned", lambda: seq("msgpack", True, plan)),
+        ("clients8", lambda: clients(8, plan)),
+        ("oneway", lambda: oneway(plan)),
+        ("payload", lambda: payload(plan)),
+        ("lookup.seq", lambda: lookups(plan, 1)),
+        ("lookup.threads8", lambda: lookups(plan, 8)),
+    ]
+    results = {}
+    for name, run in runs:
+        result = run()
+        results[name] = result
+        rate = result["ops"] / result["secs"]
+        extra = ""
+        if result["p50_us"] is not None:
+            extra = f"   p50 {result['p50_us']:7.1f} µs   p99 {result['p99_us']:7.1f} µs"
+        if result["bytes"]:
+            extra += f"   {result['bytes'] / 1e6 / result['secs']:8.0f} MB/s"
+        print(f"pyro.{name:<20}{rate:12.0f} ops/s{extra}", file=sys.stderr, flush=True)
+    # The name server's best: one client, or eight.
+    best = max(("lookup.seq", "lookup.threads8"), key=lambda n: results[n]["ops"] / results[n]["secs"])
+    results["lookup"] = results[best]
+    print(f"Pyro5 {Pyro5.__version__}, Python {sys.version.split()[0]}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

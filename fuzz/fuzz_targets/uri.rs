@@ -1,0 +1,9 @@
+//! URI parsing: arbitrary text as any URI, bind address or host; what
+//! parses must print back to text that parses the same.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        rmi_core::fuzzing::uris(text);
+    }
+});
