@@ -13,6 +13,13 @@
 //!
 //! This crate has no feature flags.
 
+// Data from the network must never panic this code: these are denied outside
+// tests, and the few justified exceptions say why where they stand.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
+)]
+
 mod connection;
 mod daemon;
 mod registry;

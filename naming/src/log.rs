@@ -102,11 +102,16 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-fn header() -> [u8; HEADER_LEN as usize] {
-    let mut h = [0u8; HEADER_LEN as usize];
-    h[..8].copy_from_slice(MAGIC);
-    h[8..].copy_from_slice(&VERSION.to_le_bytes());
+fn header() -> Vec<u8> {
+    let mut h = MAGIC.to_vec();
+    h.extend_from_slice(&VERSION.to_le_bytes());
     h
+}
+
+/// The little-endian `u32` at `at`, if the bytes are there.
+fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_le_bytes(raw))
 }
 
 /// Reads the records of `file`; returns them and the length of the good
@@ -124,7 +129,7 @@ fn replay<R: DeserializeOwned>(file: &mut File, path: &Path) -> io::Result<(Vec<
             format!("{} is not an rmi name server log (it does not start with {MAGIC:?})", path.display()),
         ));
     }
-    let version = bytes.get(8..12).map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
+    let version = le_u32(&bytes, 8);
     if version != Some(VERSION) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -133,9 +138,8 @@ fn replay<R: DeserializeOwned>(file: &mut File, path: &Path) -> io::Result<(Vec<
     }
     let mut records = Vec::new();
     let mut at = HEADER_LEN as usize;
-    while let Some(head) = bytes.get(at..at + 8) {
-        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    while let (Some(len), Some(crc)) = (le_u32(&bytes, at), le_u32(&bytes, at + 4)) {
+        let len = len as usize;
         if len > MAX_RECORD {
             break;
         }
@@ -180,7 +184,7 @@ impl Log {
             drop(file);
             let tmp = temp_path(path);
             let mut out = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-            let mut bytes = header().to_vec();
+            let mut bytes = header();
             for r in &live {
                 let payload = postcard::to_allocvec(r).map_err(io::Error::other)?;
                 bytes.extend_from_slice(&frame(&payload));

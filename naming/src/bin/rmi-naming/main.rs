@@ -6,6 +6,13 @@
 //! rmi-naming list [--prefix P | --regex R] # and lookup, register, remove, setmeta, yplookup, count, ping
 //! ```
 
+// Data from the network must never panic this code: these are denied outside
+// tests, and the few justified exceptions say why where they stand.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
+)]
+
 mod commands;
 
 use std::path::PathBuf;
