@@ -48,6 +48,8 @@ pub mod link;
 pub mod message;
 pub mod net;
 pub mod object;
+#[doc(hidden)]
+pub mod testing;
 pub mod transport;
 pub mod uri;
 

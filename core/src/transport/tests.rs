@@ -374,63 +374,37 @@ enum Attack {
     Splice,
 }
 
-/// Relays one connection to `server`, reading the client's frames one by
-/// one: the handshake's two passes through; later frames suffer `attack`.
-/// `recorded` keeps the first frame of a recorded connection for splicing.
+/// A man in the middle that attacks the client's first frames after the
+/// handshake (the hello and the key proof are frames 0 and 1).
 async fn man_in_the_middle(
     server: SocketAddr,
     attack: Attack,
     recorded: Arc<Mutex<Option<Vec<u8>>>>,
 ) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (client, _) = listener.accept().await.unwrap();
-        let upstream = TcpStream::connect(server).await.unwrap();
-        let (mut client_read, mut client_write) = client.into_split();
-        let (mut server_read, mut server_write) = upstream.into_split();
-        tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-        });
-        let mut frames = Vec::new();
-        loop {
-            let mut prefix = [0; 4];
-            if client_read.read_exact(&mut prefix).await.is_err() {
-                return;
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    crate::testing::man_in_the_middle(server, move |index, frame| {
+        seen.push(frame.clone());
+        match (index, attack) {
+            (0 | 1, _) => vec![frame],
+            (2, Attack::Record) => {
+                *recorded.lock().unwrap() = Some(frame.clone());
+                vec![frame]
             }
-            let mut body = vec![0; u32::from_be_bytes(prefix) as usize];
-            if client_read.read_exact(&mut body).await.is_err() {
-                return;
+            (2, Attack::Tamper) => {
+                let mut frame = frame;
+                let last = frame.len() - 1;
+                frame[last] ^= 0x01;
+                vec![frame]
             }
-            let mut frame = prefix.to_vec();
-            frame.extend_from_slice(&body);
-            frames.push(frame.clone());
-            let index = frames.len() - 1;
-            let out: Vec<Vec<u8>> = match (index, attack) {
-                (0 | 1, _) => vec![frame],
-                (2, Attack::Record) => {
-                    *recorded.lock().unwrap() = Some(frame.clone());
-                    vec![frame]
-                }
-                (2, Attack::Tamper) => {
-                    let last = frame.len() - 1;
-                    frame[last] ^= 0x01;
-                    vec![frame]
-                }
-                (3, Attack::Replay) => vec![frame, frames[2].clone()],
-                (2, Attack::Reorder) => vec![],
-                (3, Attack::Reorder) => vec![frame, frames[2].clone()],
-                (2, Attack::Splice) => vec![recorded.lock().unwrap().clone().unwrap()],
-                _ => vec![frame],
-            };
-            for f in out {
-                if server_write.write_all(&f).await.is_err() {
-                    return;
-                }
-            }
+            (3, Attack::Replay) => vec![frame, seen[2].clone()],
+            (2, Attack::Reorder) => vec![],
+            (3, Attack::Reorder) => vec![frame, seen[2].clone()],
+            (2, Attack::Splice) => vec![recorded.lock().unwrap().clone().unwrap()],
+            _ => vec![frame],
         }
-    });
-    addr
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
