@@ -52,10 +52,17 @@ class Bench:
 
 
 def serve(kind):
-    """Serves `kind` ("bench" or "names") on a free port, prints READY <uri>."""
+    """Serves `kind` ("bench", "names" or "durable") on a free port, prints READY <uri>."""
     if kind == "bench":
         daemon = Pyro5.api.Daemon(host="127.0.0.1", port=0)
         uri = daemon.register(Bench(), "bench")
+        print("READY", uri, flush=True)
+        daemon.requestLoop()
+    elif kind == "durable":
+        path = f"/tmp/pyro-bench-names-{os.getpid()}.sqlite"
+        if os.path.exists(path):
+            os.remove(path)
+        uri, daemon, _ = Pyro5.nameserver.start_ns(host="127.0.0.1", port=0, enableBroadcast=False, storage=f"sql:{path}")
         print("READY", uri, flush=True)
         daemon.requestLoop()
     else:
@@ -115,6 +122,34 @@ def sequential(call, warmup, count):
     return outcome(count, time.perf_counter() - started, latencies)
 
 
+def threaded(count, plan, make_call):
+    """Runs `count` threads, each calling `make_call(index)()` in a loop, and
+    counts the calls completed in the measured window."""
+    done = [0] * count
+    counting = threading.Event()
+    stop = threading.Event()
+
+    def loop(index):
+        call = make_call(index)
+        while not stop.is_set():
+            call()
+            if counting.is_set():
+                done[index] += 1
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    time.sleep(plan["warmup"])
+    counting.set()
+    started = time.perf_counter()
+    time.sleep(plan["window"])
+    ops, secs = sum(done), time.perf_counter() - started
+    stop.set()
+    for t in threads:
+        t.join()
+    return outcome(ops, secs)
+
+
 def seq(serializer, pinned, plan):
     with Server("bench", pinned) as server:
         if pinned:
@@ -128,29 +163,11 @@ def seq(serializer, pinned, plan):
 
 def clients(count, plan):
     with Server("bench", False) as server:
-        done = [0] * count
-        counting = threading.Event()
-        stop = threading.Event()
-
-        def loop(index):
+        def make_call(_):
             p = proxy(server.uri, "msgpack")
-            while not stop.is_set():
-                p.echo(1)
-                if counting.is_set():
-                    done[index] += 1
+            return lambda: p.echo(1)
 
-        threads = [threading.Thread(target=loop, args=(i,)) for i in range(count)]
-        for t in threads:
-            t.start()
-        time.sleep(plan["warmup"])
-        counting.set()
-        started = time.perf_counter()
-        time.sleep(plan["window"])
-        ops, secs = sum(done), time.perf_counter() - started
-        stop.set()
-        for t in threads:
-            t.join()
-        return outcome(ops, secs)
+        return threaded(count, plan, make_call)
 
 
 def oneway(plan):
@@ -187,36 +204,29 @@ def lookups(plan, threads):
         if threads == 1:
             ns = proxy(server.uri, "msgpack")
             return sequential(lambda i: ns.lookup(f"bench.name.{(i * 7919) % NAMES}"), plan["calls"] // 10, plan["calls"])
-        done = [0] * threads
-        counting = threading.Event()
-        stop = threading.Event()
 
-        def loop(index):
+        def make_call(index):
             ns = proxy(server.uri, "msgpack")
-            i = index
-            while not stop.is_set():
-                ns.lookup(f"bench.name.{(i * 7919) % NAMES}")
-                i += threads
-                if counting.is_set():
-                    done[index] += 1
+            names = (f"bench.name.{(i * 7919) % NAMES}" for i in range(index, 1 << 62, threads))
+            return lambda: ns.lookup(next(names))
 
-        workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
-        for t in workers:
-            t.start()
-        time.sleep(plan["warmup"])
-        counting.set()
-        started = time.perf_counter()
-        time.sleep(plan["window"])
-        ops, secs = sum(done), time.perf_counter() - started
-        stop.set()
-        for t in workers:
-            t.join()
-        return outcome(ops, secs)
+        return threaded(threads, plan, make_call)
+
+
+def registrations(plan, threads):
+    """Registrations of new names in a name server with sqlite storage."""
+    with Server("durable", False) as server:
+        def make_call(index):
+            ns = proxy(server.uri, "msgpack")
+            names = (f"durable.{index}.{i}" for i in range(1 << 62))
+            return lambda: ns.register(next(names), "PYRO:obj@127.0.0.1:9999")
+
+        return threaded(threads, plan, make_call)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--serve", choices=["bench", "names"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["bench", "names", "durable"], help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="shorter runs")
     parser.add_argument("--json", action="store_true", help="end with the outcomes as one JSON line")
     args = parser.parse_args()
@@ -239,6 +249,8 @@ def main():
         ("payload", lambda: payload(plan)),
         ("lookup.seq", lambda: lookups(plan, 1)),
         ("lookup.threads8", lambda: lookups(plan, 8)),
+        ("register.seq", lambda: registrations(plan, 1)),
+        ("register.threads8", lambda: registrations(plan, 8)),
     ]
     results = {}
     for name, run in runs:
@@ -254,6 +266,8 @@ def main():
     # The name server's best: one client, or eight.
     best = max(("lookup.seq", "lookup.threads8"), key=lambda n: results[n]["ops"] / results[n]["secs"])
     results["lookup"] = results[best]
+    best = max(("register.seq", "register.threads8"), key=lambda n: results[n]["ops"] / results[n]["secs"])
+    results["register"] = results[best]
     print(f"Pyro5 {Pyro5.__version__}, Python {sys.version.split()[0]}", file=sys.stderr)
     if args.json:
         print(json.dumps(results))

@@ -105,6 +105,7 @@ fn serve(args: &[String]) -> anyhow::Result<()> {
             "tarpc" => tarpc_plain::serve("127.0.0.1:0", |a| ready(a.to_string())).await,
             "rmi" => rmi_calls::serve("127.0.0.1:0", key.as_deref(), ready).await,
             "names" => rmi_calls::serve_names(key.as_deref(), ready).await,
+            "durable-names" => rmi_calls::serve_durable_names(key.as_deref(), ready).await,
             other => anyhow::bail!("no such system {other:?}"),
         }
     })
@@ -132,6 +133,8 @@ fn client(args: &[String]) -> anyhow::Result<()> {
             ("rmi", "payload") => rmi_calls::payload(target, key, plan).await,
             ("rmi", "lookup-seq") => rmi_calls::lookups(target, key, 1, plan).await,
             ("rmi", "lookup-pipe64") => rmi_calls::lookups(target, key, 64, plan).await,
+            ("rmi", "register-seq") => rmi_calls::registrations(target, key, 1, plan).await,
+            ("rmi", "register-pipe64") => rmi_calls::registrations(target, key, 64, plan).await,
             (s, w) => anyhow::bail!("no workload {w:?} for {s:?}"),
         }
     })?;

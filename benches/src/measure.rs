@@ -146,3 +146,50 @@ impl Plan {
 
 /// The 10 MiB payload of the payload workloads.
 pub(crate) const PAYLOAD: usize = 10 << 20;
+
+/// Times `plan.transfers` sends of the 10 MiB payload, one after another
+/// (after one to warm up).
+pub(crate) async fn transfers<F>(plan: Plan, mut send: F) -> anyhow::Result<Outcome>
+where
+    F: AsyncFnMut() -> anyhow::Result<()>,
+{
+    send().await?;
+    let started = Instant::now();
+    for _ in 0..plan.transfers {
+        send().await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(Outcome {
+        ops: plan.transfers,
+        secs,
+        bytes: Some(plan.transfers * PAYLOAD as u64),
+        ..Outcome::default()
+    })
+}
+
+/// Runs one loop per state (a client, or a connection): each call takes
+/// the state and gives it back, one call at a time; counts the calls
+/// completed in the window.
+pub(crate) async fn concurrent<S, F, Fut>(states: Vec<S>, plan: Plan, call: F) -> anyhow::Result<Outcome>
+where
+    S: Send + 'static,
+    F: Fn(S) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<S>> + Send,
+{
+    let gate = Gate::new();
+    let loops = states
+        .into_iter()
+        .map(|state| {
+            let (gate, call) = (gate.clone(), call.clone());
+            tokio::spawn(async move {
+                let mut state = state;
+                while gate.running() {
+                    state = call(state).await?;
+                    gate.done(1);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    gate.measure(plan.warmup, plan.window, loops).await
+}

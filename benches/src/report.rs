@@ -85,6 +85,22 @@ fn checks() -> Vec<Check> {
         ),
         c("f", "lookups, 64 in flight: rmi / Pyro5", "rmi.lookup.pipe64", "pyro.lookup", Rate, AtLeast(10.0)),
         c("f", "lookups, sequential: rmi / Pyro5", "rmi.lookup.seq", "pyro.lookup", Rate, Report),
+        c(
+            "i8",
+            "durable registrations, 64 at once: rmi / Pyro5 sqlite",
+            "rmi.register.pipe64",
+            "pyro.register",
+            Rate,
+            AtLeast(5.0),
+        ),
+        c(
+            "i8",
+            "durable registrations, one at a time: rmi / Pyro5 sqlite",
+            "rmi.register.seq",
+            "pyro.register",
+            Rate,
+            Report,
+        ),
         c("h", "HMAC on / off, round trip unpinned", "rmi.hmac.seq", "rmi.seq", Rate, AtLeast(0.85)),
         c(
             "h",

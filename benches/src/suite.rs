@@ -54,6 +54,8 @@ fn benches(rmi_threads: usize) -> Vec<Bench> {
     add("rmi.oneway", "rmi", "rmi", "oneway", false, false, rmi_threads);
     add("rmi.lookup.seq", "names", "rmi", "lookup-seq", false, false, rmi_threads);
     add("rmi.lookup.pipe64", "names", "rmi", "lookup-pipe64", false, false, rmi_threads);
+    add("rmi.register.seq", "durable-names", "rmi", "register-seq", false, false, rmi_threads);
+    add("rmi.register.pipe64", "durable-names", "rmi", "register-pipe64", false, false, rmi_threads);
     all
 }
 

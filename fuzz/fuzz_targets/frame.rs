@@ -2,10 +2,4 @@
 //! read in pieces of every size, with and without authentication.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let Some((&control, data)) = data.split_first() else { return };
-    let chunk = usize::from(control & 0x3f) + 1;
-    let keyed = control & 0x40 != 0;
-    let max_message = if control & 0x80 != 0 { 1 << 10 } else { 1 << 20 };
-    rmi_core::fuzzing::frames(data, chunk, max_message, keyed);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rmi_core::fuzzing::frame_target(data));

@@ -2,6 +2,4 @@
 //! a client, with and without a key.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    rmi_core::fuzzing::handshakes(data);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rmi_core::fuzzing::handshake_target(data));

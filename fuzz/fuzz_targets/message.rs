@@ -2,9 +2,4 @@
 //! attachments after it), as requests, responses and encoded values.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let Some((&split, data)) = data.split_first() else { return };
-    let at = usize::from(split).min(data.len());
-    let (attachments, envelope) = data.split_at(at);
-    rmi_core::fuzzing::messages(envelope, attachments);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rmi_core::fuzzing::message_target(data));

@@ -2,8 +2,4 @@
 //! parses must print back to text that parses the same.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(data) {
-        rmi_core::fuzzing::uris(text);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rmi_core::fuzzing::uri_target(data));

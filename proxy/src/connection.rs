@@ -55,7 +55,20 @@ struct Pending {
     closed: Option<Error>,
 }
 
+/// Leaves the task's waker in a call's slot (unless it is there already).
+fn park(waker: &mut Option<Waker>, cx: &std::task::Context<'_>) {
+    match waker {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *waker = Some(cx.waker().clone()),
+    }
+}
+
 impl Pending {
+    /// Why a call has no slot any more: the connection ended.
+    fn reason(&self) -> Error {
+        self.closed.clone().unwrap_or_else(|| Error::ConnectionLost("the connection closed".into()))
+    }
+
     /// Leaves `outcome` for call `id`, waking its caller.
     fn deliver(&mut self, id: u64, outcome: Result<Reply, Error>) -> Option<Waker> {
         let slot = self.slots.get_mut(&id)?;
@@ -224,20 +237,14 @@ impl ClientConnection {
             let mut pending = self.pending();
             match pending.slots.get_mut(&id) {
                 Some(Slot::Waiting(waker)) => {
-                    match waker {
-                        Some(w) if w.will_wake(cx.waker()) => {}
-                        _ => *waker = Some(cx.waker().clone()),
-                    }
+                    park(waker, cx);
                     Poll::Pending
                 }
                 Some(Slot::Done(_)) => match pending.slots.remove(&id) {
                     Some(Slot::Done(outcome)) => Poll::Ready(outcome),
                     _ => Poll::Pending,
                 },
-                None => Poll::Ready(Err(pending
-                    .closed
-                    .clone()
-                    .unwrap_or_else(|| Error::ConnectionLost("the connection closed".into())))),
+                None => Poll::Ready(Err(pending.reason())),
             }
         })
         .await
@@ -293,10 +300,7 @@ impl ClientConnection {
         let mut pending = self.pending();
         match pending.slots.get_mut(&id) {
             Some(Slot::Waiting(waker)) => {
-                match waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => *waker = Some(cx.waker().clone()),
-                }
+                park(waker, cx);
                 match self.reader.try_lock() {
                     Ok(guard) => Poll::Ready(Turn::Read(guard)),
                     Err(_) => Poll::Pending,
@@ -306,10 +310,7 @@ impl ClientConnection {
                 Some(Slot::Done(outcome)) => Poll::Ready(Turn::Reply(outcome)),
                 _ => Poll::Pending,
             },
-            None => Poll::Ready(Turn::Reply(Err(pending
-                .closed
-                .clone()
-                .unwrap_or_else(|| Error::ConnectionLost("the connection closed".into()))))),
+            None => Poll::Ready(Turn::Reply(Err(pending.reason()))),
         }
     }
 

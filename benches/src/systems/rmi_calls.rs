@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rmi::{Blob, Config, Key, NameServerProxy, Proxy};
 
-use crate::measure::{Gate, Outcome, PAYLOAD, Plan, sequential};
+use crate::measure::{Gate, Outcome, PAYLOAD, Plan, concurrent, sequential, transfers};
 
 /// Names the name server holds in the lookup workloads.
 pub(crate) const NAMES: usize = 10_000;
@@ -63,6 +63,48 @@ pub(crate) async fn serve(addr: &str, key: Option<&str>, ready: impl FnOnce(Stri
     Ok(())
 }
 
+/// Serves a name server with a storage file (every registration on disk
+/// before it is acknowledged); reports its URI.
+pub(crate) async fn serve_durable_names(key: Option<&str>, ready: impl FnOnce(String)) -> anyhow::Result<()> {
+    let path = std::env::temp_dir().join(format!("rmi-bench-names-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut options = rmi_naming::NameServerOptions::from_config(&config(key));
+    options.port = 0;
+    options.broadcast_port = None;
+    options.storage = Some(path);
+    let ns = rmi_naming::start(options).await?;
+    ready(ns.uri().to_string());
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// Durable registrations of new names, `tasks` at a time on one connection.
+pub(crate) async fn registrations(
+    uri: &str,
+    key: Option<&str>,
+    tasks: usize,
+    plan: Plan,
+) -> anyhow::Result<Outcome> {
+    let ns = Arc::new(NameServerProxy::from_proxy(Proxy::builder_with_config(uri, &config(key)).build()?));
+    let target: rmi::ObjectUri = "RMI:obj@127.0.0.1:9999".parse()?;
+    let gate = Gate::new();
+    let loops = (0..tasks)
+        .map(|t| {
+            let (ns, gate, target) = (ns.clone(), gate.clone(), target.clone());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while gate.running() {
+                    ns.register(&format!("durable.{t}.{i}"), &target).await?;
+                    gate.done(1);
+                    i += 1;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    gate.measure(plan.warmup, plan.window, loops).await
+}
+
 /// Serves a name server holding `NAMES` names; reports its URI.
 pub(crate) async fn serve_names(key: Option<&str>, ready: impl FnOnce(String)) -> anyhow::Result<()> {
     let mut options = rmi_naming::NameServerOptions::from_config(&config(key));
@@ -102,20 +144,11 @@ pub(crate) async fn pipelined(
 ) -> anyhow::Result<Outcome> {
     let bench = proxy(uri, key)?;
     bench.echo(0).await?;
-    let gate = Gate::new();
-    let loops = (0..tasks)
-        .map(|_| {
-            let (bench, gate) = (bench.clone(), gate.clone());
-            tokio::spawn(async move {
-                while gate.running() {
-                    bench.echo(1).await?;
-                    gate.done(1);
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    gate.measure(plan.warmup, plan.window, loops).await
+    concurrent(vec![bench; tasks], plan, |bench: BenchProxy| async move {
+        bench.echo(1).await?;
+        Ok(bench)
+    })
+    .await
 }
 
 /// `clients` proxies with their own connections, one call at a time each.
@@ -125,20 +158,17 @@ pub(crate) async fn clients(
     clients: usize,
     plan: Plan,
 ) -> anyhow::Result<Outcome> {
-    let gate = Gate::new();
-    let mut loops = Vec::new();
+    let mut proxies = Vec::new();
     for _ in 0..clients {
-        let (bench, gate) = (proxy(uri, key)?, gate.clone());
+        let bench = proxy(uri, key)?;
         bench.echo(0).await?;
-        loops.push(tokio::spawn(async move {
-            while gate.running() {
-                bench.echo(1).await?;
-                gate.done(1);
-            }
-            Ok(())
-        }));
+        proxies.push(bench);
     }
-    gate.measure(plan.warmup, plan.window, loops).await
+    concurrent(proxies, plan, |bench: BenchProxy| async move {
+        bench.echo(1).await?;
+        Ok(bench)
+    })
+    .await
 }
 
 /// Oneway calls sent as fast as they go; the rate is of calls *completed*
@@ -162,18 +192,11 @@ pub(crate) async fn oneway(uri: &str, key: Option<&str>, plan: Plan) -> anyhow::
 pub(crate) async fn payload(uri: &str, key: Option<&str>, plan: Plan) -> anyhow::Result<Outcome> {
     let bench = proxy(uri, key)?;
     let data = Blob::from(vec![5u8; PAYLOAD]);
-    bench.blob_len(data.clone()).await?;
-    let started = Instant::now();
-    for _ in 0..plan.transfers {
+    transfers(plan, async || {
         anyhow::ensure!(bench.blob_len(data.clone()).await? == PAYLOAD as u64);
-    }
-    let secs = started.elapsed().as_secs_f64();
-    Ok(Outcome {
-        ops: plan.transfers,
-        secs,
-        bytes: Some(plan.transfers * PAYLOAD as u64),
-        ..Outcome::default()
+        Ok(())
     })
+    .await
 }
 
 /// Name-server lookups of random names, `tasks` at a time on one connection.

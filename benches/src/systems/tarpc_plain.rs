@@ -2,14 +2,12 @@
 //! TCP transport (length-delimited frames, bincode), as a tarpc user would
 //! write it.
 
-use std::time::Instant;
-
 use futures::{StreamExt, future};
 use tarpc::server::{BaseChannel, Channel};
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::{client, context};
 
-use crate::measure::{Gate, Outcome, PAYLOAD, Plan, sequential};
+use crate::measure::{Outcome, PAYLOAD, Plan, concurrent, sequential, transfers};
 
 /// The work: echo a number, count a payload.
 #[tarpc::service]
@@ -73,53 +71,33 @@ pub(crate) async fn seq(addr: &str, plan: Plan) -> anyhow::Result<Outcome> {
 /// `tasks` tasks calling on one client (one connection).
 pub(crate) async fn pipelined(addr: &str, tasks: usize, plan: Plan) -> anyhow::Result<Outcome> {
     let client = connect(addr).await?;
-    let gate = Gate::new();
-    let loops = (0..tasks)
-        .map(|_| {
-            let (client, gate) = (client.clone(), gate.clone());
-            tokio::spawn(async move {
-                while gate.running() {
-                    client.echo(context::current(), 1).await?;
-                    gate.done(1);
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    gate.measure(plan.warmup, plan.window, loops).await
+    concurrent(vec![client; tasks], plan, |client: BenchServiceClient| async move {
+        client.echo(context::current(), 1).await?;
+        Ok(client)
+    })
+    .await
 }
 
 /// `clients` clients with their own connections, one call at a time each.
 pub(crate) async fn clients(addr: &str, clients: usize, plan: Plan) -> anyhow::Result<Outcome> {
-    let gate = Gate::new();
-    let mut loops = Vec::new();
+    let mut all = Vec::new();
     for _ in 0..clients {
-        let (client, gate) = (connect(addr).await?, gate.clone());
-        loops.push(tokio::spawn(async move {
-            while gate.running() {
-                client.echo(context::current(), 1).await?;
-                gate.done(1);
-            }
-            Ok(())
-        }));
+        all.push(connect(addr).await?);
     }
-    gate.measure(plan.warmup, plan.window, loops).await
+    concurrent(all, plan, |client: BenchServiceClient| async move {
+        client.echo(context::current(), 1).await?;
+        Ok(client)
+    })
+    .await
 }
 
 /// A 10 MiB argument, one call at a time.
 pub(crate) async fn payload(addr: &str, plan: Plan) -> anyhow::Result<Outcome> {
     let client = connect(addr).await?;
     let data = serde_bytes::ByteBuf::from(vec![5u8; PAYLOAD]);
-    client.blob_len(context::current(), data.clone()).await?;
-    let started = Instant::now();
-    for _ in 0..plan.transfers {
+    transfers(plan, async || {
         anyhow::ensure!(client.blob_len(context::current(), data.clone()).await? == PAYLOAD as u64);
-    }
-    let secs = started.elapsed().as_secs_f64();
-    Ok(Outcome {
-        ops: plan.transfers,
-        secs,
-        bytes: Some(plan.transfers * PAYLOAD as u64),
-        ..Outcome::default()
+        Ok(())
     })
+    .await
 }

@@ -2,12 +2,10 @@
 //! time, or 64 in flight), and a sink that reads length-prefixed payloads
 //! and answers each with 8 bytes.
 
-use std::time::Instant;
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::measure::{Gate, Outcome, PAYLOAD, Plan, sequential};
+use crate::measure::{Gate, Outcome, PAYLOAD, Plan, concurrent, sequential, transfers};
 
 /// Echoes every byte back, in whatever pieces it arrives.
 pub(crate) async fn serve_echo(listener: TcpListener) -> anyhow::Result<()> {
@@ -95,44 +93,28 @@ pub(crate) async fn pipelined(addr: &str, window: usize, plan: Plan) -> anyhow::
 
 /// `clients` connections, each one ping-pong at a time.
 pub(crate) async fn clients(addr: &str, clients: usize, plan: Plan) -> anyhow::Result<Outcome> {
-    let gate = Gate::new();
-    let mut loops = Vec::new();
+    let mut streams = Vec::new();
     for _ in 0..clients {
-        let mut stream = connect(addr).await?;
-        let gate = gate.clone();
-        loops.push(tokio::spawn(async move {
-            let mut answer = [0u8; 8];
-            while gate.running() {
-                stream.write_all(&[1u8; 8]).await?;
-                stream.read_exact(&mut answer).await?;
-                gate.done(1);
-            }
-            Ok(())
-        }));
+        streams.push(connect(addr).await?);
     }
-    gate.measure(plan.warmup, plan.window, loops).await
+    concurrent(streams, plan, |mut stream: TcpStream| async move {
+        let mut answer = [0u8; 8];
+        stream.write_all(&[1u8; 8]).await?;
+        stream.read_exact(&mut answer).await?;
+        Ok(stream)
+    })
+    .await
 }
 
 /// 10 MiB frames to the sink, one after another.
 pub(crate) async fn payload(addr: &str, plan: Plan) -> anyhow::Result<Outcome> {
     let mut stream = connect(addr).await?;
     let data = vec![5u8; PAYLOAD];
-    let send = async |stream: &mut TcpStream| {
+    transfers(plan, async || {
         stream.write_u32_le(PAYLOAD as u32).await?;
         stream.write_all(&data).await?;
         anyhow::ensure!(stream.read_u64_le().await? == PAYLOAD as u64, "the sink miscounted");
-        anyhow::Ok(())
-    };
-    send(&mut stream).await?;
-    let started = Instant::now();
-    for _ in 0..plan.transfers {
-        send(&mut stream).await?;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    Ok(Outcome {
-        ops: plan.transfers,
-        secs,
-        bytes: Some(plan.transfers * PAYLOAD as u64),
-        ..Outcome::default()
+        Ok(())
     })
+    .await
 }
