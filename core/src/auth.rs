@@ -18,6 +18,9 @@
 
 use std::fmt;
 
+mod frame_mac;
+
+use frame_mac::{FrameKey, Tagger};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -205,18 +208,18 @@ pub(crate) fn proof_matches(
     mac.verify_slice(claimed).is_ok()
 }
 
-/// One direction of a session: the keyed MAC state (computed once, cloned
+/// One direction of a session: the keyed MAC state (computed once, copied
 /// per frame) and the next sequence number.
 #[derive(Clone)]
 struct Direction {
-    mac: HmacSha256,
+    key: FrameKey,
     direction: u8,
     next_seq: u64,
 }
 
 impl Direction {
-    fn tagger(&self, conn_id: &[u8; CONN_ID_LEN], seq: u64) -> HmacSha256 {
-        let mut mac = self.mac.clone();
+    fn tagger(&self, conn_id: &[u8; CONN_ID_LEN], seq: u64) -> Tagger {
+        let mut mac = self.key.start();
         mac.update(&[self.direction]);
         mac.update(conn_id);
         mac.update(&seq.to_be_bytes());
@@ -273,7 +276,7 @@ impl fmt::Debug for Opener {
 
 /// A frame's tag, computed incrementally over the pieces of its payload.
 pub(crate) struct FrameTag {
-    mac: HmacSha256,
+    mac: Tagger,
 }
 
 impl FrameTag {
@@ -284,12 +287,12 @@ impl FrameTag {
 
     /// The tag.
     pub(crate) fn finish(self) -> [u8; TAG_LEN] {
-        self.mac.finalize().into_bytes().into()
+        self.mac.finish()
     }
 
     /// Whether `claimed` is the tag, in constant time.
     fn verify(self, claimed: &[u8]) -> bool {
-        self.mac.verify_slice(claimed).is_ok()
+        self.mac.verify(claimed)
     }
 }
 
@@ -302,15 +305,15 @@ impl Session {
         let mut conn_id = [0; CONN_ID_LEN];
         let id = session.derive(b"rmi-v1 connection id", &[]);
         conn_id.copy_from_slice(id.get(..CONN_ID_LEN).unwrap_or(&[0; CONN_ID_LEN]));
-        let mac = session.mac();
+        let key = FrameKey::new(&session_key);
         Session {
             send: Sealer {
                 conn_id,
-                direction: Direction { mac: mac.clone(), direction: role.sending_direction(), next_seq: 0 },
+                direction: Direction { key: key.clone(), direction: role.sending_direction(), next_seq: 0 },
             },
             recv: Opener {
                 conn_id,
-                direction: Direction { mac, direction: role.peer().sending_direction(), next_seq: 0 },
+                direction: Direction { key, direction: role.peer().sending_direction(), next_seq: 0 },
             },
         }
     }
