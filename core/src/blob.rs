@@ -344,6 +344,11 @@ impl Text {
         std::str::from_utf8(&bytes).is_ok().then_some(Text(bytes))
     }
 
+    /// The string's bytes (no UTF-8 check: what encoders want).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// The string.
     pub fn as_str(&self) -> &str {
         // Every constructor takes valid UTF-8 (a `str` or a `String`).

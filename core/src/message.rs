@@ -82,10 +82,10 @@ impl Request {
     }
 }
 
-/// Turns a received `remaining` into a local deadline; a duration too large
-/// to add to the clock means no deadline.
-pub fn deadline_from(remaining: Option<Duration>) -> Option<Instant> {
-    remaining.and_then(|r| Instant::now().checked_add(r))
+/// Turns a `remaining` received at `now` into a local deadline; a duration
+/// too large to add to the clock means no deadline.
+pub fn deadline_from(now: Instant, remaining: Option<Duration>) -> Option<Instant> {
+    remaining.and_then(|r| now.checked_add(r))
 }
 
 /// A daemon's answer to one call.
@@ -103,9 +103,10 @@ mod tests {
 
     #[test]
     fn a_hostile_deadline_is_no_deadline_not_a_panic() {
-        assert_eq!(deadline_from(Some(Duration::MAX)), None);
-        assert_eq!(deadline_from(None), None);
-        let soon = deadline_from(Some(Duration::from_secs(1))).unwrap();
+        let now = Instant::now();
+        assert_eq!(deadline_from(now, Some(Duration::MAX)), None);
+        assert_eq!(deadline_from(now, None), None);
+        let soon = deadline_from(now, Some(Duration::from_secs(1))).unwrap();
         assert!(soon > Instant::now());
     }
 

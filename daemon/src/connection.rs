@@ -208,10 +208,11 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
                 continue;
             }
         };
-        last_request = Instant::now();
+        let now = Instant::now();
+        last_request = now;
         match request {
             Some(Ok(Request::Call { id, remaining, call })) => {
-                let deadline = deadline_from(remaining);
+                let deadline = deadline_from(now, remaining);
                 let Some(object) = last.get(&daemon.registry, &call.object) else {
                     if call.oneway {
                         tracing::debug!(%peer, object = %call.object, "oneway call to an unknown object dropped");

@@ -196,12 +196,14 @@ impl ClientConnection {
     }
 
     /// Sends `call` and waits for its reply until `deadline`; `timeout` is
-    /// what the deadline stands for, to report it.
+    /// what the deadline stands for, to report it, and `remaining` the time
+    /// left now, for the daemon.
     pub(crate) async fn call(
         &self,
         call: Call,
         deadline: Option<Instant>,
         timeout: Option<Duration>,
+        remaining: Option<Duration>,
     ) -> Result<Reply, CallFailure> {
         let (id, alone) = {
             let mut pending = self.pending();
@@ -214,7 +216,7 @@ impl ClientConnection {
             (id, pending.slots.len() == 1)
         };
         let mut guard = InFlight { connection: self, id, sent: false, done: false };
-        let request = Request::call(id, deadline, call);
+        let request = Request::Call { id, remaining, call };
         let sent = if alone { self.writer.send(&request) } else { self.writer.send_batched(&request) };
         if let Err(e) = sent {
             return Err(CallFailure::NotSent(send_error(e)));

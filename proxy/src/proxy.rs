@@ -380,17 +380,25 @@ impl Proxy {
         }
         let waited = deadline.map(|d| d.saturating_duration_since(started));
         for attempt in 0..2 {
-            let (connection, object) = match self.live_at(started) {
-                Some(live) => live,
-                None => match deadline {
-                    Some(d) => tokio::time::timeout_at(d.into(), self.connection())
-                        .await
-                        .map_err(|_| Error::Timeout(waited.unwrap_or_default()))??,
-                    None => self.connection().await?,
-                },
+            // The time left, for the daemon: on a live connection at the
+            // first attempt no time has passed to speak of since `started`,
+            // so the clock is not read again.
+            let (connection, object, remaining) = match self.live_at(started) {
+                Some((connection, object)) if attempt == 0 => (connection, object, waited),
+                live => {
+                    let (connection, object) = match (live, deadline) {
+                        (Some(live), _) => live,
+                        (None, Some(d)) => tokio::time::timeout_at(d.into(), self.connection())
+                            .await
+                            .map_err(|_| Error::Timeout(waited.unwrap_or_default()))??,
+                        (None, None) => self.connection().await?,
+                    };
+                    let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    (connection, object, remaining)
+                }
             };
             let call = Call::new(object, method.clone(), args.clone());
-            match connection.call(call, deadline, waited).await {
+            match connection.call(call, deadline, waited, remaining).await {
                 Ok(reply) => return reply.map_err(Error::from),
                 Err(CallFailure::NotSent(e)) => {
                     // The connection was already gone: nothing reached the

@@ -30,8 +30,14 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 
 #[inline]
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
+    put_bytes(out, s.as_bytes());
+}
+
+/// A [`Text`], encoded as postcard encodes a `str`.
+#[inline]
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
 }
 
 /// Reads a frame's envelope front to back.
@@ -139,7 +145,9 @@ impl Wire for Request {
     fn encode(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
         match self {
             Request::Call { id, remaining, call } => {
-                out.reserve(24 + call.object.len() + call.method.len() + call.args.inline_len());
+                out.reserve(
+                    24 + call.object.as_bytes().len() + call.method.as_bytes().len() + call.args.inline_len(),
+                );
                 put_varint(out, 0);
                 put_varint(out, *id);
                 match remaining {
@@ -150,8 +158,8 @@ impl Wire for Request {
                         put_varint(out, u64::from(d.subsec_nanos()));
                     }
                 }
-                put_str(out, &call.object);
-                put_str(out, &call.method);
+                put_bytes(out, call.object.as_bytes());
+                put_bytes(out, call.method.as_bytes());
                 call.args.encode_wire(out, attachments);
                 out.push(u8::from(call.oneway));
             }
