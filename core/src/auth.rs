@@ -219,10 +219,15 @@ struct Direction {
 
 impl Direction {
     fn tagger(&self, conn_id: &[u8; CONN_ID_LEN], seq: u64) -> Tagger {
+        // (direction, connection id, sequence number), fed in one piece.
+        let mut head = [0u8; 1 + CONN_ID_LEN + 8];
+        let (direction, rest) = head.split_at_mut(1);
+        let (id, seq_field) = rest.split_at_mut(CONN_ID_LEN);
+        direction.copy_from_slice(&[self.direction]);
+        id.copy_from_slice(conn_id);
+        seq_field.copy_from_slice(&seq.to_be_bytes());
         let mut mac = self.key.start();
-        mac.update(&[self.direction]);
-        mac.update(conn_id);
-        mac.update(&seq.to_be_bytes());
+        mac.update(&head);
         mac
     }
 }

@@ -279,11 +279,16 @@ fn be_u64(bytes: &[u8], at: usize) -> Option<u64> {
 fn open_payload(body: Bytes, session: Option<&mut Opener>) -> Result<(Bytes, Bytes), TransportError> {
     let payload = match session {
         Some(session) => {
-            let header = body.get(..AUTH_HEADER_LEN).ok_or(AuthError::ShortFrame { len: body.len() })?;
+            let header: [u8; AUTH_HEADER_LEN] = body
+                .get(..AUTH_HEADER_LEN)
+                .and_then(|h| h.try_into().ok())
+                .ok_or(AuthError::ShortFrame { len: body.len() })?;
             let conn_id = header.get(..CONN_ID_LEN).unwrap_or_default();
-            let seq = be_u64(header, CONN_ID_LEN).unwrap_or_default();
+            let seq = be_u64(&header, CONN_ID_LEN).unwrap_or_default();
             let tag = header.get(CONN_ID_LEN + 8..).unwrap_or_default();
-            let payload = body.slice(AUTH_HEADER_LEN..);
+            // Advancing, not slicing: no reference count to touch.
+            let mut payload = body;
+            payload.advance(AUTH_HEADER_LEN);
             session.open(conn_id, seq, tag, &[&payload])?;
             payload
         }
