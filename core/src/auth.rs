@@ -20,7 +20,8 @@ use std::fmt;
 
 mod frame_mac;
 
-use frame_mac::{FrameKey, Tagger};
+use frame_mac::FrameKey;
+pub(crate) use frame_mac::FrameTag;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -218,7 +219,7 @@ struct Direction {
 }
 
 impl Direction {
-    fn tagger(&self, conn_id: &[u8; CONN_ID_LEN], seq: u64) -> Tagger {
+    fn tagger(&self, conn_id: &[u8; CONN_ID_LEN], seq: u64) -> FrameTag {
         // (direction, connection id, sequence number), fed in one piece.
         let mut head = [0u8; 1 + CONN_ID_LEN + 8];
         let (direction, rest) = head.split_at_mut(1);
@@ -279,28 +280,6 @@ impl fmt::Debug for Opener {
     }
 }
 
-/// A frame's tag, computed incrementally over the pieces of its payload.
-pub(crate) struct FrameTag {
-    mac: Tagger,
-}
-
-impl FrameTag {
-    /// Feeds the next piece of the payload.
-    pub(crate) fn update(&mut self, piece: &[u8]) {
-        self.mac.update(piece);
-    }
-
-    /// The tag.
-    pub(crate) fn finish(self) -> [u8; TAG_LEN] {
-        self.mac.finish()
-    }
-
-    /// Whether `claimed` is the tag, in constant time.
-    fn verify(self, claimed: &[u8]) -> bool {
-        self.mac.verify(claimed)
-    }
-}
-
 impl Session {
     /// Derives the session of one connection from the shared key and both
     /// nonces, for the side playing `role`.
@@ -346,7 +325,7 @@ impl Sealer {
     pub(crate) fn seal(&mut self) -> ([u8; CONN_ID_LEN], u64, FrameTag) {
         let seq = self.direction.next_seq;
         self.direction.next_seq = seq.wrapping_add(1);
-        (self.conn_id, seq, FrameTag { mac: self.direction.tagger(&self.conn_id, seq) })
+        (self.conn_id, seq, self.direction.tagger(&self.conn_id, seq))
     }
 }
 
@@ -369,7 +348,7 @@ impl Opener {
         if conn_id != self.conn_id {
             return Err(AuthError::Spliced);
         }
-        let mut tagger = FrameTag { mac: self.direction.tagger(&self.conn_id, seq) };
+        let mut tagger = self.direction.tagger(&self.conn_id, seq);
         for piece in payload {
             tagger.update(piece);
         }

@@ -380,23 +380,20 @@ impl Proxy {
         }
         let waited = deadline.map(|d| d.saturating_duration_since(started));
         for attempt in 0..2 {
-            // The time left, for the daemon: on a live connection at the
-            // first attempt no time has passed to speak of since `started`,
-            // so the clock is not read again.
-            let (connection, object, remaining) = match self.live_at(started) {
-                Some((connection, object)) if attempt == 0 => (connection, object, waited),
-                live => {
-                    let (connection, object) = match (live, deadline) {
-                        (Some(live), _) => live,
-                        (None, Some(d)) => tokio::time::timeout_at(d.into(), self.connection())
-                            .await
-                            .map_err(|_| Error::Timeout(waited.unwrap_or_default()))??,
-                        (None, None) => self.connection().await?,
-                    };
-                    let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                    (connection, object, remaining)
-                }
+            let live = self.live_at(started);
+            // The time left, for the daemon: on a connection already live at
+            // the first attempt, no time has passed to speak of since
+            // `started`, so the clock is not read again.
+            let fresh = attempt == 0 && live.is_some();
+            let (connection, object) = match (live, deadline) {
+                (Some(live), _) => live,
+                (None, Some(d)) => tokio::time::timeout_at(d.into(), self.connection())
+                    .await
+                    .map_err(|_| Error::Timeout(waited.unwrap_or_default()))??,
+                (None, None) => self.connection().await?,
             };
+            let remaining =
+                if fresh { waited } else { deadline.map(|d| d.saturating_duration_since(Instant::now())) };
             let call = Call::new(object, method.clone(), args.clone());
             match connection.call(call, deadline, waited, remaining).await {
                 Ok(reply) => return reply.map_err(Error::from),

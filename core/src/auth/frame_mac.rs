@@ -50,8 +50,8 @@ impl FrameKey {
     }
 
     /// A tag computation under this key.
-    pub(super) fn start(&self) -> Tagger {
-        Tagger {
+    pub(super) fn start(&self) -> FrameTag {
+        FrameTag {
             state: self.inner,
             outer: self.outer,
             buf: [0; BLOCK_LEN],
@@ -61,8 +61,8 @@ impl FrameKey {
     }
 }
 
-/// One tag being computed: feed the message with [`Tagger::update`].
-pub(super) struct Tagger {
+/// A frame's tag, computed incrementally over the pieces of its message.
+pub(crate) struct FrameTag {
     state: [u32; 8],
     outer: [u32; 8],
     buf: [u8; BLOCK_LEN],
@@ -71,8 +71,9 @@ pub(super) struct Tagger {
     hashed: u64,
 }
 
-impl Tagger {
-    pub(super) fn update(&mut self, mut data: &[u8]) {
+impl FrameTag {
+    /// Feeds the next piece of the message.
+    pub(crate) fn update(&mut self, mut data: &[u8]) {
         self.hashed = self.hashed.wrapping_add(data.len() as u64);
         if self.filled > 0 {
             let take = data.len().min(BLOCK_LEN - self.filled);
@@ -95,7 +96,7 @@ impl Tagger {
     }
 
     /// The tag.
-    pub(super) fn finish(self) -> [u8; 32] {
+    pub(crate) fn finish(self) -> [u8; 32] {
         let inner = finish(self.state, self.buf, self.filled, self.hashed);
         let mut block = [0u8; BLOCK_LEN];
         copy_into(&mut block, 0, &inner);
