@@ -71,6 +71,12 @@ impl MessageReader {
         }
     }
 
+    /// Whether bytes of another frame are already buffered: more messages
+    /// follow at once (a sender can batch its answers).
+    pub fn has_buffered(&self) -> bool {
+        !self.frames.at_boundary()
+    }
+
     /// The next message; `None` once the peer closed cleanly or after an
     /// error was returned.
     pub async fn recv<T: Wire>(&mut self) -> Option<Result<T, TransportError>> {

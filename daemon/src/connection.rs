@@ -30,9 +30,17 @@ use crate::workers::Pool;
 /// A call handed to a worker.
 struct Job {
     id: u64,
-    object: Arc<dyn Exposed>,
-    call: Call,
+    work: Work,
     deadline: Option<Instant>,
+}
+
+/// What a worker has to do for a call.
+enum Work {
+    /// Start it, then finish it.
+    Call(Arc<dyn Exposed>, Call),
+    /// Finish it: it was started on the reading task and is awaiting
+    /// something.
+    Started(Text, ReplyFuture),
 }
 
 /// What a connection's workers share.
@@ -64,14 +72,21 @@ impl Shared {
     }
 
     async fn run_job(&self, job: Job) {
-        let Job { id, object, call, deadline } = job;
-        let reply = match start(object, &call.method, call.args, deadline) {
+        let Job { id, work, deadline } = job;
+        let (method, started) = match work {
+            Work::Call(object, call) => {
+                let started = start(object, &call.method, call.args, deadline);
+                (call.method, started)
+            }
+            Work::Started(method, future) => (method, Started::Running(future)),
+        };
+        let reply = match started {
             Started::Done(reply) => reply,
             Started::Running(future) => {
                 let (abort, registration) = AbortHandle::new_pair();
                 self.calls().insert(id, abort);
                 let finished =
-                    Abortable::new(with_deadline(deadline, finish(&call.method, future)), registration).await;
+                    Abortable::new(with_deadline(deadline, finish(&method, future)), registration).await;
                 self.calls().remove(&id);
                 match finished {
                     Ok(reply) => reply,
@@ -181,6 +196,10 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
     let abort_calls = AbortOnDrop(shared.clone());
     let workers = TaskTracker::new();
     let mut last = LastObject::default();
+    // On one thread, handing a call to another task buys no parallelism:
+    // calls start on this task, and only those that await go to a worker.
+    let start_here =
+        tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
     let idle_timeout = options.idle_timeout;
     let mut last_request = Instant::now();
     let mut idle = std::pin::pin!(tokio::time::sleep(idle_timeout.unwrap_or(Duration::MAX / 4)));
@@ -232,8 +251,22 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
                     });
                     continue;
                 }
+                let work = if start_here {
+                    match start(object, &call.method, call.args, deadline) {
+                        Started::Done(reply) => {
+                            // More requests already here: their replies
+                            // go out together with this one.
+                            let more = reader.has_buffered() || shared.in_flight.load(Ordering::Relaxed) > 0;
+                            send_reply(&shared.writer, id, reply, more);
+                            continue;
+                        }
+                        Started::Running(future) => Work::Started(call.method, future),
+                    }
+                } else {
+                    Work::Call(object, call)
+                };
                 shared.in_flight.fetch_add(1, Ordering::Relaxed);
-                let job = Job { id, object, call, deadline };
+                let job = Job { id, work, deadline };
                 if let Some(job) = shared.pool.offer(job) {
                     workers.spawn(worker(shared.clone(), job));
                 }
