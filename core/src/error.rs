@@ -257,6 +257,21 @@ pub enum Error {
     /// Arguments or a return value could not be encoded or decoded here.
     #[error("serialization failed: {0}")]
     Serialization(String),
+    /// A call of a batch did not run: an earlier call of the same batch
+    /// failed, and a daemon stops a batch at its first failure.
+    #[error(
+        "call {index} ({method:?}) of the batch did not run: call {failed_index} ({failed_method:?}) failed before it"
+    )]
+    NotRun {
+        /// The call's position in the batch, from 0.
+        index: usize,
+        /// The call's method.
+        method: String,
+        /// The position of the call that failed.
+        failed_index: usize,
+        /// That call's method.
+        failed_method: String,
+    },
     /// A URI was malformed.
     #[error(transparent)]
     Uri(#[from] UriError),

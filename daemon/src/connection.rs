@@ -7,23 +7,22 @@
 //! `Cancel` aborts its call; a client that goes away takes its calls in
 //! flight with it (oneway calls run on).
 
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
 use futures::future::{AbortHandle, Abortable};
 use rmi_core::handshake::server_handshake;
 use rmi_core::idmap::IdMap;
 use rmi_core::link::{self, MessageWriter};
 use rmi_core::message::deadline_from;
 use rmi_core::net::Connection;
-use rmi_core::object::{Dispatch, Exposed, ReplyFuture, sync_with_deadline, with_deadline};
-use rmi_core::{Call, Encoded, RemoteError, RemoteErrorKind, Reply, Request, Response, Text, TransportError};
+use rmi_core::object::{Exposed, ReplyFuture, with_deadline};
+use rmi_core::{Call, RemoteError, RemoteErrorKind, Reply, Request, Response, Text, TransportError};
 use tokio_util::task::TaskTracker;
 
 use crate::daemon::Inner;
+use crate::invoke::{Started, finish, run, start};
 use crate::registry::Registry;
 use crate::workers::Pool;
 
@@ -321,59 +320,4 @@ fn send_reply(writer: &MessageWriter, id: u64, reply: Reply, batched: bool) {
         }
         Err(e) => tracing::debug!("reply {id} not sent: {e}"),
     }
-}
-
-/// A call started: done already (a synchronous method, or an error before
-/// the method ran), or still running.
-enum Started {
-    Done(Reply),
-    Running(ReplyFuture),
-}
-
-/// Starts one call on `object`, catching a panic in a synchronous method.
-fn start(object: Arc<dyn Exposed>, method: &str, args: Encoded, deadline: Option<Instant>) -> Started {
-    if deadline.is_some_and(|d| d <= Instant::now()) {
-        return Started::Done(Err(RemoteError::new(
-            RemoteErrorKind::DeadlineExceeded,
-            "the call's deadline passed before it ran",
-        )));
-    }
-    match std::panic::catch_unwind(AssertUnwindSafe(|| {
-        sync_with_deadline(deadline, || object.dispatch(method, args))
-    })) {
-        Ok(Dispatch::Ready(reply)) => Started::Done(reply),
-        Ok(Dispatch::Pending(future)) => Started::Running(future),
-        Err(panic) => Started::Done(Err(panicked(method, panic))),
-    }
-}
-
-/// Finishes a call that is awaiting something, catching a panic in it.
-async fn finish(method: &str, future: ReplyFuture) -> Reply {
-    match AssertUnwindSafe(future).catch_unwind().await {
-        Ok(reply) => reply,
-        Err(panic) => Err(panicked(method, panic)),
-    }
-}
-
-/// Runs one call on `object` to its end: a panic in the method becomes a
-/// remote error, and calls the method makes inherit the deadline.
-pub(crate) async fn run(
-    object: Arc<dyn Exposed>,
-    method: &str,
-    args: Encoded,
-    deadline: Option<Instant>,
-) -> Reply {
-    match start(object, method, args, deadline) {
-        Started::Done(reply) => reply,
-        Started::Running(future) => with_deadline(deadline, finish(method, future)).await,
-    }
-}
-
-fn panicked(method: &str, panic: Box<dyn std::any::Any + Send>) -> RemoteError {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-text panic payload".to_owned());
-    RemoteError::new(RemoteErrorKind::Panic, format!("method {method:?} panicked: {message}"))
 }

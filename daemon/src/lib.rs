@@ -6,10 +6,11 @@
 //!
 //! - `daemon`: [`Daemon`] and its builder: bind, register, serve, shut down.
 //! - `registry`: the hosted objects by id, and the daemon's own object
-//!   (`RMI.Daemon`: `ping`, `describe`, `registered`).
+//!   (`RMI.Daemon`: `ping`, `describe`, `registered`, `batch`).
 //! - `connection`: one client connection: handshake, reading loop, calls
 //!   handed to workers, cancellation, panics caught.
 //! - `workers`: the reusable tasks a connection's calls run on.
+//! - `invoke`: one call on one object: panics caught, deadlines applied.
 //!
 //! This crate has no feature flags.
 
@@ -22,6 +23,7 @@
 
 mod connection;
 mod daemon;
+mod invoke;
 mod registry;
 mod workers;
 

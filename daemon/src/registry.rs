@@ -4,10 +4,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
-use rmi_core::object::{self, Dispatch, Exposed, MethodInfo, ObjectDescription};
-use rmi_core::{Encoded, RemoteError, RemoteErrorKind};
+use rmi_core::object::{self, Dispatch, Exposed, MethodInfo, ObjectDescription, current_deadline};
+use rmi_core::{Encoded, RemoteError, RemoteErrorKind, Reply, Text};
 
 use crate::DaemonError;
+use crate::invoke::{Started, finish, run, start};
 
 /// Id of the daemon's own object, which every daemon hosts.
 pub const DAEMON_OBJECT: &str = "RMI.Daemon";
@@ -106,12 +107,13 @@ impl Registry {
     }
 }
 
-/// The daemon's own object: `ping()`, `describe(id)`, `registered()`.
+/// The daemon's own object: `ping()`, `describe(id)`, `registered()`,
+/// `batch(id, calls)`.
 pub(crate) struct DaemonObject {
     pub(crate) registry: Weak<Registry>,
 }
 
-const DAEMON_METHODS: [MethodInfo; 3] = [
+const DAEMON_METHODS: [MethodInfo; 4] = [
     MethodInfo { name: "ping", signature: "fn ping(&self)", oneway: false },
     MethodInfo {
         name: "describe",
@@ -119,6 +121,11 @@ const DAEMON_METHODS: [MethodInfo; 3] = [
         oneway: false,
     },
     MethodInfo { name: "registered", signature: "fn registered(&self) -> Vec<String>", oneway: false },
+    MethodInfo {
+        name: "batch",
+        signature: "fn batch(&self, object: String, calls: Vec<(String, Encoded)>) -> Vec<Result<Encoded, RemoteError>>",
+        oneway: false,
+    },
 ];
 
 impl Exposed for DaemonObject {
@@ -137,7 +144,16 @@ impl Exposed for DaemonObject {
                 "the daemon is gone",
             )));
         };
-        let [ping, describe, registered] = &DAEMON_METHODS;
+        let [ping, describe, registered, batch] = &DAEMON_METHODS;
+        if method == "batch" {
+            return match object::decode_args::<(String, Vec<(Text, Encoded)>)>(&args, batch) {
+                Ok((id, calls)) => match registry.get(&id) {
+                    Some(target) if id != DAEMON_OBJECT => run_batch(target, calls),
+                    _ => Dispatch::Ready(Err(registry.not_found(&id))),
+                },
+                Err(e) => Dispatch::Ready(Err(e)),
+            };
+        }
         Dispatch::Ready(match method {
             "ping" => object::decode_args::<()>(&args, ping).and_then(|()| object::encode_return(&())),
             "describe" => object::decode_args::<(String,)>(&args, describe).and_then(|(id,)| {
@@ -154,6 +170,41 @@ impl Exposed for DaemonObject {
             other => object::method_not_found(self.type_name(), other, &DAEMON_METHODS),
         })
     }
+}
+
+/// Runs the calls of a batch on `target` one after another, in order, and
+/// stops at the first that fails, as Pyro does: the replies are those of the
+/// calls that ran, the last one an error if one failed. The calls share the
+/// batch's deadline. Calls that finish at once run here; from the first that
+/// awaits something on, the rest run in the returned future.
+fn run_batch(target: Arc<dyn Exposed>, calls: Vec<(Text, Encoded)>) -> Dispatch {
+    let deadline = current_deadline();
+    let mut replies: Vec<Reply> = Vec::with_capacity(calls.len());
+    let mut calls = calls.into_iter();
+    while let Some((method, args)) = calls.next() {
+        match start(target.clone(), &method, args, deadline) {
+            Started::Done(reply) => {
+                let failed = reply.is_err();
+                replies.push(reply);
+                if failed {
+                    break;
+                }
+            }
+            Started::Running(future) => {
+                return Dispatch::Pending(Box::pin(async move {
+                    let mut reply = finish(&method, future).await;
+                    loop {
+                        let failed = reply.is_err();
+                        replies.push(reply);
+                        let Some((method, args)) = calls.next().filter(|_| !failed) else { break };
+                        reply = run(target.clone(), &method, args, deadline).await;
+                    }
+                    object::encode_return(&replies)
+                }));
+            }
+        }
+    }
+    Dispatch::Ready(object::encode_return(&replies))
 }
 
 impl Registry {

@@ -8,6 +8,7 @@
 //! # Layout
 //!
 //! - `proxy`: [`Proxy`], its builder, and [`IntoUri`].
+//! - `batch`: [`Batch`], many calls to one object in one message.
 //! - `connection`: one multiplexed connection to a daemon, shared by a
 //!   proxy's clones; many calls in flight, matched to responses by id.
 //! - `resolve`: from a URI to an object's location, through the name server
@@ -25,11 +26,13 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
 )]
 
+mod batch;
 mod connection;
 mod naming;
 mod proxy;
 mod resolve;
 
+pub use batch::{Batch, BatchCall, BatchResults};
 pub use naming::{
     DISCOVERY_QUERY, MAX_NAME_LEN, MetaMatch, NAME_SERVER_OBJECT, NameFilter, NameServerApi,
     NameServerApiObject, NameServerApiProxy, NameServerProxy, NamingError, Registration, check_name,

@@ -345,6 +345,10 @@ impl Proxy {
     #[doc(hidden)]
     pub async fn call_oneway_named(&self, method: Text, args: impl Serialize) -> Result<(), Error> {
         let args = self.encode(&args)?;
+        self.call_oneway_encoded(method, args).await
+    }
+
+    pub(crate) async fn call_oneway_encoded(&self, method: Text, args: Encoded) -> Result<(), Error> {
         for attempt in 0..2 {
             let (connection, object) = self.connection().await?;
             let call = Call::new(object, method.clone(), args.clone());
@@ -444,6 +448,13 @@ impl Proxy {
         self.daemon_proxy(&target).call("ping", ()).await
     }
 
+    /// The daemon's own object (`RMI.Daemon`) where this proxy's object
+    /// lives, on this proxy's connection, and the object's id there.
+    pub(crate) async fn daemon_object(&self) -> Result<(Proxy, String), Error> {
+        let target = self.located().await?;
+        Ok((self.daemon_proxy(&target), target.object))
+    }
+
     /// A proxy for the daemon's own object, sharing this proxy's connection
     /// settings.
     fn daemon_proxy(&self, target: &ObjectUri) -> Proxy {
@@ -463,7 +474,11 @@ impl Proxy {
         }
     }
 
-    fn encode(&self, args: &impl Serialize) -> Result<Encoded, Error> {
+    pub(crate) fn max_message_size(&self) -> usize {
+        self.shared.options.max_message_size
+    }
+
+    pub(crate) fn encode(&self, args: &impl Serialize) -> Result<Encoded, Error> {
         let args = Encoded::encode(args).map_err(|e| Error::Serialization(format!("the arguments: {e}")))?;
         let max = self.shared.options.max_message_size;
         if args.wire_len() > max {
