@@ -22,6 +22,7 @@ import Pyro5.nameserver
 
 NAMES = 10_000
 PAYLOAD = 10 << 20
+BATCH = 10_000
 
 
 @Pyro5.api.expose
@@ -187,6 +188,27 @@ def oneway(plan):
         return outcome(count, time.perf_counter() - started)
 
 
+def batch(plan):
+    """Batches of BATCH echo calls through a BatchProxy: recording, running
+    and reading every result are all timed."""
+    with Server("bench", False) as server:
+        p = proxy(server.uri, "msgpack")
+
+        def one_batch():
+            b = Pyro5.api.BatchProxy(p)
+            for i in range(BATCH):
+                b.echo(i)
+            for i, result in enumerate(b()):
+                if result != i:
+                    raise RuntimeError("a batched call came back wrong")
+
+        one_batch()
+        started = time.perf_counter()
+        for _ in range(plan["batches"]):
+            one_batch()
+        return outcome(plan["batches"] * BATCH, time.perf_counter() - started)
+
+
 def payload(plan):
     with Server("bench", False) as server:
         p = proxy(server.uri, "msgpack")
@@ -235,9 +257,9 @@ def main():
         return
     Pyro5.config.COMMTIMEOUT = 0
     plan = (
-        {"calls": 2_000, "warmup": 0.1, "window": 0.5, "transfers": 3, "oneways": 5_000}
+        {"calls": 2_000, "warmup": 0.1, "window": 0.5, "transfers": 3, "oneways": 5_000, "batches": 2}
         if args.quick
-        else {"calls": 20_000, "warmup": 0.3, "window": 2.0, "transfers": 10, "oneways": 50_000}
+        else {"calls": 20_000, "warmup": 0.3, "window": 2.0, "transfers": 10, "oneways": 50_000, "batches": 10}
     )
     runs = [
         ("seq.serpent", lambda: seq("serpent", False, plan)),
@@ -246,6 +268,7 @@ def main():
         ("seq.msgpack.pinned", lambda: seq("msgpack", True, plan)),
         ("clients8", lambda: clients(8, plan)),
         ("oneway", lambda: oneway(plan)),
+        ("batch", lambda: batch(plan)),
         ("payload", lambda: payload(plan)),
         ("lookup.seq", lambda: lookups(plan, 1)),
         ("lookup.threads8", lambda: lookups(plan, 8)),

@@ -130,6 +130,7 @@ fn client(args: &[String]) -> anyhow::Result<()> {
             ("rmi", "pipe64") => rmi_calls::pipelined(target, key, 64, plan).await,
             ("rmi", "clients8") => rmi_calls::clients(target, key, 8, plan).await,
             ("rmi", "oneway") => rmi_calls::oneway(target, key, plan).await,
+            ("rmi", "batch") => rmi_calls::batch(target, key, plan).await,
             ("rmi", "payload") => rmi_calls::payload(target, key, plan).await,
             ("rmi", "lookup-seq") => rmi_calls::lookups(target, key, 1, plan).await,
             ("rmi", "lookup-pipe64") => rmi_calls::lookups(target, key, 64, plan).await,

@@ -120,6 +120,8 @@ pub(crate) struct Plan {
     pub(crate) transfers: u64,
     /// Oneway calls sent.
     pub(crate) oneways: u64,
+    /// Batches of 10,000 calls run.
+    pub(crate) batches: u64,
 }
 
 impl Plan {
@@ -130,6 +132,7 @@ impl Plan {
             window: Duration::from_secs(2),
             transfers: 40,
             oneways: 200_000,
+            batches: 40,
         }
     }
 
@@ -140,6 +143,7 @@ impl Plan {
             window: Duration::from_millis(500),
             transfers: 5,
             oneways: 20_000,
+            batches: 5,
         }
     }
 }

@@ -52,6 +52,7 @@ fn benches(rmi_threads: usize) -> Vec<Bench> {
     }
     add("rmi.hmac.payload", "rmi", "rmi", "payload", true, false, rmi_threads);
     add("rmi.oneway", "rmi", "rmi", "oneway", false, false, rmi_threads);
+    add("rmi.batch", "rmi", "rmi", "batch", false, false, rmi_threads);
     add("rmi.lookup.seq", "names", "rmi", "lookup-seq", false, false, rmi_threads);
     add("rmi.lookup.pipe64", "names", "rmi", "lookup-pipe64", false, false, rmi_threads);
     add("rmi.register.seq", "durable-names", "rmi", "register-seq", false, false, rmi_threads);
@@ -129,6 +130,20 @@ fn pyro(quick: bool) -> anyhow::Result<BTreeMap<String, Outcome>> {
     Ok(serde_json::from_str(json)?)
 }
 
+/// The benchmarks in their order, or with each run of benchmarks of one
+/// workload (and pinning) reversed.
+fn in_order(chosen: &[Bench], reversed: bool) -> Vec<&Bench> {
+    let mut order: Vec<&Bench> = Vec::with_capacity(chosen.len());
+    for group in chosen.chunk_by(|a, b| a.workload == b.workload && a.pinned == b.pinned) {
+        if reversed {
+            order.extend(group.iter().rev());
+        } else {
+            order.extend(group);
+        }
+    }
+    order
+}
+
 /// The outcome with the median rate.
 fn median(mut samples: Vec<Outcome>) -> Option<Outcome> {
     samples.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
@@ -148,20 +163,27 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         .collect();
     // Rounds run every benchmark once, so that the baselines and rmi meet
     // the same moments of a shared, noisy machine; each figure is the
-    // median of its rounds.
+    // median of its rounds, and each ratio the median of the ratios of its
+    // rounds. Every other round runs each group of benchmarks of one
+    // workload in the reverse order, so that a machine growing busier or
+    // quieter favours neither side.
     let mut samples: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
+    let mut rounds: Vec<BTreeMap<String, Outcome>> = Vec::new();
     for round in 1..=repeat {
         if repeat > 1 {
             eprintln!("round {round} of {repeat}");
         }
-        for bench in &chosen {
+        let mut this_round = BTreeMap::new();
+        for bench in in_order(&chosen, round % 2 == 0) {
             eprint!("{:<24}", bench.name);
             let (server, target) = start_server(bench)?;
             let outcome = run_client(bench, &target, quick)?;
             drop(server);
             eprintln!("{}", report::summary(&outcome));
-            samples.entry(bench.name.clone()).or_default().push(outcome);
+            samples.entry(bench.name.clone()).or_default().push(outcome.clone());
+            this_round.insert(bench.name.clone(), outcome);
         }
+        rounds.push(this_round);
     }
     let mut results: BTreeMap<String, Outcome> =
         samples.into_iter().filter_map(|(name, runs)| median(runs).map(|m| (name, m))).collect();
@@ -171,7 +193,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             results.insert(format!("pyro.{name}"), outcome);
         }
     }
-    report::print(&results, quick, rmi_threads, repeat);
+    report::print(&results, &rounds, quick, rmi_threads, repeat);
     if let Some(path) = flag(args, "--save") {
         std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
     }

@@ -188,6 +188,30 @@ pub(crate) async fn oneway(uri: &str, key: Option<&str>, plan: Plan) -> anyhow::
     Ok(Outcome { ops: plan.oneways, secs: started.elapsed().as_secs_f64(), ..Outcome::default() })
 }
 
+/// Calls in one batch.
+pub(crate) const BATCH: u64 = 10_000;
+
+/// Batches of `BATCH` calls, one after another: recording the calls,
+/// running the batch and reading every result are all timed.
+pub(crate) async fn batch(uri: &str, key: Option<&str>, plan: Plan) -> anyhow::Result<Outcome> {
+    let bench = proxy(uri, key)?;
+    let one_batch = async || {
+        let mut batch = bench.proxy().batch();
+        let calls = (0..BATCH).map(|i| batch.call::<u64>("echo", (i,))).collect::<Result<Vec<_>, _>>()?;
+        let results = batch.run().await?;
+        for (i, call) in calls.into_iter().enumerate() {
+            anyhow::ensure!(results.get(call)? == i as u64, "a batched call came back wrong");
+        }
+        Ok(())
+    };
+    one_batch().await?;
+    let started = Instant::now();
+    for _ in 0..plan.batches {
+        one_batch().await?;
+    }
+    Ok(Outcome { ops: plan.batches * BATCH, secs: started.elapsed().as_secs_f64(), ..Outcome::default() })
+}
+
 /// A 10 MiB argument, one call at a time.
 pub(crate) async fn payload(uri: &str, key: Option<&str>, plan: Plan) -> anyhow::Result<Outcome> {
     let bench = proxy(uri, key)?;
