@@ -177,3 +177,28 @@ async fn a_oneway_batch_returns_at_once_and_runs_in_order() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_batch_whose_replies_outgrow_the_message_limit_stops_there() {
+    let d = TestDaemon::start(common::builder().max_message_size(64 * 1024)).await;
+    let uri = d.daemon.register(common::Calculator::default(), Some("calc")).unwrap();
+    let calc = proxy_builder(&uri).max_message_size(64 * 1024).build().unwrap();
+    for i in 0..40 {
+        calc.call::<()>("record", (format!("{i:01000}"),)).await.unwrap();
+    }
+    // Each `records()` reply is ~40 KB: the second takes the batch past 64 KiB.
+    let mut batch = calc.batch();
+    let calls: Vec<_> = (0..3).map(|_| batch.call::<Vec<String>>("records", ()).unwrap()).collect();
+    let results = batch.run().await.unwrap();
+    assert_eq!(results.ran(), 2);
+    assert_eq!(results.get(calls[0]).unwrap().len(), 40);
+    let err = results.get(calls[1]).unwrap_err();
+    assert!(
+        matches!(&err, Error::Remote(r) if r.kind() == RemoteErrorKind::Internal
+            && r.message().contains("exceed the message size limit of 65536 bytes")),
+        "{err:?}"
+    );
+    assert!(matches!(results.get(calls[2]), Err(Error::NotRun { index: 2, failed_index: 1, .. })));
+    // The daemon serves on.
+    assert_eq!(calc.call::<i64>("add", (1, 2)).await.unwrap(), 3);
+}

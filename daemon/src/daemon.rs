@@ -205,7 +205,7 @@ impl DaemonBuilder {
         let advertised = advertised(&location, self.options.advertise.as_ref());
         Ok(Daemon {
             inner: Arc::new(Inner {
-                registry: Registry::with_daemon_object(),
+                registry: Registry::with_daemon_object(self.options.max_message_size),
                 options: self.options,
                 shutdown: CancellationToken::new(),
                 calls: TaskTracker::new(),

@@ -111,6 +111,8 @@ impl Registry {
 /// `batch(id, calls)`.
 pub(crate) struct DaemonObject {
     pub(crate) registry: Weak<Registry>,
+    /// The largest reply a batch may build (the message size limit).
+    pub(crate) max_reply: usize,
 }
 
 const DAEMON_METHODS: [MethodInfo; 4] = [
@@ -148,7 +150,7 @@ impl Exposed for DaemonObject {
         if method == "batch" {
             return match object::decode_args::<(String, Vec<(Text, Encoded)>)>(&args, batch) {
                 Ok((id, calls)) => match registry.get(&id) {
-                    Some(target) if id != DAEMON_OBJECT => run_batch(target, calls),
+                    Some(target) if id != DAEMON_OBJECT => run_batch(target, calls, self.max_reply),
                     _ => Dispatch::Ready(Err(registry.not_found(&id))),
                 },
                 Err(e) => Dispatch::Ready(Err(e)),
@@ -172,46 +174,80 @@ impl Exposed for DaemonObject {
     }
 }
 
+/// The replies of a batch, as they come: stops the batch at the first call
+/// that fails, or whose reply would take the batch's reply past the message
+/// size limit (an error then stands in for it, so a batch of calls with
+/// large replies cannot make the daemon hold more than one message's worth).
+struct Replies {
+    replies: Vec<Reply>,
+    size: usize,
+    max: usize,
+}
+
+impl Replies {
+    /// Adds `reply`; false when the batch stops here.
+    fn push(&mut self, reply: Reply) -> bool {
+        // An error takes a few dozen bytes; count it roughly.
+        let size = reply.as_ref().map_or(64, Encoded::wire_len);
+        self.size = self.size.saturating_add(size);
+        if self.size > self.max {
+            let index = self.replies.len();
+            self.replies.push(Err(RemoteError::new(
+                RemoteErrorKind::Internal,
+                format!(
+                    "the replies of the batch exceed the message size limit of {} bytes (RMI_MAX_MESSAGE_SIZE) \
+                     at call {index}",
+                    self.max
+                ),
+            )));
+            return false;
+        }
+        let ok = reply.is_ok();
+        self.replies.push(reply);
+        ok
+    }
+
+    fn encode(&self) -> Reply {
+        object::encode_return(&self.replies)
+    }
+}
+
 /// Runs the calls of a batch on `target` one after another, in order, and
 /// stops at the first that fails, as Pyro does: the replies are those of the
 /// calls that ran, the last one an error if one failed. The calls share the
 /// batch's deadline. Calls that finish at once run here; from the first that
 /// awaits something on, the rest run in the returned future.
-fn run_batch(target: Arc<dyn Exposed>, calls: Vec<(Text, Encoded)>) -> Dispatch {
+fn run_batch(target: Arc<dyn Exposed>, calls: Vec<(Text, Encoded)>, max_reply: usize) -> Dispatch {
     let deadline = current_deadline();
-    let mut replies: Vec<Reply> = Vec::with_capacity(calls.len());
+    let mut replies = Replies { replies: Vec::with_capacity(calls.len()), size: 0, max: max_reply };
     let mut calls = calls.into_iter();
     while let Some((method, args)) = calls.next() {
         match start(target.clone(), &method, args, deadline) {
             Started::Done(reply) => {
-                let failed = reply.is_err();
-                replies.push(reply);
-                if failed {
+                if !replies.push(reply) {
                     break;
                 }
             }
             Started::Running(future) => {
                 return Dispatch::Pending(Box::pin(async move {
                     let mut reply = finish(&method, future).await;
-                    loop {
-                        let failed = reply.is_err();
-                        replies.push(reply);
-                        let Some((method, args)) = calls.next().filter(|_| !failed) else { break };
+                    while replies.push(reply) {
+                        let Some((method, args)) = calls.next() else { break };
                         reply = run(target.clone(), &method, args, deadline).await;
                     }
-                    object::encode_return(&replies)
+                    replies.encode()
                 }));
             }
         }
     }
-    Dispatch::Ready(object::encode_return(&replies))
+    Dispatch::Ready(replies.encode())
 }
 
 impl Registry {
     /// A registry that already hosts the daemon's own object.
-    pub(crate) fn with_daemon_object() -> Arc<Registry> {
+    pub(crate) fn with_daemon_object(max_reply: usize) -> Arc<Registry> {
         let registry = Arc::new(Registry::default());
-        let object = DaemonObject { registry: Arc::downgrade(&registry) };
+        let object = DaemonObject { registry: Arc::downgrade(&registry), max_reply };
         registry.objects.insert(DAEMON_OBJECT.to_owned(), Arc::new(object));
         registry
     }
