@@ -45,6 +45,11 @@
 //! implementation; a daemon hosts an implementation as
 //! `<Trait>Object(implementation)`.
 //!
+//! Calls can be batched, as with Pyro's `BatchProxy`: [`Proxy::batch`] (or
+//! the generated `<Type>Batch`) records calls, and running the batch sends
+//! them in one message and reads every result from one reply (see
+//! [`Batch`]).
+//!
 //! Large binary arguments and results travel without copies as [`Blob`].
 //!
 //! # Layout

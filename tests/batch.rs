@@ -202,3 +202,34 @@ async fn a_batch_whose_replies_outgrow_the_message_limit_stops_there() {
     // The daemon serves on.
     assert_eq!(calc.call::<i64>("add", (1, 2)).await.unwrap(), 3);
 }
+
+#[tokio::test]
+async fn a_typed_batch_records_with_the_methods_types_and_runs_when_awaited() {
+    let (_d, uri) = TestDaemon::calculator().await;
+    let calc = common::CalculatorProxy::new(&uri).unwrap();
+    let mut batch = common::CalculatorBatch::new(&calc);
+    let sum = batch.add(2, 3).unwrap();
+    let slow = batch.slow_add(4, 5, 1).unwrap();
+    let recorded = batch.record("typed".to_owned()).unwrap();
+    let records = batch.records().unwrap();
+    let quotient = batch.divide(1, 0).unwrap();
+    let never = batch.add(0, 0).unwrap();
+    let results = batch.await.unwrap();
+    assert_eq!(results.get(sum).unwrap(), 5);
+    assert_eq!(results.get(slow).unwrap(), 9);
+    results.get(recorded).unwrap();
+    assert_eq!(results.get(records).unwrap(), ["typed"]);
+    assert!(matches!(results.get(quotient), Err(Error::Remote(_))));
+    assert!(matches!(results.get(never), Err(Error::NotRun { index: 5, failed_index: 4, .. })));
+
+    // The dynamic batch underneath runs oneway.
+    let mut batch = common::CalculatorBatch::new(&calc);
+    let _ = batch.record("oneway".to_owned()).unwrap();
+    rmi::Batch::from(batch).run_oneway().await.unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while calc.records().await.unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the oneway batch never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(calc.records().await.unwrap(), ["typed", "oneway"]);
+}

@@ -13,6 +13,17 @@
 //! # Ok(()) }
 //! ```
 //!
+//! From a typed proxy, `#[rmi::expose]` generates `<Type>Batch`, whose
+//! methods record calls with their own argument and result types; awaiting
+//! it runs it:
+//!
+//! ```ignore
+//! let mut batch = CalculatorBatch::new(&calculator);
+//! let sum = batch.add(1, 2)?;
+//! let results = batch.await?;
+//! assert_eq!(results.get(sum)?, 3);
+//! ```
+//!
 //! The daemon runs the calls one after another, in order, and stops at the
 //! first that fails: that call's result is its error, and every later call
 //! gives [`Error::NotRun`]. The calls share one timeout, the proxy's.
@@ -107,15 +118,30 @@ impl Batch {
         method: &str,
         args: impl Serialize,
     ) -> Result<BatchCall<R>, Error> {
+        self.call_named(Text::from(method), args)
+    }
+
+    /// As [`Batch::call`], with the method name as [`Text`] (generated
+    /// batches pass static names).
+    ///
+    /// # Errors
+    ///
+    /// As [`Batch::call`].
+    #[doc(hidden)]
+    pub fn call_named<R: DeserializeOwned>(
+        &mut self,
+        method: Text,
+        args: impl Serialize,
+    ) -> Result<BatchCall<R>, Error> {
         let args = self.proxy.encode(&args)?;
         // A method name and an argument list cost a few bytes of framing.
-        let wire_len = self.wire_len + args.wire_len() + method.len() + 10;
+        let wire_len = self.wire_len + args.wire_len() + method.as_str().len() + 10;
         let max = self.proxy.max_message_size();
         if wire_len > max {
             return Err(Error::MessageTooLarge { size: wire_len, max });
         }
         self.wire_len = wire_len;
-        self.calls.push((Text::from(method), args));
+        self.calls.push((method, args));
         Ok(BatchCall { serial: self.serial, index: self.calls.len() - 1, returns: PhantomData })
     }
 
@@ -235,4 +261,14 @@ impl BatchResults {
     pub fn all_ok(&self) -> bool {
         self.replies.len() == self.methods.len() && self.replies.iter().all(Result::is_ok)
     }
+}
+
+/// What awaiting a generated `<Type>Batch` runs.
+#[doc(hidden)]
+pub type BatchRun = std::pin::Pin<Box<dyn std::future::Future<Output = Result<BatchResults, Error>> + Send>>;
+
+/// Runs `batch`, boxed, for a generated `<Type>Batch`'s `IntoFuture`.
+#[doc(hidden)]
+pub fn run_boxed(batch: Batch) -> BatchRun {
+    Box::pin(batch.run())
 }

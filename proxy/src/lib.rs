@@ -52,5 +52,7 @@ pub mod __private {
     };
     pub use rmi_core::{Encoded, Text};
 
+    pub use crate::batch::{BatchRun, run_boxed};
+
     pub use crate::IntoUri;
 }
