@@ -106,7 +106,7 @@ async fn random_bytes_truncated_frames_and_dropped_handshakes() {
         for cut in 1..40 {
             let mut s = TcpStream::connect(addr).await.unwrap();
             let mut hello = vec![0, 0, 0, 39];
-            hello.extend_from_slice(b"RMI\0\x00\x01\x00");
+            hello.extend_from_slice(b"RMI\0\x00\x02\x00");
             hello.extend_from_slice(&[7; 32]);
             let _ = s.write_all(&hello[..cut.min(hello.len())]).await;
         }
@@ -195,20 +195,19 @@ async fn wrong_keys_replays_and_reordered_frames() {
             let proxy = proxy_builder(&uri).key(wrong).build().unwrap();
             assert!(matches!(proxy.ping().await, Err(rmi::Error::Auth(_))));
         }
-        // Through a man in the middle that replays the first call's frame,
-        // or swaps the first two: the daemon drops the connection.
+        // Through a man in the middle that replays the first call's run of
+        // frames, or swaps the first two runs: the daemon drops the connection.
         for attack in ["replay", "reorder"] {
             let mut first = None;
-            let relay = rmi_core::testing::man_in_the_middle(address(&uri), move |index, frame| {
+            let relay = rmi_core::testing::man_in_the_middle_runs(address(&uri), move |index, run| {
                 match (attack, index) {
-                    (_, 0 | 1) => vec![frame],
-                    ("replay", 2) => vec![frame.clone(), frame],
-                    ("reorder", 2) => {
-                        first = Some(frame);
+                    ("replay", 0) => vec![run.clone(), run],
+                    ("reorder", 0) => {
+                        first = Some(run);
                         vec![]
                     }
-                    ("reorder", 3) => vec![frame, first.take().unwrap_or_default()],
-                    _ => vec![frame],
+                    ("reorder", 1) => vec![run, first.take().unwrap_or_default()],
+                    _ => vec![run],
                 }
             })
             .await
@@ -220,7 +219,12 @@ async fn wrong_keys_replays_and_reordered_frames() {
                 .timeout(Some(Duration::from_secs(5)))
                 .build()
                 .unwrap();
-            let (a, b) = tokio::join!(proxy.ping(), proxy.ping());
+            // The second call after a pause, so that it is a run of its own.
+            let second = async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                proxy.ping().await
+            };
+            let (a, b) = tokio::join!(proxy.ping(), second);
             assert!(a.is_err() || b.is_err(), "{attack}: the daemon answered a tampered stream");
         }
     }

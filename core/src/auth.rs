@@ -3,15 +3,23 @@
 //!
 //! With a key on both sides, the handshake (see [`crate::handshake`]) proves
 //! that each side holds it, by HMAC-SHA256 over both sides' nonces, and
-//! derives a session key for this connection only. From then on every frame
-//! carries a tag over `(direction, connection id, sequence number, payload)`:
+//! derives a session key for this connection only. From then on frames
+//! travel in *runs* (see [`crate::frame`]): the sender feeds the wire bytes
+//! of each data frame it queues (length prefix, kind byte, payload) to a
+//! running HMAC, and before the frames are written it closes the run with a
+//! seal frame carrying the connection id, the run's sequence number and the
+//! tag over `(direction, connection id, sequence number, every data frame
+//! of the run)`. The receiver holds a run's frames until its seal verifies,
+//! and acts on none of them otherwise:
 //!
-//! * a changed byte fails the tag ([`AuthError::Tampered`]);
-//! * a frame sent again fails the sequence check ([`AuthError::Replayed`]);
-//! * frames swapped or dropped fail it too ([`AuthError::Reordered`]);
-//! * a frame lifted from another connection carries that connection's id and
+//! * a changed byte, or a moved frame boundary, fails the tag
+//!   ([`AuthError::Tampered`]);
+//! * a run sent again fails the sequence check ([`AuthError::Replayed`]);
+//! * runs swapped or dropped fail it too ([`AuthError::Reordered`]);
+//! * a run lifted from another connection carries that connection's id and
 //!   a tag under that connection's key ([`AuthError::Spliced`]);
-//! * a frame reflected back to its sender fails the tag, since the direction
+//! * a frame moved from one run into another fails both runs' tags;
+//! * a run reflected back to its sender fails the tag, since the direction
 //!   is part of it.
 //!
 //! The key authenticates; it does not encrypt. See `SECURITY.md`.
@@ -34,9 +42,9 @@ pub const TAG_LEN: usize = 32;
 pub const CONN_ID_LEN: usize = 8;
 /// Length of a handshake nonce, in bytes.
 pub const NONCE_LEN: usize = 32;
-/// Bytes an authenticated frame adds before its payload: connection id,
-/// sequence number, tag.
-pub const AUTH_HEADER_LEN: usize = CONN_ID_LEN + 8 + TAG_LEN;
+/// Bytes of a seal's fields, after its kind byte: connection id, sequence
+/// number, tag.
+pub const SEAL_LEN: usize = CONN_ID_LEN + 8 + TAG_LEN;
 
 /// A shared secret. Its `Debug` output never shows the bytes.
 #[derive(Clone, PartialEq, Eq)]
@@ -122,41 +130,73 @@ pub enum AuthError {
     /// The peer's greeting is not rmi's.
     #[error("the peer is not speaking the rmi protocol: {0}")]
     NotRmi(String),
-    /// A frame's tag does not match its contents: it was altered on the way.
-    #[error("frame {seq} failed its authentication tag (tampered with, or reflected back)")]
+    /// A run's tag does not match its frames: a byte or a frame boundary was
+    /// altered on the way, or frames were moved between runs.
+    #[error("run {seq} failed its authentication tag (tampered with, or reflected back)")]
     Tampered {
-        /// The sequence number the frame claims.
+        /// The sequence number the run's seal claims.
         seq: u64,
     },
-    /// A frame arrived again.
-    #[error("frame {seq} was replayed (expected frame {expected})")]
+    /// A run arrived again.
+    #[error("run {seq} was replayed (expected run {expected})")]
     Replayed {
-        /// The sequence number the frame carries.
+        /// The sequence number the seal carries.
         seq: u64,
         /// The sequence number that was due.
         expected: u64,
     },
-    /// A frame arrived before its turn: frames were reordered or dropped.
-    #[error("frame {seq} arrived out of order (expected frame {expected})")]
+    /// A run arrived before its turn: runs were reordered or dropped.
+    #[error("run {seq} arrived out of order (expected run {expected})")]
     Reordered {
-        /// The sequence number the frame carries.
+        /// The sequence number the seal carries.
         seq: u64,
         /// The sequence number that was due.
         expected: u64,
     },
-    /// A frame belongs to another connection.
-    #[error("a frame from another connection was spliced into this one")]
+    /// A run belongs to another connection.
+    #[error("a run from another connection was spliced into this one")]
     Spliced,
-    /// A frame is too short to hold its authentication header.
-    #[error("an authenticated frame of {len} bytes is shorter than its {AUTH_HEADER_LEN}-byte header")]
-    ShortFrame {
-        /// The frame's length.
+    /// An authenticated frame has no kind byte.
+    #[error("an authenticated frame is empty: it lacks its kind byte")]
+    EmptyFrame,
+    /// An authenticated frame's kind byte is neither data nor seal.
+    #[error("an authenticated frame has kind {kind}, neither data (0) nor seal (1)")]
+    UnknownKind {
+        /// The kind byte.
+        kind: u8,
+    },
+    /// A seal frame does not have a seal's size.
+    #[error("a seal carries {len} bytes after its kind byte, not {SEAL_LEN}")]
+    BadSeal {
+        /// Bytes after the kind byte.
         len: usize,
+    },
+    /// A seal came with no data frame before it: the sender never sends one.
+    #[error("seal {seq} closes a run without frames")]
+    EmptyRun {
+        /// The sequence number the seal carries.
+        seq: u64,
+    },
+    /// More bytes arrived without a seal than a run may hold.
+    #[error(
+        "{len} bytes of frames arrived without a seal, more than the {max} a run may take (RMI_MAX_MESSAGE_SIZE plus framing)"
+    )]
+    RunTooLarge {
+        /// Bytes of the run so far, the frame that passed the bound included.
+        len: u64,
+        /// The bound.
+        max: usize,
+    },
+    /// The connection ended in the middle of a run.
+    #[error("the connection ended after {frames} frames that no seal vouched for")]
+    UnsealedAtEnd {
+        /// Frames held, waiting for their seal.
+        frames: usize,
     },
 }
 
-/// Which way a frame travels; part of every tag, so a frame cannot be sent
-/// back to its sender.
+/// Which way a run travels; part of every tag, so a run cannot be sent back
+/// to its sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// The side that connected.
@@ -210,7 +250,7 @@ pub(crate) fn proof_matches(
 }
 
 /// One direction of a session: the keyed MAC state (computed once, copied
-/// per frame) and the next sequence number.
+/// per run) and the next run's sequence number.
 #[derive(Clone)]
 struct Direction {
     key: FrameKey,
@@ -242,18 +282,23 @@ pub struct Session {
     recv: Opener,
 }
 
-/// The sending half of a [`Session`]: tags outgoing frames.
+/// The sending half of a [`Session`]: tags outgoing runs of frames.
 #[derive(Clone)]
 pub struct Sealer {
     conn_id: [u8; CONN_ID_LEN],
     direction: Direction,
+    /// The tag of the run being queued, from its first frame to its seal.
+    run: Option<FrameTag>,
 }
 
-/// The receiving half of a [`Session`]: checks incoming frames.
+/// The receiving half of a [`Session`]: checks incoming runs of frames.
 #[derive(Clone)]
 pub struct Opener {
     conn_id: [u8; CONN_ID_LEN],
     direction: Direction,
+    /// The tag of the run being received, started under the sequence number
+    /// that is due.
+    run: Option<FrameTag>,
 }
 
 impl fmt::Debug for Session {
@@ -294,10 +339,12 @@ impl Session {
             send: Sealer {
                 conn_id,
                 direction: Direction { key: key.clone(), direction: role.sending_direction(), next_seq: 0 },
+                run: None,
             },
             recv: Opener {
                 conn_id,
                 direction: Direction { key, direction: role.peer().sending_direction(), next_seq: 0 },
+                run: None,
             },
         }
     }
@@ -306,32 +353,42 @@ impl Session {
     pub fn split(self) -> (Sealer, Opener) {
         (self.send, self.recv)
     }
-
-    #[cfg(test)]
-    fn seal(&mut self) -> ([u8; CONN_ID_LEN], u64, FrameTag) {
-        self.send.seal()
-    }
-
-    #[cfg(test)]
-    fn open(&mut self, conn_id: &[u8], seq: u64, tag: &[u8], payload: &[&[u8]]) -> Result<(), AuthError> {
-        self.recv.open(conn_id, seq, tag, payload)
-    }
 }
 
 impl Sealer {
-    /// Starts the header of the next outgoing frame: returns the connection
-    /// id, the sequence number and a tagger to feed the payload to; the
-    /// sequence number advances.
-    pub(crate) fn seal(&mut self) -> ([u8; CONN_ID_LEN], u64, FrameTag) {
+    /// Feeds the next piece of a queued data frame's wire bytes to the tag
+    /// of the run being queued, starting a run if none is.
+    pub(crate) fn feed(&mut self, piece: &[u8]) {
+        let Self { conn_id, direction, run } = self;
+        run.get_or_insert_with(|| direction.tagger(conn_id, direction.next_seq)).update(piece);
+    }
+
+    /// Closes the run being queued: returns the connection id, the run's
+    /// sequence number and its tag, for the seal frame; the sequence number
+    /// advances. `None` when nothing was fed since the last seal.
+    pub(crate) fn seal(&mut self) -> Option<([u8; CONN_ID_LEN], u64, [u8; TAG_LEN])> {
+        let tag = self.run.take()?.finish();
         let seq = self.direction.next_seq;
         self.direction.next_seq = seq.wrapping_add(1);
-        (self.conn_id, seq, self.direction.tagger(&self.conn_id, seq))
+        Some((self.conn_id, seq, tag))
     }
 }
 
 impl Opener {
-    /// Checks an incoming frame's authentication header against the payload
-    /// pieces that follow it, and advances the expected sequence number.
+    /// Feeds the next piece of an arriving data frame's wire bytes to the tag
+    /// of the run being received, starting a run if none is.
+    pub(crate) fn feed(&mut self, piece: &[u8]) {
+        let Self { conn_id, direction, run } = self;
+        run.get_or_insert_with(|| direction.tagger(conn_id, direction.next_seq)).update(piece);
+    }
+
+    /// Checks the seal that closes the run fed so far, and advances the
+    /// expected sequence number.
+    ///
+    /// The running tag assumed the sequence number that was due; a seal
+    /// claiming another has its tag recomputed under the claimed number by
+    /// `refeed`, which feeds the run's frames again, so that a genuine run
+    /// replayed or reordered is told apart from a forged one.
     ///
     /// # Errors
     ///
@@ -343,19 +400,24 @@ impl Opener {
         conn_id: &[u8],
         seq: u64,
         tag: &[u8],
-        payload: &[&[u8]],
+        refeed: impl FnOnce(&mut FrameTag),
     ) -> Result<(), AuthError> {
+        let streamed = self.run.take();
         if conn_id != self.conn_id {
             return Err(AuthError::Spliced);
         }
-        let mut tagger = self.direction.tagger(&self.conn_id, seq);
-        for piece in payload {
-            tagger.update(piece);
-        }
+        let expected = self.direction.next_seq;
+        let tagger = match streamed {
+            Some(tagger) if seq == expected => tagger,
+            _ => {
+                let mut tagger = self.direction.tagger(&self.conn_id, seq);
+                refeed(&mut tagger);
+                tagger
+            }
+        };
         if !tagger.verify(tag) {
             return Err(AuthError::Tampered { seq });
         }
-        let expected = self.direction.next_seq;
         if seq < expected {
             return Err(AuthError::Replayed { seq, expected });
         }
@@ -371,55 +433,78 @@ impl Opener {
 mod tests {
     use super::*;
 
+    type Sealed = ([u8; CONN_ID_LEN], u64, [u8; TAG_LEN]);
+
     fn pair() -> (Session, Session) {
         let key = Key::from("k");
         let (c, s) = ([1u8; NONCE_LEN], [2u8; NONCE_LEN]);
         (Session::new(&key, Role::Client, &c, &s), Session::new(&key, Role::Server, &c, &s))
     }
 
-    fn seal(session: &mut Session, payload: &[u8]) -> ([u8; CONN_ID_LEN], u64, [u8; TAG_LEN]) {
-        let (id, seq, mut tag) = session.seal();
-        tag.update(payload);
-        (id, seq, tag.finish())
+    /// Seals a run of `frames` as the sender does.
+    fn seal(session: &mut Session, frames: &[&[u8]]) -> Sealed {
+        for f in frames {
+            session.send.feed(f);
+        }
+        session.send.seal().unwrap()
+    }
+
+    /// Receives a run of `frames` and its seal as the receiver does.
+    fn open(session: &mut Session, (id, seq, tag): &Sealed, frames: &[&[u8]]) -> Result<(), AuthError> {
+        for f in frames {
+            session.recv.feed(f);
+        }
+        session.recv.open(id, *seq, tag, |t| frames.iter().for_each(|f| t.update(f)))
     }
 
     #[test]
-    fn frames_open_in_order_and_only_once() {
+    fn runs_open_in_order_and_only_once() {
         let (mut client, mut server) = pair();
-        let f0 = seal(&mut client, b"zero");
-        let f1 = seal(&mut client, b"one");
-        assert_eq!(server.open(&f0.0, f0.1, &f0.2, &[b"zero"]), Ok(()));
+        let r0 = seal(&mut client, &[b"zero", b"nil"]);
+        let r1 = seal(&mut client, &[b"one"]);
+        assert_eq!((r0.1, r1.1), (0, 1));
+        assert_eq!(open(&mut server, &r0, &[b"zero", b"nil"]), Ok(()));
         assert_eq!(
-            server.open(&f0.0, f0.1, &f0.2, &[b"zero"]),
+            open(&mut server, &r0, &[b"zero", b"nil"]),
             Err(AuthError::Replayed { seq: 0, expected: 1 })
         );
-        assert_eq!(server.open(&f1.0, f1.1, &f1.2, &[b"on", b"e"]), Ok(()));
+        // The tag covers the bytes, whatever the pieces they are fed in.
+        assert_eq!(open(&mut server, &r1, &[b"on", b"e"]), Ok(()));
+    }
+
+    #[test]
+    fn nothing_fed_means_nothing_to_seal() {
+        let (mut client, _) = pair();
+        assert!(client.send.seal().is_none());
+        seal(&mut client, &[b"x"]);
+        assert!(client.send.seal().is_none(), "a seal closes its run");
     }
 
     #[test]
     fn each_attack_has_its_own_error() {
         let (mut client, mut server) = pair();
-        let f0 = seal(&mut client, b"zero");
-        let f1 = seal(&mut client, b"one");
-        assert_eq!(
-            server.open(&f1.0, f1.1, &f1.2, &[b"one"]),
-            Err(AuthError::Reordered { seq: 1, expected: 0 })
-        );
-        assert_eq!(server.open(&f0.0, f0.1, &f0.2, &[b"zerO"]), Err(AuthError::Tampered { seq: 0 }));
+        let r0 = seal(&mut client, &[b"zero"]);
+        let r1 = seal(&mut client, &[b"one"]);
+        assert_eq!(open(&mut server, &r1, &[b"one"]), Err(AuthError::Reordered { seq: 1, expected: 0 }));
+        assert_eq!(open(&mut server, &r0, &[b"zerO"]), Err(AuthError::Tampered { seq: 0 }));
+        // Frames moved between runs break both tags.
+        assert_eq!(open(&mut server, &r0, &[b"zero", b"one"]), Err(AuthError::Tampered { seq: 0 }));
         // Claiming another sequence number breaks the tag too.
-        assert_eq!(server.open(&f1.0, 0, &f1.2, &[b"one"]), Err(AuthError::Tampered { seq: 0 }));
+        assert_eq!(open(&mut server, &(r1.0, 0, r1.2), &[b"one"]), Err(AuthError::Tampered { seq: 0 }));
+        assert_eq!(open(&mut server, &(r0.0, 1, r0.2), &[b"zero"]), Err(AuthError::Tampered { seq: 1 }));
         let (mut other_client, _) = {
             let key = Key::from("k");
             let (c, s) = ([3u8; NONCE_LEN], [2u8; NONCE_LEN]);
             (Session::new(&key, Role::Client, &c, &s), ())
         };
-        let g0 = seal(&mut other_client, b"zero");
-        assert_eq!(server.open(&g0.0, g0.1, &g0.2, &[b"zero"]), Err(AuthError::Spliced));
-        // A server's frame reflected back to the server fails: direction is tagged.
-        let h0 = seal(&mut server, b"zero");
-        assert_eq!(server.open(&h0.0, h0.1, &h0.2, &[b"zero"]), Err(AuthError::Tampered { seq: 0 }));
-        // The genuine frame still opens after all that.
-        assert_eq!(server.open(&f0.0, f0.1, &f0.2, &[b"zero"]), Ok(()));
+        let g0 = seal(&mut other_client, &[b"zero"]);
+        assert_eq!(open(&mut server, &g0, &[b"zero"]), Err(AuthError::Spliced));
+        // A server's run reflected back to the server fails: direction is tagged.
+        let h0 = seal(&mut server, &[b"zero"]);
+        assert_eq!(open(&mut server, &h0, &[b"zero"]), Err(AuthError::Tampered { seq: 0 }));
+        // The genuine run still opens after all that.
+        assert_eq!(open(&mut server, &r0, &[b"zero"]), Ok(()));
+        assert_eq!(open(&mut server, &r1, &[b"one"]), Ok(()));
     }
 
     #[test]

@@ -1,8 +1,12 @@
 //! Frames: bytes with no meaning yet, bounded in size.
 //!
 //! ```text
-//! frame    = length:u32be body                      (length = body's size)
-//! body     = [conn-id:8 seq:u64be tag:32] payload   (bracket: with a key only)
+//! frame    = length:u32be body                (length = body's size)
+//! body     = payload                          without a key
+//!          | kind:u8 data-or-seal             with a key
+//! data-or-seal
+//!          = payload                          kind 0: a data frame
+//!          | conn-id:8 seq:u64be tag:32       kind 1: a seal
 //! payload  = envelope-length:u32be envelope attachments
 //! ```
 //!
@@ -11,12 +15,27 @@
 //! from the caller's buffers and read into slices of the receive buffer
 //! without copies.
 //!
+//! With a key, frames travel in *runs* (module `frame::run`): the data
+//! frames queued since the last seal, then a seal frame. The seal's tag is
+//! HMAC-SHA256 under the session key over `direction:u8 conn-id:8
+//! seq:u64be`, followed by the wire bytes (length prefix, kind byte,
+//! payload with its attachments) of every data frame of the run, in order;
+//! `seq` counts runs, from 0, in each direction. The sender seals whenever
+//! it is about to write what it queued, so frames coalesced into one write
+//! share one tag, and before a run's wire bytes, its seal included, would
+//! pass the message limit plus 62 bytes (one frame carrying the largest
+//! message, and its seal). The receiver holds a run's frames until its seal
+//! verifies (see [`crate::auth`] for what it checks) and decodes none of
+//! them otherwise; it refuses a run past that bound, and a seal that closes
+//! no frames. Without a key there is no kind byte and no seal.
+//!
 //! The length is checked against the limit as soon as its four bytes arrive,
-//! before any memory is reserved for the body. Memory for a body is reserved
-//! up front only for small frames, or within a process-wide budget
-//! ([`SPECULATIVE_BUDGET`]); otherwise it grows with the bytes that actually
-//! arrive, so that peers who announce large frames and send nothing cannot
-//! make the process reserve memory.
+//! before any memory is reserved for the body, and with a key against what
+//! the run may still take. Memory for a body is reserved up front only for
+//! small frames, or within a process-wide budget ([`SPECULATIVE_BUDGET`]);
+//! otherwise it grows with the bytes that actually arrive, so that peers who
+//! announce large frames and send nothing cannot make the process reserve
+//! memory.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -29,8 +48,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::auth::{AUTH_HEADER_LEN, AuthError, CONN_ID_LEN, Opener, Sealer, TAG_LEN};
+use crate::auth::{AuthError, Opener, Sealer};
 use crate::blob::{CodecError, Source, collect_attachments, supply_attachments};
+
+pub(crate) mod run;
+
+use run::{KIND_DATA, KIND_LEN, SEAL_BODY_LEN, SEAL_FRAME_LEN, Unsealer, run_limit, seal_frame};
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_LEN: usize = 4;
@@ -124,8 +147,8 @@ impl From<TransportError> for crate::Error {
     }
 }
 
-/// Reads frames out of a byte stream: the receive buffer and the frame
-/// being assembled.
+/// Reads frames out of a byte stream: the receive buffer, the frame being
+/// assembled and, with a key, the run being checked.
 #[derive(Debug)]
 pub(crate) struct FrameReader {
     buf: BytesMut,
@@ -137,14 +160,20 @@ pub(crate) struct FrameReader {
     pending: Option<usize>,
     /// Budget held while a large frame is being assembled.
     grant: Option<Grant>,
+    /// With a key: frames held until their run's seal verifies.
+    runs: Option<Unsealer>,
 }
 
 impl FrameReader {
-    /// A reader that refuses messages over `max_message` bytes; frames
-    /// carry `overhead` bytes around the message.
-    pub(crate) fn new(max_message: usize, overhead: usize) -> Self {
-        let max_body = max_message.saturating_add(overhead);
-        Self { buf: BytesMut::new(), max_body, max_message, pending: None, grant: None }
+    /// A reader that refuses messages over `max_message` bytes, and with an
+    /// `opener` (a key) checks runs and hands out only verified frames.
+    pub(crate) fn new(max_message: usize, opener: Option<Opener>) -> Self {
+        let max_body = match opener {
+            Some(_) => max_message.saturating_add(KIND_LEN + ENVELOPE_PREFIX_LEN).max(SEAL_BODY_LEN),
+            None => max_message.saturating_add(ENVELOPE_PREFIX_LEN),
+        };
+        let runs = opener.map(|opener| Unsealer::new(opener, max_message));
+        Self { buf: BytesMut::new(), max_body, max_message, pending: None, grant: None, runs }
     }
 
     /// Takes the next whole frame body out of the buffer, if it is there.
@@ -152,7 +181,8 @@ impl FrameReader {
     /// # Errors
     ///
     /// [`TransportError::FrameTooLarge`] as soon as a length prefix over the
-    /// limit is seen.
+    /// limit is seen; with a key, [`AuthError::RunTooLarge`] as soon as one
+    /// would take the run past its bound.
     pub(crate) fn decode(&mut self) -> Result<Option<Bytes>, TransportError> {
         let len = match self.pending {
             Some(len) => len,
@@ -163,6 +193,9 @@ impl FrameReader {
                 let len = u32::from_be_bytes(raw) as usize;
                 if len > self.max_body {
                     return Err(TransportError::FrameTooLarge { len: len as u64, max: self.max_message });
+                }
+                if let Some(runs) = &mut self.runs {
+                    runs.announce(len)?;
                 }
                 self.buf.advance(LENGTH_PREFIX_LEN);
                 self.pending = Some(len);
@@ -218,25 +251,50 @@ impl FrameReader {
         self.pending.is_none() && self.buf.is_empty()
     }
 
-    /// Polls for the next frame body; `None` at a clean end of stream.
+    /// Whether another frame is at least partly here already: released and
+    /// waiting, or bytes of it buffered.
+    pub(crate) fn has_buffered(&self) -> bool {
+        !self.at_boundary() || self.runs.as_ref().is_some_and(Unsealer::has_released)
+    }
+
+    /// Polls for the next frame's payload (with a key: the next frame of a
+    /// run whose seal verified); `None` at a clean end of stream.
     pub(crate) fn poll_frame<R: AsyncRead + ?Sized>(
         &mut self,
         mut io: Pin<&mut R>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, TransportError>>> {
         loop {
+            if let Some(payload) = self.runs.as_mut().and_then(Unsealer::next_released) {
+                return Poll::Ready(Some(Ok(payload)));
+            }
             match self.decode() {
-                Ok(Some(body)) => return Poll::Ready(Some(Ok(body))),
+                Ok(Some(body)) => match &mut self.runs {
+                    None => return Poll::Ready(Some(Ok(body))),
+                    Some(runs) => {
+                        if let Err(e) = runs.take(body) {
+                            return Poll::Ready(Some(Err(e.into())));
+                        }
+                        continue;
+                    }
+                },
                 Ok(None) => {}
                 Err(e) => return Poll::Ready(Some(Err(e))),
             }
             match ready!(self.poll_fill(io.as_mut(), cx)) {
-                Ok(0) if self.at_boundary() => return Poll::Ready(None),
+                Ok(0) if self.at_boundary() => return Poll::Ready(self.end()),
                 Ok(0) => return Poll::Ready(Some(Err(TransportError::ClosedMidFrame))),
                 Ok(_) => {}
                 Err(e) => return Poll::Ready(Some(Err(e.into()))),
             }
         }
+    }
+
+    /// What a clean end of stream means: the end, unless frames were still
+    /// waiting for their seal.
+    fn end(&self) -> Option<Result<Bytes, TransportError>> {
+        let frames = self.runs.as_ref().map_or(0, Unsealer::unsealed_frames);
+        (frames > 0).then(|| Err(AuthError::UnsealedAtEnd { frames }.into()))
     }
 
     /// Bytes read from the stream but not yet handed out.
@@ -269,31 +327,8 @@ fn be_u32(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(raw))
 }
 
-fn be_u64(bytes: &[u8], at: usize) -> Option<u64> {
-    let raw: [u8; 8] = bytes.get(at..at + 8)?.try_into().ok()?;
-    Some(u64::from_be_bytes(raw))
-}
-
-/// Checks a frame body's authentication (with a session) and splits its
-/// payload into the envelope and the attachments after it.
-fn open_payload(body: Bytes, session: Option<&mut Opener>) -> Result<(Bytes, Bytes), TransportError> {
-    let payload = match session {
-        Some(session) => {
-            let header: [u8; AUTH_HEADER_LEN] = body
-                .get(..AUTH_HEADER_LEN)
-                .and_then(|h| h.try_into().ok())
-                .ok_or(AuthError::ShortFrame { len: body.len() })?;
-            let conn_id = header.get(..CONN_ID_LEN).unwrap_or_default();
-            let seq = be_u64(&header, CONN_ID_LEN).unwrap_or_default();
-            let tag = header.get(CONN_ID_LEN + 8..).unwrap_or_default();
-            // Advancing, not slicing: no reference count to touch.
-            let mut payload = body;
-            payload.advance(AUTH_HEADER_LEN);
-            session.open(conn_id, seq, tag, &[&payload])?;
-            payload
-        }
-        None => body,
-    };
+/// Splits a frame's payload into the envelope and the attachments after it.
+fn split_payload(payload: Bytes) -> Result<(Bytes, Bytes), TransportError> {
     let malformed = |what: &str| TransportError::Malformed(what.to_owned());
     let envelope_len =
         be_u32(&payload, 0).ok_or_else(|| malformed("frame too short for its envelope length"))?;
@@ -304,18 +339,14 @@ fn open_payload(body: Bytes, session: Option<&mut Opener>) -> Result<(Bytes, Byt
     Ok((payload.slice(ENVELOPE_PREFIX_LEN..envelope_end), payload.slice(envelope_end..)))
 }
 
-/// Checks a frame body's authentication (with a session) and decodes its
-/// message with serde, taking attachments as slices of the body.
+/// Decodes a frame's payload (as [`FrameReader::poll_frame`] hands it out)
+/// with serde, taking attachments as slices of the payload.
 ///
 /// # Errors
 ///
-/// [`TransportError::Auth`] for a frame that fails authentication,
-/// [`TransportError::Malformed`] for one that holds no valid message.
-pub(crate) fn open_frame<T: DeserializeOwned>(
-    body: Bytes,
-    session: Option<&mut Opener>,
-) -> Result<T, TransportError> {
-    let (envelope, attachments) = open_payload(body, session)?;
+/// [`TransportError::Malformed`] for a payload that holds no valid message.
+pub(crate) fn decode_frame<T: DeserializeOwned>(payload: Bytes) -> Result<T, TransportError> {
+    let (envelope, attachments) = split_payload(payload)?;
     let malformed = |what: &str| TransportError::Malformed(what.to_owned());
     let (decoded, rest) = supply_attachments(Some(envelope.clone()), Source::Contiguous(attachments), || {
         postcard::take_from_bytes::<T>(&envelope).map(|(value, trailing)| (value, trailing.len()))
@@ -331,16 +362,13 @@ pub(crate) fn open_frame<T: DeserializeOwned>(
     Ok(value)
 }
 
-/// As [`open_frame`], for a message with a hand-written codec.
+/// As [`decode_frame`], for a message with a hand-written codec.
 ///
 /// # Errors
 ///
-/// As [`open_frame`].
-pub(crate) fn open_wire_frame<T: Wire>(
-    body: Bytes,
-    session: Option<&mut Opener>,
-) -> Result<T, TransportError> {
-    let (envelope, mut attachments) = open_payload(body, session)?;
+/// As [`decode_frame`].
+pub(crate) fn decode_wire_frame<T: Wire>(payload: Bytes) -> Result<T, TransportError> {
+    let (envelope, mut attachments) = split_payload(payload)?;
     let value = T::decode(&envelope, &mut attachments).map_err(TransportError::Malformed)?;
     if !attachments.is_empty() {
         return Err(TransportError::Malformed("bytes after the last attachment".into()));
@@ -371,8 +399,9 @@ impl postcard::ser_flavors::Flavor for StagingFlavor<'_> {
 
 /// Frames waiting to be written: small frames coalesced in one staging
 /// buffer, large attachments as their own chunks, all written with vectored
-/// writes in order.
-#[derive(Debug, Default)]
+/// writes in order. With a key, it also tags the frames it queues and seals
+/// each run (see [`run`]).
+#[derive(Debug)]
 pub(crate) struct FrameWriter {
     /// Chunks that go out before `staging`.
     chunks: VecDeque<Bytes>,
@@ -383,9 +412,34 @@ pub(crate) struct FrameWriter {
     written: usize,
     /// Bytes queued in `chunks` and `staging` together.
     queued: usize,
+    /// Largest message accepted.
+    max_message: usize,
+    /// With a key: the session's sending half, which tags the run.
+    sealer: Option<Sealer>,
+    /// Wire bytes of the data frames queued since the last seal.
+    unsealed: usize,
 }
 
 impl FrameWriter {
+    /// A writer that refuses messages over `max_message` bytes, and with a
+    /// `sealer` (a key) sends frames in sealed runs.
+    pub(crate) fn new(max_message: usize, sealer: Option<Sealer>) -> Self {
+        Self {
+            chunks: VecDeque::new(),
+            staging: Vec::new(),
+            written: 0,
+            queued: 0,
+            max_message,
+            sealer,
+            unsealed: 0,
+        }
+    }
+
+    /// Whether frames are authenticated.
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.sealer.is_some()
+    }
+
     /// Bytes waiting to be written.
     pub(crate) fn queued(&self) -> usize {
         self.queued
@@ -397,15 +451,10 @@ impl FrameWriter {
     /// # Errors
     ///
     /// [`TransportError::FrameTooLarge`] when the message (envelope and
-    /// attachments) would exceed `max_message` bytes;
+    /// attachments) would exceed the message limit;
     /// [`TransportError::Encode`] when it cannot be encoded.
-    pub(crate) fn push<T: Serialize + ?Sized>(
-        &mut self,
-        message: &T,
-        session: Option<&mut Sealer>,
-        max_message: usize,
-    ) -> Result<(), TransportError> {
-        self.push_with(session, max_message, |out, attachments| {
+    pub(crate) fn push<T: Serialize + ?Sized>(&mut self, message: &T) -> Result<(), TransportError> {
+        self.push_with(|out, attachments| {
             let (encoded, attached) = collect_attachments(|| {
                 postcard::serialize_with_flavor::<T, _, ()>(message, StagingFlavor(out))
             });
@@ -419,13 +468,8 @@ impl FrameWriter {
     /// # Errors
     ///
     /// [`TransportError::FrameTooLarge`], as [`FrameWriter::push`].
-    pub(crate) fn push_wire<T: Wire>(
-        &mut self,
-        message: &T,
-        session: Option<&mut Sealer>,
-        max_message: usize,
-    ) -> Result<(), TransportError> {
-        self.push_with(session, max_message, |out, attachments| {
+    pub(crate) fn push_wire<T: Wire>(&mut self, message: &T) -> Result<(), TransportError> {
+        self.push_with(|out, attachments| {
             message.encode(out, attachments);
             Ok(())
         })
@@ -434,13 +478,11 @@ impl FrameWriter {
     /// Queues one frame whose envelope `encode` writes.
     fn push_with(
         &mut self,
-        session: Option<&mut Sealer>,
-        max_message: usize,
         encode: impl FnOnce(&mut Vec<u8>, &mut Vec<Bytes>) -> Result<(), TransportError>,
     ) -> Result<(), TransportError> {
         let start = self.staging.len();
-        let auth_len = if session.is_some() { AUTH_HEADER_LEN } else { 0 };
-        let header_len = LENGTH_PREFIX_LEN + auth_len + ENVELOPE_PREFIX_LEN;
+        let kind_len = if self.sealer.is_some() { KIND_LEN } else { 0 };
+        let header_len = LENGTH_PREFIX_LEN + kind_len + ENVELOPE_PREFIX_LEN;
         self.staging.resize(start + header_len, 0);
         let envelope_start = self.staging.len();
         let mut attachments = Vec::new();
@@ -451,39 +493,65 @@ impl FrameWriter {
         let envelope_len = self.staging.len() - envelope_start;
         let attached: usize = attachments.iter().map(Bytes::len).sum();
         let message_len = envelope_len + attached;
-        if message_len > max_message || message_len > MAX_MESSAGE {
+        if message_len > self.max_message || message_len > MAX_MESSAGE {
             self.staging.truncate(start);
-            return Err(TransportError::FrameTooLarge { len: message_len as u64, max: max_message });
+            return Err(TransportError::FrameTooLarge { len: message_len as u64, max: self.max_message });
         }
-        let body_len = auth_len + ENVELOPE_PREFIX_LEN + message_len;
+        let body_len = kind_len + ENVELOPE_PREFIX_LEN + message_len;
+        let frame_len = LENGTH_PREFIX_LEN + body_len;
         let frame = self.staging.get_mut(start..).unwrap_or_default();
         let (prefix, rest) = frame.split_at_mut(LENGTH_PREFIX_LEN);
         prefix.copy_from_slice(&(body_len as u32).to_be_bytes());
-        let (auth, rest) = rest.split_at_mut(auth_len);
-        let (envelope_prefix, envelope) = rest.split_at_mut(ENVELOPE_PREFIX_LEN);
+        let (kind, rest) = rest.split_at_mut(kind_len);
+        kind.fill(KIND_DATA);
+        let (envelope_prefix, _) = rest.split_at_mut(ENVELOPE_PREFIX_LEN);
         envelope_prefix.copy_from_slice(&(envelope_len as u32).to_be_bytes());
-        if let Some(session) = session {
-            let (conn_id, seq, mut tag) = session.seal();
-            tag.update(envelope_prefix);
-            tag.update(envelope);
-            for a in &attachments {
-                tag.update(a);
+        // With a key: close the run first if this frame would take it past
+        // its bound, then tag the frame (header and envelope as staged, then
+        // the attachments where they lie) as part of the run it opens or joins.
+        let mut seal_first = None;
+        if let Some(sealer) = &mut self.sealer {
+            if self.unsealed > 0 && self.unsealed + frame_len + SEAL_FRAME_LEN > run_limit(self.max_message) {
+                seal_first = sealer.seal().map(|(id, seq, tag)| seal_frame(&id, seq, &tag));
+                self.unsealed = 0;
             }
-            let (id_field, rest) = auth.split_at_mut(CONN_ID_LEN);
-            let (seq_field, tag_field) = rest.split_at_mut(8);
-            id_field.copy_from_slice(&conn_id);
-            seq_field.copy_from_slice(&seq.to_be_bytes());
-            let tag: [u8; TAG_LEN] = tag.finish();
-            tag_field.copy_from_slice(&tag);
+            sealer.feed(self.staging.get(start..).unwrap_or_default());
+            for a in &attachments {
+                sealer.feed(a);
+            }
+            self.unsealed += frame_len;
         }
-        if !attachments.is_empty() {
+        if let Some(seal) = seal_first {
+            // The seal goes between the frames staged before and this one:
+            // split the staging buffer around it, without copying either.
+            let mut earlier = Bytes::from(std::mem::take(&mut self.staging));
+            let this = earlier.split_off(start);
+            earlier.advance(std::mem::take(&mut self.written));
+            if !earlier.is_empty() {
+                self.chunks.push_back(earlier);
+            }
+            self.chunks.push_back(Bytes::copy_from_slice(&seal));
+            self.chunks.push_back(this);
+            self.chunks.extend(attachments.into_iter().filter(|a| !a.is_empty()));
+            self.queued += SEAL_FRAME_LEN;
+        } else if !attachments.is_empty() {
             let mut frames = Bytes::from(std::mem::take(&mut self.staging));
             frames.advance(std::mem::take(&mut self.written));
             self.chunks.push_back(frames);
             self.chunks.extend(attachments.into_iter().filter(|a| !a.is_empty()));
         }
-        self.queued += LENGTH_PREFIX_LEN + body_len;
+        self.queued += frame_len;
         Ok(())
+    }
+
+    /// Closes the run queued since the last seal, if any, by queuing its seal
+    /// frame: called whenever queued frames are about to be written.
+    fn seal_run(&mut self) {
+        let Some(sealer) = &mut self.sealer else { return };
+        let Some((conn_id, seq, tag)) = sealer.seal() else { return };
+        self.staging.extend_from_slice(&seal_frame(&conn_id, seq, &tag));
+        self.queued += SEAL_FRAME_LEN;
+        self.unsealed = 0;
     }
 
     /// Points `slots` at the queued pieces, in the order they go out; returns
@@ -499,12 +567,14 @@ impl FrameWriter {
         count
     }
 
-    /// Writes everything queued, with vectored writes.
+    /// Writes everything queued, with vectored writes (with a key, after
+    /// sealing the frames queued since the last seal).
     pub(crate) fn poll_flush<W: AsyncWrite + ?Sized>(
         &mut self,
         mut io: Pin<&mut W>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
+        self.seal_run();
         while self.queued > 0 {
             let n = {
                 let mut slots = [IoSlice::new(&[]); MAX_IO_SLICES];
@@ -519,7 +589,8 @@ impl FrameWriter {
         io.poll_flush(cx)
     }
 
-    /// Writes as much as `write` takes without blocking; `Ok(true)` once
+    /// Writes as much as `write` takes without blocking (with a key, after
+    /// sealing the frames queued since the last seal); `Ok(true)` once
     /// nothing is left, `Ok(false)` when the socket is full.
     ///
     /// # Errors
@@ -529,6 +600,7 @@ impl FrameWriter {
         &mut self,
         mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
     ) -> io::Result<bool> {
+        self.seal_run();
         while self.queued > 0 {
             let result = if self.chunks.is_empty() {
                 // The common case, small frames only: one slice.
@@ -575,3 +647,6 @@ impl FrameWriter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

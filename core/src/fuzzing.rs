@@ -15,16 +15,19 @@ use crate::auth::{Key, Role, Session};
 use crate::frame::{FrameReader, Wire};
 use crate::message::{Request, Response};
 
+/// The session of every fuzzed authenticated connection: its key and nonces
+/// are fixed, so that seeds can carry runs with genuine seals.
+fn fuzz_session(role: Role) -> Session {
+    Session::new(&Key::from("fuzz"), role, &[1; 32], &[2; 32])
+}
+
 /// Feeds `data` to a frame reader as a byte stream (in pieces of
-/// `chunk` bytes) and opens every frame it yields as a request, with a
-/// session when `keyed`. Returns how many frames decoded into requests.
+/// `chunk` bytes) and decodes every frame it yields as a request; when
+/// `keyed`, the reader checks runs with the server's side of
+/// `fuzz_session`. Returns how many frames decoded into requests.
 pub fn frames(data: &[u8], chunk: usize, max_message: usize, keyed: bool) -> usize {
-    let overhead = crate::frame::ENVELOPE_PREFIX_LEN + if keyed { crate::auth::AUTH_HEADER_LEN } else { 0 };
-    let mut reader = FrameReader::new(max_message, overhead);
-    let mut opener = keyed.then(|| {
-        let (_, opener) = Session::new(&Key::from("fuzz"), Role::Server, &[1; 32], &[2; 32]).split();
-        opener
-    });
+    let opener = keyed.then(|| fuzz_session(Role::Server).split().1);
+    let mut reader = FrameReader::new(max_message, opener);
     let mut io = Pieces { data, chunk: chunk.max(1) };
     let waker = futures::task::noop_waker();
     let mut cx = Context::from_waker(&waker);
@@ -32,8 +35,8 @@ pub fn frames(data: &[u8], chunk: usize, max_message: usize, keyed: bool) -> usi
     // Each poll consumes input or ends: bounded by the input's length.
     for _ in 0..=data.len() + 1 {
         match reader.poll_frame(Pin::new(&mut io), &mut cx) {
-            Poll::Ready(Some(Ok(body))) => {
-                if crate::frame::open_wire_frame::<Request>(body, opener.as_mut()).is_ok() {
+            Poll::Ready(Some(Ok(payload))) => {
+                if crate::frame::decode_wire_frame::<Request>(payload).is_ok() {
                     decoded += 1;
                 }
             }
@@ -204,5 +207,59 @@ mod regressions {
             std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/frame/two_calls"))
                 .unwrap();
         assert_eq!(super::frames(&frame[1..], 2, 1 << 20, false), 2);
+        // The handshake seeds speak this protocol version.
+        let hello =
+            std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/handshake/hello"))
+                .unwrap();
+        assert_eq!(&hello[8..10], &crate::handshake::PROTOCOL_VERSION.to_be_bytes());
+    }
+
+    /// The `keyed` frame seed: the requests of `two_calls` as one run,
+    /// sealed by the client's side of the fuzz session.
+    fn keyed_seed() -> Vec<u8> {
+        use crate::frame::{FrameReader, FrameWriter, decode_wire_frame};
+        use crate::message::Request;
+
+        let plain =
+            std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/frame/two_calls"))
+                .unwrap();
+        let mut reader = FrameReader::new(1 << 20, None);
+        let mut io = super::Pieces { data: &plain[1..], chunk: plain.len() };
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        let sealer = super::fuzz_session(super::Role::Client).split().0;
+        let mut writer = FrameWriter::new(1 << 20, Some(sealer));
+        while let std::task::Poll::Ready(Some(payload)) =
+            reader.poll_frame(std::pin::Pin::new(&mut io), &mut cx)
+        {
+            writer.push_wire(&decode_wire_frame::<Request>(payload.unwrap()).unwrap()).unwrap();
+        }
+        // The control byte: pieces of 2 bytes, keyed, a 1 MiB limit.
+        let mut seed = vec![0x41];
+        let flushed = writer.try_flush(|bufs| {
+            bufs.iter().for_each(|b| seed.extend_from_slice(b));
+            Ok(bufs.iter().map(|b| b.len()).sum())
+        });
+        assert!(flushed.unwrap());
+        seed
+    }
+
+    #[test]
+    fn the_keyed_seed_is_a_sealed_run_of_two_calls() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/frame/keyed");
+        let expected = keyed_seed();
+        if std::env::var_os("RMI_WRITE_SEEDS").is_some() {
+            std::fs::write(&path, &expected).unwrap();
+        }
+        let seed = std::fs::read(&path).unwrap();
+        assert_eq!(seed, expected, "stale seed: rerun this test with RMI_WRITE_SEEDS=1");
+        assert_eq!(seed[0] & 0x40, 0x40, "the control byte says keyed");
+        assert_eq!(super::frames(&seed[1..], 2, 1 << 20, true), 2);
+        // One byte changed anywhere in the run: nothing decodes.
+        for at in 1..seed.len() {
+            let mut bad = seed.clone();
+            bad[at] ^= 0x20;
+            assert_eq!(super::frames(&bad[1..], 2, 1 << 20, true), 0, "byte {at}");
+        }
     }
 }

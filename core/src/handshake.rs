@@ -9,7 +9,7 @@
 //! `flags` bit 0 says that the side holds a key. With a key on both sides,
 //! each proves it holds the key with HMAC over both nonces (see
 //! [`crate::auth`]); the client checks the server's proof before it sends
-//! its own, and both derive the session that tags every later frame. A
+//! its own, and both derive the session that seals every later run of frames. A
 //! server that refuses (another version, a key on one side only) says why
 //! in `status` and closes; the client turns that into the matching
 //! [`AuthError`]. The messages have fixed layouts, not postcard, so that
@@ -24,7 +24,10 @@ use crate::auth::{AuthError, Key, NONCE_LEN, Role, Session, TAG_LEN, proof, proo
 use crate::frame::{LENGTH_PREFIX_LEN, TransportError};
 
 /// The protocol version this build speaks. Both sides must speak the same.
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// Version 2 authenticates frames in sealed runs, one tag per run (see
+/// [`crate::frame`]); version 1 carried a tag in every frame.
+pub const PROTOCOL_VERSION: u16 = 2;
 /// First bytes of every rmi greeting.
 const MAGIC: [u8; 4] = *b"RMI\0";
 /// Longest handshake message accepted: a little more than ours, so that a

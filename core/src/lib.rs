@@ -9,8 +9,8 @@
 //! - [`uri`]: `RMI:`, `RMINAME:` and `RMIMETA:` URIs, parsed strictly.
 //! - [`frame`]: length-prefixed frames, bounded before anything is
 //!   allocated, written with vectored writes.
-//! - [`auth`]: the shared key, the per-connection session that tags every
-//!   frame, and their errors.
+//! - [`auth`]: the shared key, the per-connection session that seals every
+//!   run of frames with one tag, and their errors.
 //! - [`handshake`]: the version and key handshake on a new connection.
 //! - [`idmap`]: maps keyed by call id, with a cheap hash.
 //! - [`transport`]: a connection as a stream and sink of postcard messages,

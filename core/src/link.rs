@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{AUTH_HEADER_LEN, Opener, Sealer, Session};
-use crate::frame::{ENVELOPE_PREFIX_LEN, FrameReader, FrameWriter, TransportError, Wire, open_wire_frame};
+use crate::auth::Session;
+use crate::frame::{FrameReader, FrameWriter, TransportError, Wire, decode_wire_frame};
 use crate::net::{Connection, ReadHalf, WriteHalf};
 
 /// Splits a connection whose handshake is done into its reader and writer.
@@ -28,20 +28,21 @@ pub fn split(
     session: Option<Session>,
     max_message: usize,
 ) -> (MessageReader, MessageWriter) {
-    let overhead = ENVELOPE_PREFIX_LEN + if session.is_some() { AUTH_HEADER_LEN } else { 0 };
     let (sealer, opener) = session.map(Session::split).unzip();
     let (read, write) = connection.into_split();
-    let reader =
-        MessageReader { io: read, frames: FrameReader::new(max_message, overhead), opener, done: false };
+    let reader = MessageReader { io: read, frames: FrameReader::new(max_message, opener), done: false };
     let wake = Arc::new(Notify::new());
     let closed = CancellationToken::new();
     let shared = Arc::new(Shared {
-        state: Mutex::new(State { frames: FrameWriter::default(), sealer, flushing: false, failed: None }),
+        state: Mutex::new(State {
+            frames: FrameWriter::new(max_message, sealer),
+            flushing: false,
+            failed: None,
+        }),
         io: write,
         wake: wake.clone(),
         drained: Notify::new(),
         closed: closed.clone(),
-        max_message,
     });
     tokio::spawn(flusher(Arc::downgrade(&shared), wake, closed));
     (reader, MessageWriter { shared })
@@ -52,7 +53,6 @@ pub fn split(
 pub struct MessageReader {
     io: ReadHalf,
     frames: FrameReader,
-    opener: Option<Opener>,
     done: bool,
 }
 
@@ -71,10 +71,10 @@ impl MessageReader {
         }
     }
 
-    /// Whether bytes of another frame are already buffered: more messages
-    /// follow at once (a sender can batch its answers).
+    /// Whether another message is already (at least partly) here: more
+    /// follow at once, so a sender can batch its answers.
     pub fn has_buffered(&self) -> bool {
-        !self.frames.at_boundary()
+        self.frames.has_buffered()
     }
 
     /// The next message; `None` once the peer closed cleanly or after an
@@ -86,7 +86,7 @@ impl MessageReader {
         let frame = poll_fn(|cx| self.frames.poll_frame(Pin::new(&mut self.io), cx)).await;
         let item = match frame {
             None => None,
-            Some(Ok(body)) => Some(open_wire_frame(body, self.opener.as_mut())),
+            Some(Ok(payload)) => Some(decode_wire_frame(payload)),
             Some(Err(e)) => Some(Err(e)),
         };
         self.done = !matches!(item, Some(Ok(_)));
@@ -110,13 +110,11 @@ struct Shared {
     drained: Notify,
     /// Cancelled when the connection is closed; stops the flusher.
     closed: CancellationToken,
-    max_message: usize,
 }
 
 #[derive(Debug)]
 struct State {
     frames: FrameWriter,
-    sealer: Option<Sealer>,
     /// The flusher owns the socket until the queue is empty; senders only
     /// queue meanwhile, so that frames keep their order.
     flushing: bool,
@@ -179,8 +177,7 @@ impl MessageWriter {
         if let Some(e) = &state.failed {
             return Err(e.clone());
         }
-        let State { frames, sealer, .. } = &mut *state;
-        frames.push_wire(message, sealer.as_mut(), shared.max_message)?;
+        state.frames.push_wire(message)?;
         if state.flushing {
             return Ok(());
         }

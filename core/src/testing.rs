@@ -1,6 +1,6 @@
 //! Helpers for rmi's own tests (and anyone testing rmi's defences): a man
-//! in the middle that can replay, reorder, drop or alter frames. Not part
-//! of the API.
+//! in the middle that can replay, reorder, drop or alter frames, or whole
+//! runs of frames on an authenticated connection. Not part of the API.
 
 use std::net::SocketAddr;
 
@@ -55,4 +55,36 @@ pub async fn man_in_the_middle(
         }
     });
     Ok(addr)
+}
+
+/// As [`man_in_the_middle`], for a connection with a key, a whole run at a
+/// time: the client's hello and key proof go through untouched, then its
+/// frames are gathered up to and including each seal (see
+/// [`crate::frame`]), and `forward(index, run)` says which bytes go on in
+/// the run's place (index 0 is the first run after the handshake; `run` is
+/// its data frames and its seal, as they were on the wire).
+///
+/// # Errors
+///
+/// When the relay cannot listen.
+pub async fn man_in_the_middle_runs(
+    server: SocketAddr,
+    mut forward: impl FnMut(usize, Vec<u8>) -> Vec<Vec<u8>> + Send + 'static,
+) -> std::io::Result<SocketAddr> {
+    let mut run = Vec::new();
+    let mut runs = 0;
+    man_in_the_middle(server, move |index, frame| {
+        if index < 2 {
+            return vec![frame];
+        }
+        let is_seal = frame.get(crate::frame::LENGTH_PREFIX_LEN) == Some(&crate::frame::run::KIND_SEAL);
+        run.extend_from_slice(&frame);
+        if !is_seal {
+            return vec![];
+        }
+        let out = forward(runs, std::mem::take(&mut run));
+        runs += 1;
+        out
+    })
+    .await
 }

@@ -1,7 +1,7 @@
 //! A connection as a stream and sink of messages: tarpc's transport shape.
 //!
-//! [`Transport`] reads frames (see [`crate::frame`]), checks their tags when
-//! the connection is authenticated, and decodes postcard messages; it
+//! [`Transport`] reads frames (see [`crate::frame`]), checks each run's seal
+//! when the connection is authenticated, and decodes postcard messages; it
 //! encodes and queues messages, coalescing small ones, and writes them with
 //! vectored writes. It implements `Stream<Item = Result<In, _>>` and
 //! `Sink<Out>`, so it plugs into tarpc's client and `BaseChannel` as it is.
@@ -19,8 +19,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::auth::{AUTH_HEADER_LEN, Key, Opener, Sealer, Session};
-use crate::frame::{ENVELOPE_PREFIX_LEN, FrameReader, FrameWriter, TransportError, open_frame};
+use crate::auth::{Key, Session};
+use crate::frame::{FrameReader, FrameWriter, TransportError, decode_frame};
 use crate::handshake::{client_handshake, server_handshake};
 
 /// Queued bytes beyond which `poll_ready` writes before taking more: enough
@@ -34,8 +34,6 @@ pub struct Transport<IO, In, Out> {
     io: IO,
     reader: FrameReader,
     writer: FrameWriter,
-    sealer: Option<Sealer>,
-    opener: Option<Opener>,
     max_message: usize,
     /// Set once reading ended (end of stream or an error): a broken stream
     /// is not read again.
@@ -46,7 +44,7 @@ pub struct Transport<IO, In, Out> {
 impl<IO, In, Out> fmt::Debug for Transport<IO, In, Out> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transport")
-            .field("authenticated", &self.sealer.is_some())
+            .field("authenticated", &self.writer.is_sealed())
             .field("max_message", &self.max_message)
             .field("queued", &self.writer.queued())
             .finish_non_exhaustive()
@@ -58,14 +56,11 @@ impl<IO, In, Out> Transport<IO, In, Out> {
     /// what the handshake returned; messages over `max_message_size` bytes
     /// are refused both ways.
     pub fn new(io: IO, session: Option<Session>, max_message_size: usize) -> Self {
-        let overhead = ENVELOPE_PREFIX_LEN + if session.is_some() { AUTH_HEADER_LEN } else { 0 };
         let (sealer, opener) = session.map(Session::split).unzip();
         Self {
             io,
-            reader: FrameReader::new(max_message_size, overhead),
-            writer: FrameWriter::default(),
-            sealer,
-            opener,
+            reader: FrameReader::new(max_message_size, opener),
+            writer: FrameWriter::new(max_message_size, sealer),
             max_message: max_message_size,
             read_done: false,
             _types: PhantomData,
@@ -79,7 +74,7 @@ impl<IO, In, Out> Transport<IO, In, Out> {
 
     /// Whether frames are authenticated.
     pub fn is_authenticated(&self) -> bool {
-        self.sealer.is_some()
+        self.writer.is_sealed()
     }
 }
 
@@ -131,7 +126,7 @@ where
         }
         let item = match ready!(this.reader.poll_frame(Pin::new(&mut this.io), cx)) {
             None => None,
-            Some(Ok(body)) => Some(open_frame(body, this.opener.as_mut())),
+            Some(Ok(payload)) => Some(decode_frame(payload)),
             Some(Err(e)) => Some(Err(e)),
         };
         this.read_done = !matches!(item, Some(Ok(_)));
@@ -156,7 +151,7 @@ where
 
     fn start_send(self: Pin<&mut Self>, item: Out) -> Result<(), TransportError> {
         let this = self.get_mut();
-        this.writer.push(&item, this.sealer.as_mut(), this.max_message)
+        this.writer.push(&item)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {

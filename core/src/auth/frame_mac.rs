@@ -1,11 +1,13 @@
-//! HMAC-SHA256 (RFC 2104) for frame tags, built on `sha2`'s compression
-//! function with the key's inner and outer states computed once per session.
+//! HMAC-SHA256 (RFC 2104) for the tags of runs of frames, built on `sha2`'s
+//! compression function with the key's inner and outer states computed once
+//! per session.
 //!
-//! A frame tag is the hot path of an authenticated connection: every call
-//! takes four (a request and a response, each tagged and checked). The
-//! generic `hmac` crate clones and clears its buffered hasher for every tag;
-//! here a tag is two SHA-256 compressions (when header and payload fit in one
-//! block, as a small call's do) and a few word copies. The output is exactly
+//! Tags are the hot path of an authenticated connection: each run of frames
+//! is tagged by its sender and checked by its receiver, and a call alone on
+//! its connection is a run each way. The generic `hmac` crate clones and
+//! clears its buffered hasher for every tag; here a tag is the compressions
+//! of the bytes it covers plus one for the outer hash, fed piece by piece
+//! from the frames where they lie. The output is exactly
 //! HMAC-SHA256: a test checks it against the `hmac` crate for keys and
 //! messages of every shape.
 
@@ -61,7 +63,8 @@ impl FrameKey {
     }
 }
 
-/// A frame's tag, computed incrementally over the pieces of its message.
+/// A run's tag, computed incrementally over the pieces of its frames.
+#[derive(Clone)]
 pub(crate) struct FrameTag {
     state: [u32; 8],
     outer: [u32; 8],

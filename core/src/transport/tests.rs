@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::AuthError;
 use crate::blob::{Blob, Encoded};
+use crate::frame::run::SEAL_FRAME_LEN;
 use crate::frame::{FrameReader, FrameWriter, SPECULATIVE_BUDGET};
 use crate::handshake::client_handshake_as;
 
@@ -94,7 +95,7 @@ fn announced_frames_reserve_bounded_memory() {
     let mut total = 0;
     let mut held = Vec::new();
     for _ in 0..readers {
-        let mut r = FrameReader::new(max, 4);
+        let mut r = FrameReader::new(max, None);
         let prefix = (max as u32).to_be_bytes();
         let mut io = &prefix[..];
         let waker = futures::task::noop_waker();
@@ -160,58 +161,68 @@ async fn oversized_messages_are_refused_before_sending() {
 
 #[test]
 fn large_blobs_are_written_from_the_callers_buffer() {
-    let payload = Bytes::from(vec![3u8; 10 << 20]);
-    let call = crate::message::Call::new("o", "m", Encoded::encode(&(Blob::from(payload.clone()),)).unwrap());
-    let mut w = FrameWriter::default();
-    let mut sink = Vec::new();
-    w.push(&call, None, 64 << 20).unwrap();
-    // Drive the write into a Vec and record each slice's address.
-    struct Recorder<'a>(&'a mut Vec<(usize, usize)>);
-    impl tokio::io::AsyncWrite for Recorder<'_> {
-        fn poll_write(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            buf: &[u8],
-        ) -> std::task::Poll<std::io::Result<usize>> {
-            self.get_mut().0.push((buf.as_ptr() as usize, buf.len()));
-            std::task::Poll::Ready(Ok(buf.len()))
-        }
-        fn poll_write_vectored(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            bufs: &[std::io::IoSlice<'_>],
-        ) -> std::task::Poll<std::io::Result<usize>> {
-            let me = self.get_mut();
-            let mut n = 0;
-            for b in bufs {
-                me.0.push((b.as_ptr() as usize, b.len()));
-                n += b.len();
-            }
-            std::task::Poll::Ready(Ok(n))
-        }
-        fn poll_flush(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<std::io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn poll_shutdown(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<std::io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
+    // With a key too: the tag is fed the caller's buffer, not a copy of it.
+    for keyed in [false, true] {
+        let payload = Bytes::from(vec![3u8; 10 << 20]);
+        let call =
+            crate::message::Call::new("o", "m", Encoded::encode(&(Blob::from(payload.clone()),)).unwrap());
+        let sealer = keyed.then(|| {
+            let session = Session::new(&Key::from("k"), crate::auth::Role::Client, &[1; 32], &[2; 32]);
+            session.split().0
+        });
+        let mut w = FrameWriter::new(64 << 20, sealer);
+        let mut sink = Vec::new();
+        w.push(&call).unwrap();
+        let mut rec = Recorder(&mut sink);
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(w.poll_flush(std::pin::Pin::new(&mut rec), &mut cx).is_ready());
+        assert!(
+            sink.contains(&(payload.as_ptr() as usize, payload.len())),
+            "keyed={keyed}: the 10 MiB argument went to the socket straight from the caller's buffer: {sink:?}"
+        );
+        let total: usize = sink.iter().map(|(_, n)| n).sum();
+        assert!(total < payload.len() + 200, "keyed={keyed}: only a small header around it: {total}");
     }
-    let mut rec = Recorder(&mut sink);
-    let waker = futures::task::noop_waker();
-    let mut cx = std::task::Context::from_waker(&waker);
-    assert!(w.poll_flush(std::pin::Pin::new(&mut rec), &mut cx).is_ready());
-    assert!(
-        sink.contains(&(payload.as_ptr() as usize, payload.len())),
-        "the 10 MiB argument went to the socket straight from the caller's buffer: {sink:?}"
-    );
-    let total: usize = sink.iter().map(|(_, n)| n).sum();
-    assert!(total < payload.len() + 200, "only a small header around it: {total}");
+}
+
+/// Records the address and length of every slice written to it.
+struct Recorder<'a>(&'a mut Vec<(usize, usize)>);
+
+impl tokio::io::AsyncWrite for Recorder<'_> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.get_mut().0.push((buf.as_ptr() as usize, buf.len()));
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let me = self.get_mut();
+        let mut n = 0;
+        for b in bufs {
+            me.0.push((b.as_ptr() as usize, b.len()));
+            n += b.len();
+        }
+        std::task::Poll::Ready(Ok(n))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 #[tokio::test]
@@ -309,7 +320,9 @@ async fn a_client_proving_the_wrong_key_is_refused_by_the_server() {
     // A client that ignores the server's proof and answers with its own.
     let (addr, mut rx) = echo_server(Some(Key::from("right"))).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut hello = b"RMI\0\x00\x01\x01".to_vec();
+    let mut hello = b"RMI\0".to_vec();
+    hello.extend_from_slice(&crate::handshake::PROTOCOL_VERSION.to_be_bytes());
+    hello.push(1);
     hello.extend_from_slice(&[1; 32]);
     stream.write_all(&(hello.len() as u32).to_be_bytes()).await.unwrap();
     stream.write_all(&hello).await.unwrap();
@@ -342,17 +355,22 @@ async fn a_key_on_the_server_only_is_refused() {
 
 #[tokio::test]
 async fn a_version_mismatch_is_refused() {
-    let (addr, mut rx) = echo_server(None).await;
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    match client_handshake_as(&mut stream, None, 2).await {
-        Err(TransportError::Auth(AuthError::VersionMismatch { ours: 2, theirs: 1 })) => {}
-        other => panic!("expected a version mismatch, got {other:?}"),
+    // A version 1 peer (a tag in every frame) meets this version 2 one
+    // (sealed runs), with and without a key.
+    assert_eq!(crate::handshake::PROTOCOL_VERSION, 2);
+    for key in [None, Some(Key::from("k"))] {
+        let (addr, mut rx) = echo_server(key.clone()).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        match client_handshake_as(&mut stream, key.as_ref(), 1).await {
+            Err(TransportError::Auth(AuthError::VersionMismatch { ours: 1, theirs: 2 })) => {}
+            other => panic!("expected a version mismatch, got {other:?}"),
+        }
+        assert_eq!(
+            server_auth_error(next_outcome(&mut rx).await),
+            AuthError::VersionMismatch { ours: 2, theirs: 1 }
+        );
+        good_client(addr, key.as_ref()).await;
     }
-    assert_eq!(
-        server_auth_error(next_outcome(&mut rx).await),
-        AuthError::VersionMismatch { ours: 1, theirs: 2 }
-    );
-    good_client(addr, None).await;
 }
 
 #[tokio::test]
@@ -364,7 +382,7 @@ async fn a_stranger_is_told_apart() {
     good_client(addr, None).await;
 }
 
-/// What a man in the middle does to the client's frames after the handshake.
+/// What a man in the middle does to the client's runs after the handshake.
 #[derive(Clone, Copy, Debug)]
 enum Attack {
     Record,
@@ -374,33 +392,34 @@ enum Attack {
     Splice,
 }
 
-/// A man in the middle that attacks the client's first frames after the
-/// handshake (the hello and the key proof are frames 0 and 1).
+/// A man in the middle that attacks the client's first runs after the
+/// handshake (each message the client sends is one run: a data frame and
+/// its seal).
 async fn man_in_the_middle(
     server: SocketAddr,
     attack: Attack,
     recorded: Arc<Mutex<Option<Vec<u8>>>>,
 ) -> SocketAddr {
     let mut seen: Vec<Vec<u8>> = Vec::new();
-    crate::testing::man_in_the_middle(server, move |index, frame| {
-        seen.push(frame.clone());
+    crate::testing::man_in_the_middle_runs(server, move |index, run| {
+        seen.push(run.clone());
         match (index, attack) {
-            (0 | 1, _) => vec![frame],
-            (2, Attack::Record) => {
-                *recorded.lock().unwrap() = Some(frame.clone());
-                vec![frame]
+            (0, Attack::Record) => {
+                *recorded.lock().unwrap() = Some(run.clone());
+                vec![run]
             }
-            (2, Attack::Tamper) => {
-                let mut frame = frame;
-                let last = frame.len() - 1;
-                frame[last] ^= 0x01;
-                vec![frame]
+            (0, Attack::Tamper) => {
+                // The last byte of the data frame, just before the seal.
+                let mut run = run;
+                let last = run.len() - SEAL_FRAME_LEN - 1;
+                run[last] ^= 0x01;
+                vec![run]
             }
-            (3, Attack::Replay) => vec![frame, seen[2].clone()],
-            (2, Attack::Reorder) => vec![],
-            (3, Attack::Reorder) => vec![frame, seen[2].clone()],
-            (2, Attack::Splice) => vec![recorded.lock().unwrap().clone().unwrap()],
-            _ => vec![frame],
+            (1, Attack::Replay) => vec![run, seen[0].clone()],
+            (0, Attack::Reorder) => vec![],
+            (1, Attack::Reorder) => vec![run, seen[0].clone()],
+            (0, Attack::Splice) => vec![recorded.lock().unwrap().clone().unwrap()],
+            _ => vec![run],
         }
     })
     .await
@@ -408,7 +427,7 @@ async fn man_in_the_middle(
 }
 
 #[tokio::test]
-async fn tampered_replayed_reordered_and_spliced_frames_each_get_their_error() {
+async fn tampered_replayed_reordered_and_spliced_runs_each_get_their_error() {
     let key = Key::from("shared");
     let (server, mut rx) = echo_server(Some(key.clone())).await;
     let recorded = Arc::new(Mutex::new(None));
