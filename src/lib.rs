@@ -50,6 +50,23 @@
 //! them in one message and reads every result from one reply (see
 //! [`Batch`]).
 //!
+//! ```no_run
+//! # #[derive(Default)]
+//! # pub struct Calculator;
+//! # #[rmi::expose]
+//! # impl Calculator {
+//! #     pub fn add(&self, a: i64, b: i64) -> i64 { a + b }
+//! # }
+//! # async fn demo() -> Result<(), rmi::Error> {
+//! let calculator = CalculatorProxy::new("RMINAME:example.calculator")?;
+//! let mut batch = CalculatorBatch::new(&calculator);
+//! let sum = batch.add(1, 2)?;
+//! let other = batch.add(3, 4)?;
+//! let results = batch.await?; // one message each way
+//! assert_eq!((results.get(sum)?, results.get(other)?), (3, 7));
+//! # Ok(()) }
+//! ```
+//!
 //! Large binary arguments and results travel without copies as [`Blob`].
 //!
 //! # Layout

@@ -2,8 +2,8 @@
 //! back in one reply, as with Pyro's `BatchProxy`.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), rmi::Error> {
-//! let calc = rmi::Proxy::new("RMINAME:example.calculator")?;
+//! # async fn demo() -> Result<(), rmi_proxy::Error> {
+//! let calc = rmi_proxy::Proxy::new("RMINAME:example.calculator")?;
 //! let mut batch = calc.batch();
 //! let sum = batch.call::<i64>("add", (1, 2))?;
 //! let product = batch.call::<i64>("multiply", (3, 4))?;
@@ -15,9 +15,9 @@
 //!
 //! From a typed proxy, `#[rmi::expose]` generates `<Type>Batch`, whose
 //! methods record calls with their own argument and result types; awaiting
-//! it runs it:
+//! it runs it (a compiled example is in the `rmi` crate's documentation):
 //!
-//! ```ignore
+//! ```text
 //! let mut batch = CalculatorBatch::new(&calculator);
 //! let sum = batch.add(1, 2)?;
 //! let results = batch.await?;
