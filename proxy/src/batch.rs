@@ -168,8 +168,7 @@ impl Batch {
         if self.calls.is_empty() {
             return Ok(BatchResults { serial: self.serial, methods, replies: Vec::new() });
         }
-        let (daemon, object) = self.proxy.daemon_object().await?;
-        let args = self.proxy.encode(&(object, &self.calls))?;
+        let (daemon, args) = self.request().await?;
         let reply = daemon.call_encoded(Text::from_static(BATCH_METHOD), args, self.proxy.timeout()).await?;
         let replies: Vec<Reply> = reply
             .decode()
@@ -196,9 +195,17 @@ impl Batch {
         if self.calls.is_empty() {
             return Ok(());
         }
+        let (daemon, args) = self.request().await?;
+        daemon.call_oneway_encoded(Text::from_static(BATCH_METHOD), args).await
+    }
+
+    /// The daemon's own object where the proxy's object lives, and the
+    /// batch as the arguments of its `batch` method: the object's id there,
+    /// then the calls.
+    async fn request(&self) -> Result<(Proxy, Encoded), Error> {
         let (daemon, object) = self.proxy.daemon_object().await?;
         let args = self.proxy.encode(&(object, &self.calls))?;
-        daemon.call_oneway_encoded(Text::from_static(BATCH_METHOD), args).await
+        Ok((daemon, args))
     }
 }
 
