@@ -83,7 +83,7 @@ pub use rmi_core::{
     RemoteError, RemoteErrorKind, Uri, UriError,
 };
 pub use rmi_daemon::{Daemon, DaemonBuilder, DaemonError};
-pub use rmi_macros::{expose, oneway};
+pub use rmi_macros::{expose, nonblocking, oneway};
 pub use rmi_proxy::{
     Batch, BatchCall, BatchResults, IntoUri, MetaMatch, NameFilter, NameServerProxy, NamingError, Proxy,
     ProxyBuilder, Registration, locate_ns, locate_ns_with,

@@ -621,6 +621,15 @@ impl FrameWriter {
         Ok(true)
     }
 
+    /// Drops everything queued: the connection is broken and nothing more
+    /// will be written.
+    pub(crate) fn discard(&mut self) {
+        self.chunks.clear();
+        self.staging = Vec::new();
+        self.written = 0;
+        self.queued = 0;
+    }
+
     /// Drops `n` written bytes from the front of the queue.
     fn consume(&mut self, mut n: usize) {
         self.queued -= n;

@@ -9,10 +9,19 @@
 //! that have company, so that every frame queued before the flusher runs
 //! goes out in one vectored write). The flusher also takes over whenever the
 //! socket is full, waiting for it to drain.
+//!
+//! What a writer holds is visible without its lock ([`MessageWriter::queued`])
+//! and may be counted in a [`QueueBudget`] shared with other connections, so
+//! that a server can stop making replies for peers that do not read them.
+//! With a write timeout ([`LinkOptions::write_timeout`]), a peer that takes
+//! none of the waiting bytes for that long has its connection shut down,
+//! both ways: the queue is dropped, and the reading side sees the end.
 
 use std::future::poll_fn;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +30,42 @@ use crate::auth::Session;
 use crate::frame::{FrameReader, FrameWriter, TransportError, Wire, decode_wire_frame};
 use crate::net::{Connection, ReadHalf, WriteHalf};
 
+mod budget;
+
+pub use budget::QueueBudget;
+
+/// How a link's writer bounds what it holds.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    max_message: usize,
+    write_timeout: Option<Duration>,
+    budget: Option<Arc<QueueBudget>>,
+}
+
+impl LinkOptions {
+    /// Messages over `max_message` bytes are refused both ways; no write
+    /// timeout, no shared budget.
+    pub fn new(max_message: usize) -> Self {
+        LinkOptions { max_message, write_timeout: None, budget: None }
+    }
+
+    /// Shuts the connection down when the peer takes none of the bytes
+    /// waiting for it for `timeout` (`None`, the default: never). A peer that
+    /// reads slowly but steadily is not cut off; one that stopped reading is.
+    #[must_use]
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Counts the bytes queued and not yet written in `budget`.
+    #[must_use]
+    pub fn budget(mut self, budget: Arc<QueueBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+}
+
 /// Splits a connection whose handshake is done into its reader and writer.
 /// Spawns the writer's flusher task, so it must run inside a tokio runtime.
 pub fn split(
@@ -28,6 +73,16 @@ pub fn split(
     session: Option<Session>,
     max_message: usize,
 ) -> (MessageReader, MessageWriter) {
+    split_with(connection, session, LinkOptions::new(max_message))
+}
+
+/// As [`split`], with the writer's bounds in `options`.
+pub fn split_with(
+    connection: Connection,
+    session: Option<Session>,
+    options: LinkOptions,
+) -> (MessageReader, MessageWriter) {
+    let LinkOptions { max_message, write_timeout, budget } = options;
     let (sealer, opener) = session.map(Session::split).unzip();
     let (read, write) = connection.into_split();
     let reader = MessageReader { io: read, frames: FrameReader::new(max_message, opener), done: false };
@@ -38,8 +93,12 @@ pub fn split(
             frames: FrameWriter::new(max_message, sealer),
             flushing: false,
             failed: None,
+            counted: 0,
         }),
         io: write,
+        queued: AtomicUsize::new(0),
+        budget,
+        write_timeout,
         wake: wake.clone(),
         drained: Notify::new(),
         closed: closed.clone(),
@@ -104,9 +163,17 @@ pub struct MessageWriter {
 struct Shared {
     state: Mutex<State>,
     io: WriteHalf,
+    /// Bytes queued and not yet written, as of the last change: read without
+    /// the lock.
+    queued: AtomicUsize,
+    /// Where the queued bytes are counted with other connections'.
+    budget: Option<Arc<QueueBudget>>,
+    /// How long the peer may take none of the waiting bytes.
+    write_timeout: Option<Duration>,
     /// Wakes the flusher when the socket filled up.
     wake: Arc<Notify>,
-    /// Woken each time the flusher emptied the queue.
+    /// Woken each time the flusher wrote some of the queue, emptied it, or
+    /// gave up on it.
     drained: Notify,
     /// Cancelled when the connection is closed; stops the flusher.
     closed: CancellationToken,
@@ -120,6 +187,9 @@ struct State {
     flushing: bool,
     /// The first write error: the connection is broken for every sender.
     failed: Option<TransportError>,
+    /// The queued bytes as last published (in `Shared::queued` and the
+    /// budget).
+    counted: usize,
 }
 
 /// How long a closed connection may take to deliver what was queued.
@@ -131,12 +201,41 @@ impl Shared {
         loop {
             let done = {
                 let mut state = self.lock();
-                state.frames.try_flush(|bufs| self.io.try_write_vectored(bufs)).unwrap_or(true)
+                let done = state.frames.try_flush(|bufs| self.io.try_write_vectored(bufs)).unwrap_or(true);
+                self.settle(&mut state);
+                done
             };
             if done || self.io.writable().await.is_err() {
                 return;
             }
         }
+    }
+
+    /// Publishes the queue's size, to readers without the lock and to the
+    /// budget, if it changed.
+    fn settle(&self, state: &mut State) {
+        let now = state.frames.queued();
+        let before = std::mem::replace(&mut state.counted, now);
+        if now == before {
+            return;
+        }
+        self.queued.store(now, Ordering::Relaxed);
+        if let Some(budget) = &self.budget {
+            if now > before {
+                budget.add(now - before);
+            } else {
+                budget.release(before - now);
+            }
+        }
+    }
+
+    /// Breaks the connection for every sender with `e`, dropping the queue.
+    fn fail(&self, state: &mut State, e: TransportError) {
+        state.failed.get_or_insert(e);
+        state.flushing = false;
+        state.frames.discard();
+        self.settle(state);
+        self.drained.notify_waiters();
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -179,36 +278,47 @@ impl MessageWriter {
         }
         state.frames.push_wire(message)?;
         if state.flushing {
+            shared.settle(&mut state);
             return Ok(());
         }
         if batched {
             state.flushing = true;
+            shared.settle(&mut state);
             shared.wake.notify_one();
             return Ok(());
         }
         match state.frames.try_flush(|bufs| shared.io.try_write_vectored(bufs)) {
-            Ok(true) => Ok(()),
+            Ok(true) => {
+                shared.settle(&mut state);
+                Ok(())
+            }
             Ok(false) => {
                 state.flushing = true;
+                shared.settle(&mut state);
                 shared.wake.notify_one();
                 Ok(())
             }
             Err(e) => {
                 let e = TransportError::from(e);
-                state.failed = Some(e.clone());
+                shared.fail(&mut state, e.clone());
                 Err(e)
             }
         }
     }
 
-    /// Bytes queued and not yet written.
+    /// Bytes queued and not yet written, as of the last change (no lock).
     pub fn queued(&self) -> usize {
-        self.shared.lock().frames.queued()
+        self.shared.queued.load(Ordering::Relaxed)
     }
 
-    /// Waits while more than `limit` bytes are queued (backpressure for
-    /// senders that do not wait for replies, such as oneway calls).
+    /// Waits while more than `limit` bytes are queued: backpressure for
+    /// senders, so that a peer that does not read makes them wait rather
+    /// than the queue grow. Returns at once when the connection is broken
+    /// (the next send says why).
     pub async fn wait_below(&self, limit: usize) {
+        if self.queued() <= limit {
+            return;
+        }
         loop {
             let drained = self.shared.drained.notified();
             {
@@ -235,6 +345,7 @@ impl MessageWriter {
             "the connection was closed",
         )));
         let drained = state.frames.try_flush(|bufs| shared.io.try_write_vectored(bufs)).unwrap_or(true);
+        shared.settle(&mut state);
         drop(state);
         if drained {
             shared.closed.cancel();
@@ -245,6 +356,10 @@ impl MessageWriter {
             Ok(runtime) => {
                 runtime.spawn(async move {
                     let _ = tokio::time::timeout(LINGER, lingering.drain()).await;
+                    let mut state = lingering.lock();
+                    state.frames.discard();
+                    lingering.settle(&mut state);
+                    drop(state);
                     lingering.closed.cancel();
                 });
             }
@@ -256,12 +371,11 @@ impl MessageWriter {
     /// connection that is already broken.
     pub fn abort(&self) {
         let mut state = self.shared.lock();
-        if state.failed.is_none() {
-            state.failed = Some(TransportError::from(std::io::Error::new(
-                std::io::ErrorKind::NotConnected,
-                "the connection was closed",
-            )));
-        }
+        let closed = TransportError::from(std::io::Error::new(
+            std::io::ErrorKind::NotConnected,
+            "the connection was closed",
+        ));
+        self.shared.fail(&mut state, closed);
         drop(state);
         self.shared.closed.cancel();
     }
@@ -273,7 +387,8 @@ impl MessageWriter {
 }
 
 /// Writes the queue out whenever the socket was full, until the connection
-/// closes or every writer is gone.
+/// closes or every writer is gone; shuts the connection down when the peer
+/// takes nothing for the write timeout.
 async fn flusher(shared: Weak<Shared>, wake: Arc<Notify>, closed: CancellationToken) {
     loop {
         tokio::select! {
@@ -281,37 +396,73 @@ async fn flusher(shared: Weak<Shared>, wake: Arc<Notify>, closed: CancellationTo
             () = closed.cancelled() => return,
         }
         let Some(shared) = shared.upgrade() else { return };
+        let mut progress = Instant::now();
         loop {
             {
                 let mut state = shared.lock();
+                let before = state.frames.queued();
                 match state.frames.try_flush(|bufs| shared.io.try_write_vectored(bufs)) {
                     Ok(true) => {
                         state.flushing = false;
+                        shared.settle(&mut state);
                         shared.drained.notify_waiters();
                         break;
                     }
-                    Ok(false) => {}
+                    Ok(false) => {
+                        if state.frames.queued() < before {
+                            progress = Instant::now();
+                            shared.settle(&mut state);
+                            shared.drained.notify_waiters();
+                        }
+                    }
                     Err(e) => {
-                        state.failed = Some(e.into());
-                        state.flushing = false;
-                        shared.drained.notify_waiters();
+                        shared.fail(&mut state, e.into());
                         break;
                     }
                 }
             }
             // The socket is full: wait until it drains.
+            let stalled = async {
+                match shared.write_timeout {
+                    Some(timeout) => tokio::time::sleep_until((progress + timeout).into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let writable = tokio::select! {
                 r = shared.io.writable() => r,
                 () = closed.cancelled() => return,
+                () = stalled => {
+                    shared.time_out();
+                    return;
+                }
             };
             if let Err(e) = writable {
                 let mut state = shared.lock();
-                state.failed = Some(e.into());
-                state.flushing = false;
-                shared.drained.notify_waiters();
+                shared.fail(&mut state, e.into());
                 break;
             }
         }
+    }
+}
+
+impl Shared {
+    /// The peer took nothing for the write timeout: drop the queue and shut
+    /// the connection down both ways, so that its reader sees the end too.
+    fn time_out(&self) {
+        let timeout = self.write_timeout.unwrap_or_default();
+        let mut state = self.lock();
+        let waiting = state.frames.queued();
+        let e = std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "the peer took none of the {waiting} bytes waiting for it for {timeout:?} (the write timeout)"
+            ),
+        );
+        tracing::info!("closing a connection: {e}");
+        self.fail(&mut state, e.into());
+        drop(state);
+        self.io.shutdown();
+        self.closed.cancel();
     }
 }
 
@@ -319,5 +470,10 @@ impl Drop for Shared {
     fn drop(&mut self) {
         // Let the flusher end with the last writer.
         self.closed.cancel();
+        // What is still queued will never be written: uncount it.
+        if let Some(budget) = &self.budget {
+            let state = self.state.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+            budget.release(std::mem::take(&mut state.counted));
+        }
     }
 }

@@ -172,6 +172,16 @@ impl WriteHalf {
         }
     }
 
+    /// Shuts the socket down both ways, at once: the peer sees the end, and
+    /// so does this side's reading half. Errors (a socket already gone) are
+    /// ignored.
+    pub fn shutdown(&self) {
+        let _ = match self {
+            WriteHalf::Tcp(s) => socket2::SockRef::from(s.as_ref()).shutdown(std::net::Shutdown::Both),
+            WriteHalf::Unix(s) => socket2::SockRef::from(s.as_ref()).shutdown(std::net::Shutdown::Both),
+        };
+    }
+
     /// Waits until the socket may take more bytes.
     ///
     /// # Errors

@@ -61,14 +61,23 @@ impl From<&MethodInfo> for MethodDescription {
 /// A future that yields a call's reply.
 pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
 
-/// What a dispatched call became: its reply at once (a synchronous method,
-/// or an error before the method ran), or a future (an `async` method).
+/// A synchronous method's call with its arguments decoded, ready to run
+/// where blocking is safe.
+pub type BlockingCall = Box<dyn FnOnce() -> Reply + Send + 'static>;
+
+/// What a dispatched call became: its reply at once (a `#[nonblocking]`
+/// method, or an error before the method ran), a future (an `async`
+/// method), or a call to run where it may block (any other synchronous
+/// method).
 #[allow(missing_debug_implementations)]
 pub enum Dispatch {
     /// The reply.
     Ready(Reply),
     /// A future that yields the reply.
     Pending(ReplyFuture),
+    /// A synchronous method that may block: the daemon runs it on tokio's
+    /// blocking pool, so that it holds up no other call.
+    Blocking(BlockingCall),
 }
 
 /// An object a daemon can host. `#[rmi::expose]` implements it; you rarely
@@ -80,8 +89,10 @@ pub trait Exposed: Send + Sync + 'static {
     /// The exposed methods.
     fn methods(&self) -> &'static [MethodInfo];
 
-    /// Runs `method` with `args`. A synchronous method runs inside this call;
-    /// the daemon calls it on a task of its own, so it may take its time.
+    /// Runs `method` with `args`, or gets it ready to run: the arguments are
+    /// decoded here; an `async` method becomes a future, a synchronous one a
+    /// [`BlockingCall`] that the daemon runs on the blocking pool, and only a
+    /// `#[nonblocking]` one runs inside this call.
     fn dispatch(self: Arc<Self>, method: &str, args: Encoded) -> Dispatch;
 }
 

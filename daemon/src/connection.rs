@@ -1,28 +1,34 @@
 //! One client connection: its handshake, its reading loop, and its calls.
 //!
-//! The loop reads requests and hands each call to a worker of the
-//! connection (see `workers`): calls run concurrently, so a slow call holds
-//! up nothing, and a method may call another daemon that calls back into
-//! this one. Each call writes its own reply through the shared writer. A
-//! `Cancel` aborts its call; a client that goes away takes its calls in
-//! flight with it (oneway calls run on).
+//! The loop reads requests and starts each call as flow control allows
+//! (see `flow`): at once while the connection and the daemon have room for
+//! its reply, otherwise it is held, in order, until they do, while the loop
+//! goes on reading, so that a `Cancel` still aborts its call at once. Calls
+//! run concurrently, so a slow call holds up nothing and a method may call
+//! another daemon that calls back into this one: an `async` call that
+//! awaits goes to a worker of the connection (see `workers`); a synchronous
+//! call that may block runs on tokio's blocking pool; a `#[nonblocking]` one
+//! runs where it was read (on a multi-thread runtime, on a worker). Each
+//! call writes its own reply through the shared writer. A client that goes
+//! away, or that takes none of its replies for the write timeout, takes its
+//! calls in flight with it (oneway calls run on).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::future::{AbortHandle, Abortable};
 use rmi_core::handshake::server_handshake;
 use rmi_core::idmap::IdMap;
-use rmi_core::link::{self, MessageWriter};
+use rmi_core::link::{self, LinkOptions, MessageWriter};
 use rmi_core::message::deadline_from;
 use rmi_core::net::Connection;
-use rmi_core::object::{Exposed, ReplyFuture, with_deadline};
+use rmi_core::object::{BlockingCall, Exposed, ReplyFuture, with_deadline};
 use rmi_core::{Call, RemoteError, RemoteErrorKind, Reply, Request, Response, Text, TransportError};
 use tokio_util::task::TaskTracker;
 
 use crate::daemon::Inner;
-use crate::invoke::{Started, finish, run, start};
+use crate::flow::{Flow, Held, HeldCall, Ticket};
+use crate::invoke::{Started, finish, run, run_blocking, start};
 use crate::registry::Registry;
 use crate::workers::Pool;
 
@@ -31,6 +37,7 @@ struct Job {
     id: u64,
     work: Work,
     deadline: Option<Instant>,
+    ticket: Ticket,
 }
 
 /// What a worker has to do for a call.
@@ -42,20 +49,19 @@ enum Work {
     Started(Text, ReplyFuture),
 }
 
-/// What a connection's workers share.
+/// What a connection's tasks share.
 struct Shared {
     writer: MessageWriter,
     /// Calls that are awaiting something, by id, to cancel them. (A
     /// synchronous method runs to its end in one go; there is nothing to
     /// cancel, so it is not registered.)
     calls: Mutex<IdMap<AbortHandle>>,
-    /// Calls received and not yet answered.
-    in_flight: AtomicUsize,
-    /// The most calls in flight before the reader waits.
-    max_in_flight: usize,
-    /// Woken when a call finishes while the connection is at its limit.
-    finished: tokio::sync::Notify,
+    /// When another call may start.
+    flow: Flow,
     pool: Pool<Job>,
+    /// Every task running a call of this connection: its workers and its
+    /// calls on the blocking pool.
+    tasks: TaskTracker,
 }
 
 impl Shared {
@@ -70,8 +76,8 @@ impl Shared {
         }
     }
 
-    async fn run_job(&self, job: Job) {
-        let Job { id, work, deadline } = job;
+    async fn run_job(self: &Arc<Self>, job: Job) {
+        let Job { id, work, deadline, ticket } = job;
         let (method, started) = match work {
             Work::Call(object, call) => {
                 let started = start(object, &call.method, call.args, deadline);
@@ -79,8 +85,9 @@ impl Shared {
             }
             Work::Started(method, future) => (method, Started::Running(future)),
         };
-        let reply = match started {
-            Started::Done(reply) => reply,
+        match started {
+            Started::Done(reply) => self.complete(id, ticket, reply),
+            Started::Blocking(call) => self.run_blocking(id, method, call, deadline, ticket),
             Started::Running(future) => {
                 let (abort, registration) = AbortHandle::new_pair();
                 self.calls().insert(id, abort);
@@ -88,39 +95,42 @@ impl Shared {
                     Abortable::new(with_deadline(deadline, finish(&method, future)), registration).await;
                 self.calls().remove(&id);
                 match finished {
-                    Ok(reply) => reply,
+                    Ok(reply) => self.complete(id, ticket, reply),
                     // Cancelled: the caller gave up and reads no reply.
                     Err(_) => {
-                        self.done();
-                        return;
+                        self.flow.finish(ticket, None);
                     }
                 }
             }
-        };
-        // With other calls in flight, more replies follow: let the flusher
-        // write them together.
-        let others = self.done() > 1;
+        }
+    }
+
+    /// Runs a call that may block on the blocking pool; it sends its own
+    /// reply from there.
+    fn run_blocking(
+        self: &Arc<Self>,
+        id: u64,
+        method: Text,
+        call: BlockingCall,
+        deadline: Option<Instant>,
+        ticket: Ticket,
+    ) {
+        let shared = self.clone();
+        self.tasks.spawn_blocking(move || {
+            let reply = run_blocking(&method, call, deadline);
+            shared.complete(id, ticket, reply);
+        });
+    }
+
+    /// Sends a finished call's reply, then counts the call finished (so that
+    /// the reply is in the queue before the room it held is given back).
+    /// With other calls in flight, more replies follow: the flusher writes
+    /// them together.
+    fn complete(&self, id: u64, ticket: Ticket, reply: Reply) {
+        let size = reply.as_ref().map_or(64, rmi_core::Encoded::wire_len);
+        let others = self.flow.in_flight() > 1;
         send_reply(&self.writer, id, reply, others);
-    }
-
-    /// Counts a call as finished; returns how many were in flight before.
-    fn done(&self) -> usize {
-        let before = self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if before >= self.max_in_flight {
-            self.finished.notify_one();
-        }
-        before
-    }
-
-    /// Waits while the connection has as many calls in flight as it may.
-    async fn room(&self) {
-        while self.in_flight.load(Ordering::Relaxed) >= self.max_in_flight {
-            let finished = self.finished.notified();
-            if self.in_flight.load(Ordering::Relaxed) < self.max_in_flight {
-                return;
-            }
-            finished.await;
-        }
+        self.flow.finish(ticket, Some(size));
     }
 }
 
@@ -183,41 +193,65 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         }
     };
     tracing::debug!(%peer, "connection accepted");
-    let (mut reader, writer) = link::split(connection, session, options.max_message_size);
+    let link = LinkOptions::new(options.max_message_size)
+        .write_timeout(options.write_timeout)
+        .budget(daemon.output.clone());
+    let (mut reader, writer) = link::split_with(connection, session, link);
     let shared = Arc::new(Shared {
         writer,
         calls: Mutex::default(),
-        in_flight: AtomicUsize::new(0),
-        max_in_flight: options.max_calls_per_connection,
-        finished: tokio::sync::Notify::new(),
+        flow: Flow::new(
+            options.max_calls_per_connection,
+            options.max_queued_per_connection,
+            daemon.output.clone(),
+        ),
         pool: Pool::new(),
+        tasks: TaskTracker::new(),
     });
     let abort_calls = AbortOnDrop(shared.clone());
-    let workers = TaskTracker::new();
-    let mut last = LastObject::default();
-    // On one thread, handing a call to another task buys no parallelism:
-    // calls start on this task, and only those that await go to a worker.
-    let start_here =
-        tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
+    let mut starter = Starter {
+        daemon: &daemon,
+        shared: &shared,
+        last: LastObject::default(),
+        // On one thread, handing a call to another task buys no
+        // parallelism: calls start on this task, and only those that await
+        // go to a worker.
+        here: tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::CurrentThread,
+    };
+    let mut held = Held::default();
     let idle_timeout = options.idle_timeout;
     let mut last_request = Instant::now();
     let mut idle = std::pin::pin!(tokio::time::sleep(idle_timeout.unwrap_or(Duration::MAX / 4)));
     let shut_down = loop {
-        // At the limit of calls in flight, read nothing more until one ends:
-        // the client waits, TCP carries the backpressure.
-        tokio::select! {
-            () = shared.room() => {}
-            () = daemon.shutdown.cancelled() => break true,
+        // Start the held calls there is room for now, in order.
+        while !held.is_empty() {
+            let Some(ticket) = shared.flow.try_start(shared.writer.queued()) else { break };
+            let Some(call) = held.pop() else {
+                shared.flow.finish(ticket, None);
+                break;
+            };
+            let more = !held.is_empty() || reader.has_buffered();
+            starter.begin(call, ticket, more);
         }
+        // Read on while there is room for held calls, so that cancels act
+        // at once; past it, TCP carries the backpressure.
         let request = tokio::select! {
-            request = reader.recv::<Request>() => request,
+            request = reader.recv::<Request>(), if held.has_room() => request,
+            () = shared.flow.room(&shared.writer), if !held.is_empty() => {
+                if shared.writer.is_closed() {
+                    // The write timeout gave up on the client.
+                    break false;
+                }
+                continue;
+            }
             () = daemon.shutdown.cancelled() => break true,
             () = &mut idle, if idle_timeout.is_some() => {
                 // The timer is re-armed lazily, from the last request, rather
                 // than reset on every request.
                 let timeout = idle_timeout.unwrap_or_default();
                 let quiet = last_request.elapsed() >= timeout;
-                if quiet && shared.in_flight.load(Ordering::Relaxed) == 0 {
+                if quiet && shared.flow.in_flight() == 0 && held.is_empty() {
                     tracing::debug!(%peer, "closing a connection idle for {timeout:?}");
                     break false;
                 }
@@ -231,48 +265,24 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         match request {
             Some(Ok(Request::Call { id, remaining, call })) => {
                 let deadline = deadline_from(now, remaining);
-                let Some(object) = last.get(&daemon.registry, &call.object) else {
-                    if call.oneway {
-                        tracing::debug!(%peer, object = %call.object, "oneway call to an unknown object dropped");
-                    } else {
-                        send_reply(&shared.writer, id, Err(daemon.registry.not_found(&call.object)), false);
-                    }
-                    continue;
-                };
                 if call.oneway {
-                    // Oneway calls belong to the daemon, not the connection:
-                    // they run on after the client is gone.
-                    let method = call.method;
-                    daemon.calls.spawn(async move {
-                        if let Err(e) = run(object, &method, call.args, deadline).await {
-                            tracing::info!(%method, "oneway call failed: {e}");
-                        }
-                    });
+                    starter.oneway(call, deadline, &peer);
                     continue;
                 }
-                let work = if start_here {
-                    match start(object, &call.method, call.args, deadline) {
-                        Started::Done(reply) => {
-                            // More requests already here: their replies
-                            // go out together with this one.
-                            let more = reader.has_buffered() || shared.in_flight.load(Ordering::Relaxed) > 0;
-                            send_reply(&shared.writer, id, reply, more);
-                            continue;
-                        }
-                        Started::Running(future) => Work::Started(call.method, future),
-                    }
+                let call = HeldCall { id, call, deadline };
+                if held.is_empty()
+                    && let Some(ticket) = shared.flow.try_start(shared.writer.queued())
+                {
+                    starter.begin(call, ticket, reader.has_buffered());
                 } else {
-                    Work::Call(object, call)
-                };
-                shared.in_flight.fetch_add(1, Ordering::Relaxed);
-                let job = Job { id, work, deadline };
-                if let Some(job) = shared.pool.offer(job) {
-                    workers.spawn(worker(shared.clone(), job));
+                    held.push(call);
                 }
             }
             Some(Ok(Request::Cancel { id })) => {
                 if let Some(call) = shared.calls().remove(&id) {
                     call.abort();
+                } else {
+                    held.cancel(id);
                 }
             }
             Some(Ok(_)) => {}
@@ -283,15 +293,81 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
             None => break false,
         }
     };
-    if !shut_down {
+    if shut_down {
+        // Calls that never started: their callers hear why at once.
+        while let Some(call) = held.pop() {
+            let error = RemoteError::new(RemoteErrorKind::ShuttingDown, "the daemon is shutting down");
+            send_reply(&shared.writer, call.id, Err(error), true);
+        }
+    } else {
         // The client is gone: nobody will read these replies.
         drop(abort_calls);
     }
     shared.pool.close();
-    workers.close();
-    workers.wait().await;
+    shared.tasks.close();
+    shared.tasks.wait().await;
     shared.writer.close();
     tracing::debug!(%peer, "connection closed");
+}
+
+/// Starts the calls of one connection where they belong.
+struct Starter<'a> {
+    daemon: &'a Arc<Inner>,
+    shared: &'a Arc<Shared>,
+    last: LastObject,
+    /// Whether calls start on the reading task (a current-thread runtime)
+    /// rather than on a worker.
+    here: bool,
+}
+
+impl Starter<'_> {
+    /// Starts `call`, which holds `ticket`; `more` says whether other
+    /// requests are already here (their replies can go out together).
+    fn begin(&mut self, call: HeldCall, ticket: Ticket, more: bool) {
+        let HeldCall { id, call, deadline } = call;
+        let shared = self.shared;
+        let Some(object) = self.last.get(&self.daemon.registry, &call.object) else {
+            let error = self.daemon.registry.not_found(&call.object);
+            shared.complete(id, ticket, Err(error));
+            return;
+        };
+        let work = if self.here {
+            match start(object, &call.method, call.args, deadline) {
+                Started::Done(reply) => {
+                    let size = reply.as_ref().map_or(64, rmi_core::Encoded::wire_len);
+                    send_reply(&shared.writer, id, reply, more || shared.flow.in_flight() > 1);
+                    shared.flow.finish(ticket, Some(size));
+                    return;
+                }
+                Started::Blocking(run) => {
+                    shared.run_blocking(id, call.method, run, deadline, ticket);
+                    return;
+                }
+                Started::Running(future) => Work::Started(call.method, future),
+            }
+        } else {
+            Work::Call(object, call)
+        };
+        let job = Job { id, work, deadline, ticket };
+        if let Some(job) = shared.pool.offer(job) {
+            shared.tasks.spawn(worker(shared.clone(), job));
+        }
+    }
+
+    /// Runs a oneway call: it belongs to the daemon, not the connection,
+    /// and runs on after the client is gone.
+    fn oneway(&mut self, call: Call, deadline: Option<Instant>, peer: &str) {
+        let Some(object) = self.last.get(&self.daemon.registry, &call.object) else {
+            tracing::debug!(%peer, object = %call.object, "oneway call to an unknown object dropped");
+            return;
+        };
+        let method = call.method;
+        self.daemon.calls.spawn(async move {
+            if let Err(e) = run(object, &method, call.args, deadline).await {
+                tracing::info!(%method, "oneway call failed: {e}");
+            }
+        });
+    }
 }
 
 fn log_broken(peer: &str, e: &TransportError) {

@@ -4,6 +4,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rmi_core::link::QueueBudget;
 use rmi_core::net::Listener;
 use rmi_core::object::Exposed;
 use rmi_core::uri::parse_bind_address;
@@ -21,10 +22,24 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Connections served at once; more wait in the listen backlog until one
 /// closes. Each idle connection costs a task and a 16 KiB read buffer.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-/// Calls one connection may have running at once; beyond that the daemon
-/// stops reading from it until one finishes (the client then waits: TCP
-/// carries the backpressure).
+/// Calls one connection may have running at once; beyond that its calls
+/// wait, held by the daemon (which keeps reading cancels), until one
+/// finishes.
 pub const DEFAULT_MAX_CALLS_PER_CONNECTION: usize = 1_024;
+/// Bytes the daemon may hold for one connection's client: replies queued
+/// and not yet written, and room set aside for the replies of its calls
+/// running. Past it, the connection's calls wait until its client reads:
+/// enough to keep a fast network busy (4 MiB in flight is 1 Gbit/s over a
+/// 32 ms round trip), small enough that 1,000 stalled clients cost little.
+pub const DEFAULT_MAX_QUEUED_PER_CONNECTION: usize = 4 * 1024 * 1024;
+/// Bytes the daemon may hold for all its connections' clients together;
+/// past it, only connections that hold nothing start calls (one at a time),
+/// so that stalled clients cannot stop those that read.
+pub const DEFAULT_MAX_QUEUED_TOTAL: usize = 64 * 1024 * 1024;
+/// How long a client may take none of the replies waiting for it before
+/// the daemon closes its connection and cancels its calls (as nginx's
+/// `send_timeout`: a client that reads slowly but steadily is not cut off).
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a connection may sit with no call in flight and nothing sent
 /// before the daemon closes it (proxies reconnect on their next call).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -79,6 +94,9 @@ pub(crate) struct Options {
     pub(crate) shutdown_grace: Duration,
     pub(crate) max_connections: usize,
     pub(crate) max_calls_per_connection: usize,
+    pub(crate) max_queued_per_connection: usize,
+    pub(crate) max_queued_total: usize,
+    pub(crate) write_timeout: Option<Duration>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) advertise: Option<Host>,
 }
@@ -93,6 +111,8 @@ pub(crate) struct Inner {
     pub(crate) calls: TaskTracker,
     /// Connections being served now.
     pub(crate) connections: std::sync::atomic::AtomicUsize,
+    /// What the daemon holds for its clients, all connections together.
+    pub(crate) output: Arc<QueueBudget>,
     /// Where the daemon listens.
     location: Location,
     /// What its URIs say (differs behind NAT, or when bound to 0.0.0.0).
@@ -153,10 +173,49 @@ impl DaemonBuilder {
     }
 
     /// How many calls one connection may have running at once (default:
-    /// 1,024); beyond that the daemon reads no more from it until one
+    /// 1,024); beyond that its calls wait, held by the daemon, until one
     /// finishes.
     pub fn max_calls_per_connection(mut self, max: usize) -> Self {
         self.options.max_calls_per_connection = max.max(1);
+        self
+    }
+
+    /// How many bytes the daemon may hold for one connection's client
+    /// (default: 4 MiB): its replies queued and not yet written, and room
+    /// for the replies of its calls running (as large as its recent ones).
+    /// Past it, the connection's next calls wait until the client reads.
+    /// One reply larger than this still goes out, alone.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), rmi_daemon::DaemonError> {
+    /// let daemon = rmi_daemon::Daemon::builder()?
+    ///     .max_queued_per_connection(16 << 20)
+    ///     .max_queued_total(256 << 20)
+    ///     .bind("127.0.0.1:0")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn max_queued_per_connection(mut self, bytes: usize) -> Self {
+        self.options.max_queued_per_connection = bytes.max(1);
+        self
+    }
+
+    /// How many bytes the daemon may hold for all its connections' clients
+    /// together (default: 64 MiB). Past it, a connection that holds
+    /// something starts no more calls until the total falls below; one
+    /// that holds nothing may still start a call, so that clients that read
+    /// their replies are served while others' replies wait.
+    pub fn max_queued_total(mut self, bytes: usize) -> Self {
+        self.options.max_queued_total = bytes.max(1);
+        self
+    }
+
+    /// How long a client may take none of the replies waiting for it before
+    /// its connection is closed and its calls cancelled (default: 30 s;
+    /// `None`: never). A client that reads slowly but steadily is not cut
+    /// off.
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.options.write_timeout = timeout;
         self
     }
 
@@ -203,6 +262,7 @@ impl DaemonBuilder {
         let listener = Listener::bind(location).await.map_err(bind_error)?;
         let location = listener.location().map_err(bind_error)?;
         let advertised = advertised(&location, self.options.advertise.as_ref());
+        let output = Arc::new(QueueBudget::new(self.options.max_queued_total));
         Ok(Daemon {
             inner: Arc::new(Inner {
                 registry: Registry::with_daemon_object(self.options.max_message_size),
@@ -210,6 +270,7 @@ impl DaemonBuilder {
                 shutdown: CancellationToken::new(),
                 calls: TaskTracker::new(),
                 connections: std::sync::atomic::AtomicUsize::new(0),
+                output,
                 location,
                 advertised,
                 listener: Mutex::new(Some(listener)),
@@ -269,6 +330,9 @@ impl Daemon {
                 shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
                 max_connections: DEFAULT_MAX_CONNECTIONS,
                 max_calls_per_connection: DEFAULT_MAX_CALLS_PER_CONNECTION,
+                max_queued_per_connection: DEFAULT_MAX_QUEUED_PER_CONNECTION,
+                max_queued_total: DEFAULT_MAX_QUEUED_TOTAL,
+                write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
                 idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
                 advertise: None,
             },
@@ -387,6 +451,14 @@ impl Daemon {
     /// How many connections are being served now.
     pub fn connections(&self) -> usize {
         self.inner.connections.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many bytes the daemon holds for its clients now, all connections
+    /// together: replies queued and not yet written, and the room set aside
+    /// for the replies of calls running (see
+    /// [`DaemonBuilder::max_queued_total`]).
+    pub fn queued_bytes(&self) -> usize {
+        self.inner.output.used()
     }
 
     /// Asks `serve` to stop; returns at once.

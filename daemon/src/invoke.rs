@@ -1,20 +1,27 @@
 //! Running one call on one object: a panic in the method becomes a remote
 //! error, a deadline that passed stops the call before it runs, and calls
 //! the method makes inherit its deadline.
+//!
+//! Where a method runs is one rule: an `async` method runs on the runtime
+//! (it must not block); a synchronous method may block, so it runs on
+//! tokio's blocking pool ([`Started::Blocking`]); a synchronous method
+//! marked `#[nonblocking]` runs at once, where its call was read.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::FutureExt;
-use rmi_core::object::{Dispatch, Exposed, ReplyFuture, sync_with_deadline, with_deadline};
+use rmi_core::object::{BlockingCall, Dispatch, Exposed, ReplyFuture, sync_with_deadline, with_deadline};
 use rmi_core::{Encoded, RemoteError, RemoteErrorKind, Reply};
 
-/// A call started: done already (a synchronous method, or an error before
-/// the method ran), or still running.
+/// A call started: done already (a `#[nonblocking]` method, or an error
+/// before the method ran), still running (an `async` method), or to run
+/// where it may block (another synchronous method).
 pub(crate) enum Started {
     Done(Reply),
     Running(ReplyFuture),
+    Blocking(BlockingCall),
 }
 
 /// Starts one call on `object`, catching a panic in a synchronous method.
@@ -35,7 +42,30 @@ pub(crate) fn start(
     })) {
         Ok(Dispatch::Ready(reply)) => Started::Done(reply),
         Ok(Dispatch::Pending(future)) => Started::Running(future),
+        Ok(Dispatch::Blocking(call)) => Started::Blocking(call),
         Err(panic) => Started::Done(Err(panicked(method, panic))),
+    }
+}
+
+/// Runs a synchronous method's call, on the thread it may block: a panic
+/// becomes a remote error, and calls it makes inherit the deadline.
+pub(crate) fn run_blocking(method: &str, call: BlockingCall, deadline: Option<Instant>) -> Reply {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| sync_with_deadline(deadline, call))) {
+        Ok(reply) => reply,
+        Err(panic) => Err(panicked(method, panic)),
+    }
+}
+
+/// Runs a synchronous method's call on tokio's blocking pool and waits for
+/// its reply.
+pub(crate) async fn on_blocking_pool(method: &str, call: BlockingCall, deadline: Option<Instant>) -> Reply {
+    let name = method.to_owned();
+    match tokio::task::spawn_blocking(move || run_blocking(&name, call, deadline)).await {
+        Ok(reply) => reply,
+        Err(_) => Err(RemoteError::new(
+            RemoteErrorKind::ShuttingDown,
+            format!("method {method:?} did not run: the runtime is shutting down"),
+        )),
     }
 }
 
@@ -58,6 +88,7 @@ pub(crate) async fn run(
     match start(object, method, args, deadline) {
         Started::Done(reply) => reply,
         Started::Running(future) => with_deadline(deadline, finish(method, future)).await,
+        Started::Blocking(call) => on_blocking_pool(method, call, deadline).await,
     }
 }
 

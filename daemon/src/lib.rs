@@ -8,7 +8,10 @@
 //! - `registry`: the hosted objects by id, and the daemon's own object
 //!   (`RMI.Daemon`: `ping`, `describe`, `registered`, `batch`).
 //! - `connection`: one client connection: handshake, reading loop, calls
-//!   handed to workers, cancellation, panics caught.
+//!   started where they belong (workers, the blocking pool), cancellation.
+//! - `flow`: flow control: when a connection may start another call (room
+//!   for its reply, in the connection and in the daemon), and the calls it
+//!   holds until then.
 //! - `workers`: the reusable tasks a connection's calls run on.
 //! - `invoke`: one call on one object: panics caught, deadlines applied.
 //!
@@ -23,12 +26,15 @@
 
 mod connection;
 mod daemon;
+mod flow;
 mod invoke;
 mod registry;
 mod workers;
 
 pub use daemon::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CALLS_PER_CONNECTION,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE, Daemon, DaemonBuilder, DaemonError,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUED_PER_CONNECTION, DEFAULT_MAX_QUEUED_TOTAL,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_WRITE_TIMEOUT, Daemon, DaemonBuilder, DaemonError,
 };
+pub use flow::HELD_LIMIT;
 pub use registry::DAEMON_OBJECT;

@@ -8,7 +8,7 @@ use rmi_core::object::{self, Dispatch, Exposed, MethodInfo, ObjectDescription, c
 use rmi_core::{Encoded, RemoteError, RemoteErrorKind, Reply, Text};
 
 use crate::DaemonError;
-use crate::invoke::{Started, finish, run, start};
+use crate::invoke::{Started, finish, run_blocking, start};
 
 /// Id of the daemon's own object, which every daemon hosts.
 pub const DAEMON_OBJECT: &str = "RMI.Daemon";
@@ -215,32 +215,95 @@ impl Replies {
 /// Runs the calls of a batch on `target` one after another, in order, and
 /// stops at the first that fails, as Pyro does: the replies are those of the
 /// calls that ran, the last one an error if one failed. The calls share the
-/// batch's deadline. Calls that finish at once run here; from the first that
-/// awaits something on, the rest run in the returned future.
+/// batch's deadline. Calls of `#[nonblocking]` methods that finish at once
+/// run here; from the first call that awaits or may block on, the rest run
+/// in the returned future, and each run of calls that may block goes to the
+/// blocking pool together, on one thread.
 fn run_batch(target: Arc<dyn Exposed>, calls: Vec<(Text, Encoded)>, max_reply: usize) -> Dispatch {
     let deadline = current_deadline();
-    let mut replies = Replies { replies: Vec::with_capacity(calls.len()), size: 0, max: max_reply };
-    let mut calls = calls.into_iter();
-    while let Some((method, args)) = calls.next() {
-        match start(target.clone(), &method, args, deadline) {
+    let mut batch = BatchRun {
+        target,
+        calls: calls.into_iter(),
+        replies: Replies { replies: Vec::new(), size: 0, max: max_reply },
+        deadline,
+    };
+    batch.replies.replies.reserve(batch.calls.len());
+    while let Some((method, args)) = batch.calls.next() {
+        match start(batch.target.clone(), &method, args, deadline) {
             Started::Done(reply) => {
-                if !replies.push(reply) {
+                if !batch.replies.push(reply) {
                     break;
                 }
             }
-            Started::Running(future) => {
-                return Dispatch::Pending(Box::pin(async move {
-                    let mut reply = finish(&method, future).await;
-                    while replies.push(reply) {
-                        let Some((method, args)) = calls.next() else { break };
-                        reply = run(target.clone(), &method, args, deadline).await;
-                    }
-                    replies.encode()
-                }));
-            }
+            other => return Dispatch::Pending(Box::pin(batch.finish(method, other))),
         }
     }
-    Dispatch::Ready(replies.encode())
+    Dispatch::Ready(batch.replies.encode())
+}
+
+/// A batch whose calls have started to wait for something.
+struct BatchRun {
+    target: Arc<dyn Exposed>,
+    calls: std::vec::IntoIter<(Text, Encoded)>,
+    replies: Replies,
+    deadline: Option<std::time::Instant>,
+}
+
+impl BatchRun {
+    /// Runs the batch to its end, from the call `method` started as `started`.
+    async fn finish(mut self, mut method: Text, mut started: Started) -> Reply {
+        loop {
+            let reply = match started {
+                Started::Done(reply) => reply,
+                Started::Running(future) => finish(&method, future).await,
+                Started::Blocking(call) => {
+                    let deadline = self.deadline;
+                    let mut run = tokio::task::spawn_blocking(move || {
+                        let reply = run_blocking(&method, call, deadline);
+                        let next = self.run_blocking_calls(reply);
+                        (self, next)
+                    });
+                    let Ok((back, next)) = (&mut run).await else {
+                        return Err(RemoteError::new(
+                            RemoteErrorKind::ShuttingDown,
+                            "the batch did not finish: the runtime is shutting down",
+                        ));
+                    };
+                    self = back;
+                    match next {
+                        Some((m, s)) => {
+                            (method, started) = (m, s);
+                            continue;
+                        }
+                        None => return self.replies.encode(),
+                    }
+                }
+            };
+            if !self.replies.push(reply) {
+                return self.replies.encode();
+            }
+            let Some((next, args)) = self.calls.next() else { return self.replies.encode() };
+            started = start(self.target.clone(), &next, args, self.deadline);
+            method = next;
+        }
+    }
+
+    /// On a blocking thread, after `reply`: runs the calls that follow while
+    /// they finish at once or may block; returns the first that awaits, or
+    /// `None` when the batch is done.
+    fn run_blocking_calls(&mut self, mut reply: Reply) -> Option<(Text, Started)> {
+        loop {
+            if !self.replies.push(reply) {
+                return None;
+            }
+            let (method, args) = self.calls.next()?;
+            reply = match start(self.target.clone(), &method, args, self.deadline) {
+                Started::Done(reply) => reply,
+                Started::Blocking(call) => run_blocking(&method, call, self.deadline),
+                running @ Started::Running(_) => return Some((method, running)),
+            };
+        }
+    }
 }
 
 impl Registry {

@@ -56,6 +56,9 @@ pub struct Method {
     pub receiver: Receiver,
     /// Where `#[oneway]` was written, if it was.
     pub oneway: Option<Span>,
+    /// Where `#[nonblocking]` was written, if it was: a synchronous method
+    /// that runs where its call is read, not on the blocking pool.
+    pub nonblocking: Option<Span>,
     pub args: Vec<Arg>,
     pub ret: Ret,
 }
@@ -76,20 +79,32 @@ pub fn is_oneway(attr: &syn::Attribute) -> bool {
     attr.path().segments.last().is_some_and(|s| s.ident == "oneway")
 }
 
-/// Removes `#[oneway]` from every method: it only means something to us.
-pub fn strip_oneway_attrs(item: &mut syn::Item) {
+/// Whether an attribute is our `#[nonblocking]`.
+pub fn is_nonblocking(attr: &syn::Attribute) -> bool {
+    attr.path().segments.last().is_some_and(|s| s.ident == "nonblocking")
+}
+
+/// Whether an attribute is one of ours, which only mean something to
+/// `#[expose]`.
+fn is_ours(attr: &syn::Attribute) -> bool {
+    is_oneway(attr) || is_nonblocking(attr)
+}
+
+/// Removes `#[oneway]` and `#[nonblocking]` from every method: they only
+/// mean something to us.
+pub fn strip_method_attrs(item: &mut syn::Item) {
     match item {
         syn::Item::Impl(imp) => {
             for it in &mut imp.items {
                 if let syn::ImplItem::Fn(f) = it {
-                    f.attrs.retain(|a| !is_oneway(a));
+                    f.attrs.retain(|a| !is_ours(a));
                 }
             }
         }
         syn::Item::Trait(tr) => {
             for it in &mut tr.items {
                 if let syn::TraitItem::Fn(f) = it {
-                    f.attrs.retain(|a| !is_oneway(a));
+                    f.attrs.retain(|a| !is_ours(a));
                 }
             }
         }
@@ -152,6 +167,7 @@ fn method(sig: &syn::Signature, attrs: &[syn::Attribute]) -> Option<Method> {
         docs: attrs.iter().filter(|a| a.path().is_ident("doc")).cloned().collect(),
         receiver,
         oneway: attrs.iter().find(|a| is_oneway(a)).map(Spanned::span),
+        nonblocking: attrs.iter().find(|a| is_nonblocking(a)).map(Spanned::span),
         args,
         ret: ret(&sig.output),
     })

@@ -9,7 +9,7 @@ use proc_macro2::TokenStream;
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::ast::{Kind, Method, Model, Ret, strip_oneway_attrs};
+use crate::ast::{Kind, Method, Model, Ret, strip_method_attrs};
 use crate::{ast, attr, fallback, valid};
 
 pub fn expose(args: TokenStream, input: TokenStream) -> TokenStream {
@@ -90,7 +90,7 @@ impl Generator<'_> {
     }
 
     fn expand(&self, mut item: syn::Item) -> TokenStream {
-        strip_oneway_attrs(&mut item);
+        strip_method_attrs(&mut item);
         if let syn::Item::Trait(tr) = &mut item {
             self.make_async_methods_send(tr);
         }
@@ -251,12 +251,19 @@ impl Generator<'_> {
             Ret::Unit => quote_spanned!(span=> { #call; #private::encode_return(&()) }),
             _ => quote_spanned!(span=> #private::encode_return(&#call)),
         };
+        // An async method runs on the runtime; a synchronous one may block,
+        // so the daemon runs it on the blocking pool, unless it is marked
+        // #[nonblocking]: then it runs here, where the call was read.
         let run = if m.is_async() {
             quote_spanned! {span=>
                 #private::Dispatch::Pending(::std::boxed::Box::pin(async move { #reply }))
             }
-        } else {
+        } else if m.nonblocking.is_some() {
             quote_spanned!(span=> #private::Dispatch::Ready(#reply))
+        } else {
+            quote_spanned! {span=>
+                #private::Dispatch::Blocking(::std::boxed::Box::new(move || #reply))
+            }
         };
         quote_spanned! {span=>
             #name_str => {

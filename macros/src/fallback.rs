@@ -5,10 +5,10 @@
 use proc_macro2::TokenStream;
 use quote::ToTokens;
 
-use crate::ast::strip_oneway_attrs;
+use crate::ast::strip_method_attrs;
 
 pub fn emit(mut item: syn::Item, errors: syn::Error) -> TokenStream {
-    strip_oneway_attrs(&mut item);
+    strip_method_attrs(&mut item);
     let mut out = item.into_token_stream();
     out.extend(errors.to_compile_error());
     out

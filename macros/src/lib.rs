@@ -1,5 +1,6 @@
-//! rmi's `#[expose]` and `#[oneway]` attributes. Use them through the `rmi`
-//! crate: `#[rmi::expose]`, `#[rmi::oneway]`.
+//! rmi's `#[expose]`, `#[oneway]` and `#[nonblocking]` attributes. Use them
+//! through the `rmi` crate: `#[rmi::expose]`, `#[rmi::oneway]`,
+//! `#[rmi::nonblocking]`.
 //!
 //! # Layout
 //!
@@ -33,11 +34,25 @@ pub fn expose(args: TokenStream, input: TokenStream) -> TokenStream {
 /// wait for it, and it returns nothing.
 #[proc_macro_attribute]
 pub fn oneway(_args: TokenStream, input: TokenStream) -> TokenStream {
-    // #[expose] removes #[oneway] from the methods it handles; reaching this
-    // means the attribute stands where #[expose] does not see it.
+    outside_expose("oneway", input)
+}
+
+/// Marks a synchronous method of an `#[rmi::expose]` block as one that
+/// never blocks: the daemon runs it where it reads the call, the fast path,
+/// instead of on tokio's blocking pool.
+#[proc_macro_attribute]
+pub fn nonblocking(_args: TokenStream, input: TokenStream) -> TokenStream {
+    outside_expose("nonblocking", input)
+}
+
+/// `#[expose]` removes its method attributes from the methods it handles;
+/// reaching one of them means it stands where `#[expose]` does not see it.
+fn outside_expose(attribute: &str, input: TokenStream) -> TokenStream {
     let error = syn::Error::new(
         proc_macro2::Span::call_site(),
-        "#[oneway] marks a method of an #[rmi::expose] impl block or trait; put #[rmi::expose] on the block",
+        format!(
+            "#[{attribute}] marks a method of an #[rmi::expose] impl block or trait; put #[rmi::expose] on the block"
+        ),
     );
     let mut out = error.to_compile_error();
     out.extend(proc_macro2::TokenStream::from(input));

@@ -115,6 +115,15 @@ pub fn check(item: &syn::Item, model: &Model) -> syn::Result<()> {
         if let Ret::Value(syn::Type::Reference(r)) | Ret::Fallible { ok: syn::Type::Reference(r) } = &m.ret {
             errors.spanned(r, "remote methods return owned values: return `String` rather than `&str`, `T` rather than `&T`");
         }
+        if let (Some(at), Some(asyncness)) = (m.nonblocking, &sig.asyncness) {
+            let mut e = syn::Error::new(
+                at,
+                "#[nonblocking] marks a synchronous method that runs where its call is read; an `async fn` \
+                 always runs on the runtime: remove #[nonblocking] (and never block in an async method)",
+            );
+            e.combine(syn::Error::new_spanned(asyncness, "this method is async"));
+            errors.push(e);
+        }
         let name = m.name().to_string();
         if RESERVED.contains(&name.as_str()) {
             errors.spanned(

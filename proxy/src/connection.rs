@@ -25,6 +25,11 @@ use rmi_core::{Call, Error, Key, Location, Reply, Request, Response, TransportEr
 /// Bytes of oneway calls that may wait in the queue before the caller waits
 /// for the flusher.
 const ONEWAY_QUEUE_LIMIT: usize = 256 * 1024;
+/// Bytes of requests that may wait to be written on one connection; past
+/// them a caller waits (within its deadline) before it queues its request,
+/// so that a daemon that stops reading makes callers wait rather than the
+/// queue grow.
+pub const MAX_QUEUED_REQUESTS: usize = 4 * 1024 * 1024;
 /// A connection idle for longer is checked for a closed peer before it is
 /// used again (a daemon restart takes far longer than this).
 const IDLE_CHECK_AFTER: Duration = Duration::from_millis(1);
@@ -205,6 +210,18 @@ impl ClientConnection {
         timeout: Option<Duration>,
         remaining: Option<Duration>,
     ) -> Result<Reply, CallFailure> {
+        if self.writer.queued() > MAX_QUEUED_REQUESTS {
+            // The daemon is not taking what was sent: wait for room.
+            let room = self.writer.wait_below(MAX_QUEUED_REQUESTS);
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline.into(), room).await.is_err() {
+                        return Err(CallFailure::Failed(Error::Timeout(timeout.unwrap_or_default())));
+                    }
+                }
+                None => room.await,
+            }
+        }
         let (id, alone) = {
             let mut pending = self.pending();
             if let Some(reason) = &pending.closed {

@@ -33,6 +33,7 @@ mod proxy;
 mod resolve;
 
 pub use batch::{Batch, BatchCall, BatchResults};
+pub use connection::MAX_QUEUED_REQUESTS;
 pub use naming::{
     DISCOVERY_QUERY, MAX_NAME_LEN, MetaMatch, NAME_SERVER_OBJECT, NameFilter, NameServerApi,
     NameServerApiObject, NameServerApiProxy, NameServerProxy, NamingError, Registration, check_name,

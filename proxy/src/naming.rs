@@ -151,6 +151,7 @@ pub trait NameServerApi {
     /// Registers (or, unless `safe`, replaces) a name.
     async fn register(&self, registration: Registration, safe: bool) -> Result<(), NamingError>;
     /// The registration of a name.
+    #[rmi_macros::nonblocking]
     fn lookup(&self, name: String) -> Result<Registration, NamingError>;
     /// The registrations whose names pass `filter`, sorted by name.
     fn list(&self, filter: NameFilter) -> Result<Vec<Registration>, NamingError>;
@@ -161,8 +162,10 @@ pub trait NameServerApi {
     /// The registrations that have all (or any) of `tags`, sorted by name.
     fn yplookup(&self, tags: BTreeSet<String>, mode: MetaMatch) -> Result<Vec<Registration>, NamingError>;
     /// How many names are registered.
+    #[rmi_macros::nonblocking]
     fn count(&self) -> u64;
     /// Answers, to show the name server is up.
+    #[rmi_macros::nonblocking]
     fn ping(&self);
 }
 
