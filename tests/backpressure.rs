@@ -6,7 +6,7 @@
 //! The daemon runs in this test process and the stalled clients are raw
 //! connections that hold next to nothing, so the growth of this process's
 //! resident memory is the daemon's. The tests that read it take turns
-//! (`MEMORY`), and the replies are made of fresh pages, so that what is
+//! (`TURN`), and the replies are made of fresh pages, so that what is
 //! counted is what the daemon holds.
 
 mod common;
@@ -20,8 +20,13 @@ use rmi_core::link::{self, MessageReader, MessageWriter};
 use rmi_core::net::Connection;
 use rmi_core::{Call, Encoded, Request};
 
-/// One test at a time reads this process's memory.
-static MEMORY: Mutex<()> = Mutex::new(());
+/// One test at a time: some read this process's memory, others allocate
+/// plenty of it.
+static TURN: Mutex<()> = Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 const MIB: usize = 1 << 20;
 
@@ -84,7 +89,7 @@ async fn peak_rss(period: Duration) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_holds_bounded_memory_and_slows_nobody() {
-    let _turn = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = turn();
     let d = TestDaemon::start(builder()).await;
     d.daemon.register(Blobs, Some("blobs")).unwrap();
     let calc = d.daemon.register(common::Calculator::default(), Some("calc")).unwrap();
@@ -231,10 +236,280 @@ async fn blocking_methods_do_not_stall_others(flavor: Flavor) {
 
 #[tokio::test]
 async fn blocking_methods_do_not_stall_others_on_a_multi_thread_runtime() {
+    let _turn = turn();
     blocking_methods_do_not_stall_others(Flavor::MultiThread).await;
 }
 
 #[tokio::test]
 async fn blocking_methods_do_not_stall_others_on_a_current_thread_runtime() {
+    let _turn = turn();
     blocking_methods_do_not_stall_others(Flavor::CurrentThread).await;
+}
+
+/// What one burst of 20 stalled clients did to the daemon.
+struct Burst {
+    /// The most the daemon held for its clients.
+    peak_queued: usize,
+    /// The most resident memory.
+    peak_rss: usize,
+    /// How long after the burst's start its connections were all closed.
+    closed_after: Duration,
+    /// Resident memory once they were.
+    after_rss: usize,
+}
+
+/// 20 clients each pipeline 1,500 calls of 1 MiB replies and read none;
+/// samples the daemon for 2 s, checks that fresh clients are served
+/// meanwhile, then waits for the write timeout to close them.
+async fn stalled_burst(d: &TestDaemon, calc: &ObjectUri, write_timeout: Duration) -> Burst {
+    let blobs = d.daemon.uri_for("blobs");
+    let before = d.daemon.connections();
+    let started = Instant::now();
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        stalled.push(stalled_client(&blobs, 1_500, MIB as u64).await);
+    }
+    let mut peak_queued = 0;
+    let mut peak_rss = rss();
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        peak_queued = peak_queued.max(d.daemon.queued_bytes());
+        peak_rss = peak_rss.max(rss());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let median = fresh_first_calls(calc, 11).await;
+    assert!(median < Duration::from_millis(10), "a fresh client's first call took {median:?}");
+    while d.daemon.connections() > before {
+        assert!(started.elapsed() < write_timeout + PATIENCE, "the stalled connections stayed open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let closed_after = started.elapsed();
+    assert_eq!(d.daemon.queued_bytes(), 0, "everything held for the stalled clients was given back");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(stalled);
+    Burst { peak_queued, peak_rss, closed_after, after_rss: rss() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_stalled_clients_stay_within_the_daemons_bound_until_the_write_timeout_closes_them() {
+    let _turn = turn();
+    let write_timeout = Duration::from_secs(3);
+    let d = TestDaemon::start(builder().write_timeout(Some(write_timeout))).await;
+    d.daemon.register(Blobs, Some("blobs")).unwrap();
+    let calc = d.daemon.register(common::Calculator::default(), Some("calc")).unwrap();
+    let reader = rmi::Proxy::new(&d.daemon.uri_for("blobs")).unwrap();
+    for _ in 0..32 {
+        let b: Blob = reader.call("blob", (MIB as u64,)).await.unwrap();
+        assert_eq!(b.len(), MIB);
+    }
+    drop(reader);
+    // A client that reads its replies calls on throughout; none may fail.
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let steady = tokio::spawn({
+        let calc = CalculatorProxy::new(&calc).unwrap();
+        async move {
+            let mut calls = 0u64;
+            while !*stopped.borrow_and_update() {
+                assert_eq!(calc.add(2, 3).await.unwrap(), 5);
+                calls += 1;
+                let _ = tokio::time::timeout(Duration::from_millis(5), stopped.changed()).await;
+            }
+            calls
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle = rss();
+    let total = rmi_daemon::DEFAULT_MAX_QUEUED_TOTAL;
+
+    // While they last, the daemon's total stays within its bound (one reply
+    // per connection may pass it: a connection holding nothing always starts
+    // one call), and so does its memory; the write timeout closes them.
+    let first = stalled_burst(&d, &calc, write_timeout).await;
+    // glibc keeps the blocks freed after a burst for the next one (its
+    // dynamic mmap threshold): a second burst shows whether the daemon
+    // keeps anything of the first.
+    let second = stalled_burst(&d, &calc, write_timeout).await;
+    let mib = |bytes: usize| bytes / MIB;
+    for (n, b) in [(1, &first), (2, &second)] {
+        println!(
+            "burst {n} of 20 stalled clients: held at most {} MiB for them (bound {} MiB), grew by {} MiB; \
+             all closed {:?} after they started (write timeout {write_timeout:?}); then {} MiB over idle",
+            mib(b.peak_queued),
+            mib(total),
+            mib(b.peak_rss.saturating_sub(idle)),
+            b.closed_after,
+            (b.after_rss as i64 - idle as i64) / MIB as i64,
+        );
+        assert!(b.peak_queued >= total / 2, "the stalled clients should have filled the bound");
+        assert!(b.peak_queued <= total + 20 * MIB, "the daemon held {} MiB", mib(b.peak_queued));
+
+        assert!(b.closed_after >= write_timeout, "closed before the write timeout: {:?}", b.closed_after);
+    }
+    // Its memory, from a fresh start: what it holds, of each connection the
+    // reply the socket is taking (freed once all written), and room for the
+    // allocator. (In the second burst, glibc still holds blocks of the
+    // first, in other threads' arenas.)
+    let grown = first.peak_rss.saturating_sub(idle);
+    assert!(grown < total + 20 * MIB + 32 * MIB, "grew by {} MiB", mib(grown));
+    assert!(
+        second.after_rss.abs_diff(first.after_rss) <= 16 * MIB,
+        "the daemon kept memory from burst to burst: {} MiB, then {} MiB",
+        mib(first.after_rss),
+        mib(second.after_rss)
+    );
+    stop.send(true).unwrap();
+    let steady_calls = steady.await.unwrap();
+    assert!(steady_calls > 10, "the steady client made {steady_calls} calls");
+}
+
+/// Notes when its calls end, cancelled or not.
+#[derive(Debug, Default)]
+pub struct Waiter {
+    ended: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+/// Counts one end when dropped.
+struct Ends(std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+impl Drop for Ends {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[rmi::expose]
+impl Waiter {
+    /// Waits `millis` without holding a thread.
+    pub async fn wait(&self, millis: u64) -> u64 {
+        let _ends = Ends(self.ended.clone());
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        millis
+    }
+
+    /// Adds.
+    #[rmi::nonblocking]
+    pub fn add(&self, a: u64, b: u64) -> u64 {
+        a + b
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_call_limit_a_cancel_still_aborts_a_running_call_at_once() {
+    let _turn = turn();
+    let d = TestDaemon::start(builder().max_calls_per_connection(2)).await;
+    let waiter = Waiter::default();
+    let ended = waiter.ended.clone();
+    let uri = d.daemon.register(waiter, Some("waiter")).unwrap();
+    let proxy = WaiterProxy::new(&uri).unwrap();
+    // Two calls fill the limit; the first gives up after 300 ms.
+    let first = tokio::spawn({
+        let p = proxy.clone().with_timeout(Some(Duration::from_millis(300)));
+        async move { p.wait(10_000).await }
+    });
+    let second = tokio::spawn({
+        let p = proxy.clone();
+        async move { p.wait(10_000).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A third call waits its turn behind them.
+    let started = Instant::now();
+    let third = tokio::spawn({
+        let p = proxy.clone();
+        async move { p.add(20, 22).await }
+    });
+    let err = first.await.unwrap().unwrap_err();
+    assert!(matches!(err, rmi::Error::Timeout(_)), "{err:?}");
+    let gave_up = Instant::now();
+    // The cancel reached the daemon though the connection is at its limit:
+    // the first call was aborted, and the third took its place.
+    while ended.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(gave_up.elapsed() < Duration::from_secs(2), "the cancelled call is still running");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let aborted_after = gave_up.elapsed();
+    assert_eq!(tokio::time::timeout(PATIENCE, third).await.unwrap().unwrap().unwrap(), 42);
+    let third_took = started.elapsed();
+    println!(
+        "aborted {aborted_after:?} after the caller gave up; the held call answered after {third_took:?}"
+    );
+    assert!(aborted_after < Duration::from_millis(500), "aborted only after {aborted_after:?}");
+    assert!(third_took < Duration::from_secs(2), "the held call waited {third_took:?}");
+    second.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_that_stops_reading_makes_callers_wait_not_buffer() {
+    let _turn = turn();
+    // A "daemon" that completes the handshake and then reads nothing until
+    // told to; then it counts what the proxy had queued for it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (drain, drained) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let (mut socket, _) = listener.accept().await.unwrap();
+        rmi_core::handshake::server_handshake(&mut socket, None).await.unwrap();
+        drained.await.unwrap();
+        let mut received = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), socket.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            received += n;
+        }
+        received
+    });
+    let uri: ObjectUri = format!("RMI:stuck@{addr}").parse().unwrap();
+    let proxy = common::proxy_builder(&uri).timeout(Some(Duration::from_millis(500))).build().unwrap();
+    // 200 calls with 1 MiB arguments each (encoded: copied into the queue).
+    let calls: Vec<_> = (0..200)
+        .map(|i| {
+            let proxy = proxy.clone();
+            tokio::spawn(async move {
+                let arg = "x".repeat(MIB) + &i.to_string();
+                proxy.call::<u64>("take", (arg,)).await
+            })
+        })
+        .collect();
+    for call in calls {
+        let err = tokio::time::timeout(PATIENCE, call).await.unwrap().unwrap().unwrap_err();
+        assert!(matches!(err, rmi::Error::Timeout(_)), "{err:?}");
+    }
+    // Every caller gave up; what did the proxy keep for the daemon?
+    drain.send(()).unwrap();
+    let received = tokio::time::timeout(PATIENCE, daemon).await.unwrap().unwrap();
+    println!("a daemon that read nothing: the proxy held {} MiB for it, of 200 MiB asked", received / MIB);
+    assert!(received < 32 * MIB, "the proxy queued {} MiB for a daemon that was not reading", received / MIB);
+    drop(proxy);
+}
+
+#[tokio::test]
+async fn a_batch_of_blocking_calls_runs_on_the_blocking_pool_in_order() {
+    let _turn = turn();
+    let d = DaemonThread::start(Flavor::CurrentThread, builder());
+    let uri = d.daemon.register(Sleeper, Some("sleeper")).unwrap();
+    let proxy = rmi::Proxy::new(&uri).unwrap();
+    let mut batch = proxy.batch();
+    let calls: Vec<_> = (0..5u64)
+        .map(|i| {
+            if i % 2 == 0 { batch.call::<u64>("sleep", (200u64,)) } else { batch.call::<u64>("quick", (i,)) }
+                .unwrap()
+        })
+        .collect();
+    let started = Instant::now();
+    let running = tokio::spawn(async move { batch.run().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ping_started = Instant::now();
+    rmi::Proxy::new(&uri).unwrap().ping().await.unwrap();
+    let ping = ping_started.elapsed();
+    let results = running.await.unwrap().unwrap();
+    let took = started.elapsed();
+    for (i, call) in calls.into_iter().enumerate() {
+        let want = if i % 2 == 0 { 200 } else { i as u64 };
+        assert_eq!(results.get(call).unwrap(), want);
+    }
+    println!("a batch blocking 600 ms: a ping meanwhile took {ping:?}; the batch {took:?}");
+    assert!(ping < Duration::from_millis(10), "a ping beside a blocking batch took {ping:?}");
+    assert!(took >= Duration::from_millis(600), "the batch's calls ran one after another: {took:?}");
 }

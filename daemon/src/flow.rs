@@ -11,6 +11,13 @@
 //! holding nothing at all may always start one call, so that clients that
 //! read their replies are served while others' replies wait.
 //!
+//! A fresh connection knows nothing of its replies' sizes yet: until its
+//! first reply sets the estimate, each running call counts for a quarter
+//! of a megabyte, so that a burst of calls that each make a large reply at
+//! once makes a few (16, against the default bound) before the first shows
+//! how large they are, while as many slow calls (long polls, say) still run
+//! side by side.
+//!
 //! Calls that may not start yet wait in the connection's [`Held`] queue, in
 //! order, while the reader goes on reading: cancels still act at once (and,
 //! later, replies to calls the daemon makes). Only when the held calls reach
@@ -26,10 +33,8 @@ use rmi_core::Call;
 use rmi_core::link::{MessageWriter, QueueBudget};
 use tokio::sync::Notify;
 
-/// The estimate of a reply's size on a new connection: large, so that a
-/// burst of calls on a fresh connection cannot make many large replies
-/// before the first one shows their size (16 calls in flight against the
-/// default bound of 4 MiB).
+/// The estimate before a connection's first reply sets it (see the module
+/// documentation).
 const FIRST_ESTIMATE: usize = 256 * 1024;
 /// The smallest estimate: small replies still count for something.
 const MIN_ESTIMATE: usize = 1024;
@@ -52,6 +57,9 @@ pub(crate) struct Flow {
     budget: Arc<QueueBudget>,
     in_flight: AtomicUsize,
     estimate: AtomicUsize,
+    /// Until the first reply: the estimate is a guess, and the first reply
+    /// replaces it.
+    guessing: AtomicBool,
     /// Set while the reader waits for room.
     waiting: AtomicBool,
     /// Woken when a call ends while the reader waits.
@@ -73,9 +81,15 @@ impl Flow {
             budget,
             in_flight: AtomicUsize::new(0),
             estimate: AtomicUsize::new(FIRST_ESTIMATE),
+            guessing: AtomicBool::new(true),
             waiting: AtomicBool::new(false),
             finished: Notify::new(),
         }
+    }
+
+    /// The room set aside for a running call's reply.
+    fn estimate(&self) -> usize {
+        self.estimate.load(Ordering::Relaxed)
     }
 
     /// Calls started and not finished.
@@ -90,7 +104,7 @@ impl Flow {
         if in_flight >= self.max_calls {
             return None;
         }
-        let estimate = self.estimate.load(Ordering::Relaxed);
+        let estimate = self.estimate();
         let held = queued.saturating_add(in_flight.saturating_mul(estimate));
         let reserved = if held == 0 {
             // Holding nothing: always one call, outside the daemon's budget.
@@ -109,10 +123,13 @@ impl Flow {
     pub(crate) fn finish(&self, ticket: Ticket, reply: Option<usize>) -> usize {
         self.budget.release(ticket.reserved);
         if let Some(size) = reply {
+            let guessed = self.guessing.swap(false, Ordering::Relaxed);
             let estimate = self.estimate.load(Ordering::Relaxed);
-            let next = if size >= estimate { size } else { (estimate - estimate / DECAY).max(size) };
+            let next =
+                if guessed || size >= estimate { size } else { (estimate - estimate / DECAY).max(size) };
+            let next = next.max(MIN_ESTIMATE);
             if next != estimate {
-                self.estimate.store(next.max(MIN_ESTIMATE), Ordering::Relaxed);
+                self.estimate.store(next, Ordering::Relaxed);
             }
         }
         let before = self.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -130,7 +147,7 @@ impl Flow {
         finished.as_mut().enable();
         self.waiting.store(true, Ordering::SeqCst);
         let in_flight = self.in_flight.load(Ordering::SeqCst);
-        let reserved = in_flight.saturating_mul(self.estimate.load(Ordering::Relaxed));
+        let reserved = in_flight.saturating_mul(self.estimate());
         if in_flight >= self.max_calls || reserved >= self.max_queued {
             // Only a call ending makes room.
             finished.await;
@@ -141,13 +158,14 @@ impl Flow {
             // when the daemon's budget has room again.
             let target = self.max_queued - reserved - 1;
             let queued = writer.queued();
-            let budget_blocks = self.budget.is_full() && queued.saturating_add(reserved) > 0;
+            let estimate = self.estimate();
+            let budget_blocks = !self.budget.has_room_for(estimate) && queued.saturating_add(reserved) > 0;
             let below = if queued > target { target } else { 0 };
             if queued > target || budget_blocks {
                 tokio::select! {
                     () = &mut finished => {}
                     () = writer.wait_below(below), if queued > below => {}
-                    () = self.budget.wait_room(), if budget_blocks => {}
+                    () = self.budget.wait_room_for(estimate), if budget_blocks => {}
                 }
             }
         }
@@ -229,17 +247,41 @@ mod tests {
             tickets.push(t);
         }
         assert_eq!(tickets.len(), (4 << 20) / FIRST_ESTIMATE);
-        // A 1 MiB reply raises the estimate at once.
-        let t = tickets.pop().unwrap();
-        flow.finish(t, Some(reply(1 << 20)));
-        assert!(flow.estimate.load(Ordering::Relaxed) >= 1 << 20);
-        assert!(flow.try_start(0).is_none(), "15 running calls at 1 MiB each pass 4 MiB");
         for t in tickets {
             flow.finish(t, Some(reply(1 << 20)));
         }
         assert_eq!(budget.used(), 0, "every reservation was given back");
+        // A 1 MiB reply set the estimate.
+        assert_eq!(flow.estimate.load(Ordering::Relaxed), 1 << 20);
+        let mut tickets = Vec::new();
+        while let Some(t) = flow.try_start(0) {
+            tickets.push(t);
+        }
+        assert_eq!(tickets.len(), 4, "1 MiB replies: 4 fit in 4 MiB (the first outside the budget)");
+        assert_eq!(budget.used(), 3 << 20);
+        for t in tickets {
+            flow.finish(t, Some(reply(1 << 20)));
+        }
         // Queued bytes count too.
         assert!(flow.try_start(4 << 20).is_none());
+    }
+
+    #[test]
+    fn the_first_reply_replaces_the_guess() {
+        let flow = Flow::new(1024, 4 << 20, Arc::new(QueueBudget::new(64 << 20)));
+        let t = flow.try_start(0).unwrap();
+        flow.finish(t, Some(reply(10)));
+        assert_eq!(flow.estimate.load(Ordering::Relaxed), MIN_ESTIMATE, "set, not decayed from the guess");
+        let t = flow.try_start(0).unwrap();
+        flow.finish(t, Some(reply(100_000)));
+        assert_eq!(flow.estimate.load(Ordering::Relaxed), 100_000, "a larger reply raises it at once");
+        let t = flow.try_start(0).unwrap();
+        flow.finish(t, Some(reply(10)));
+        assert_eq!(
+            flow.estimate.load(Ordering::Relaxed),
+            100_000 - 100_000 / DECAY,
+            "a smaller one lowers it by a step"
+        );
     }
 
     #[test]
@@ -261,15 +303,18 @@ mod tests {
     #[test]
     fn the_daemons_budget_stops_connections_that_hold_something() {
         let budget = Arc::new(QueueBudget::new(1 << 20));
-        budget.add(1 << 20);
         let flow = Flow::new(1024, 4 << 20, budget.clone());
+        let first = flow.try_start(0).expect("an idle connection still starts a call");
+        flow.finish(first, Some(reply(64 << 10)));
+        budget.add(1 << 20);
         let idle = flow.try_start(0).expect("an idle connection still starts a call");
         assert!(flow.try_start(0).is_none(), "one holding something waits for the daemon's room");
-        budget.release(1);
-        let more = flow.try_start(0).expect("below the bound again");
+        budget.release(64 << 10);
+        let more = flow.try_start(0).expect("room for one reply again");
+        assert!(flow.try_start(0).is_none(), "and only for one");
         flow.finish(idle, None);
         flow.finish(more, None);
-        assert_eq!(budget.used(), (1 << 20) - 1);
+        assert_eq!(budget.used(), (1 << 20) - (64 << 10));
     }
 
     #[test]

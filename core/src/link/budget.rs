@@ -16,14 +16,17 @@ use tokio::sync::Notify;
 pub struct QueueBudget {
     used: AtomicUsize,
     limit: usize,
-    /// Woken when the count falls below the bound.
+    /// Tasks waiting for room: only then does a release wake anyone (so
+    /// that releases cost no lock otherwise).
+    waiting: AtomicUsize,
+    /// Woken on releases while tasks wait.
     room: Notify,
 }
 
 impl QueueBudget {
     /// A budget of `limit` bytes.
     pub fn new(limit: usize) -> Self {
-        QueueBudget { used: AtomicUsize::new(0), limit, room: Notify::new() }
+        QueueBudget { used: AtomicUsize::new(0), limit, waiting: AtomicUsize::new(0), room: Notify::new() }
     }
 
     /// The bound.
@@ -41,6 +44,11 @@ impl QueueBudget {
         self.used() >= self.limit
     }
 
+    /// Whether `bytes` more would fit under the bound now.
+    pub fn has_room_for(&self, bytes: usize) -> bool {
+        self.used().saturating_add(bytes) <= self.limit
+    }
+
     /// Counts `bytes` more, whatever the count.
     pub fn add(&self, bytes: usize) {
         if bytes > 0 {
@@ -48,35 +56,43 @@ impl QueueBudget {
         }
     }
 
-    /// Counts `bytes` more if the count is below the bound now; returns
-    /// whether it did.
+    /// Counts `bytes` more if they fit under the bound; returns whether it
+    /// did.
     pub fn try_reserve(&self, bytes: usize) -> bool {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                (used < self.limit).then(|| used.saturating_add(bytes))
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
             })
             .is_ok()
     }
 
     /// Counts `bytes` fewer (added or reserved before), waking those waiting
-    /// for room if the count falls below the bound.
+    /// for room.
     pub fn release(&self, bytes: usize) {
         if bytes == 0 {
             return;
         }
-        let before = self.used.fetch_sub(bytes, Ordering::AcqRel);
-        if before >= self.limit && before - bytes < self.limit {
+        self.used.fetch_sub(bytes, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
             self.room.notify_waiters();
         }
     }
 
-    /// Waits until the count is below the bound.
-    pub async fn wait_room(&self) {
+    /// Waits until `bytes` more would fit under the bound.
+    pub async fn wait_room_for(&self, bytes: usize) {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
         loop {
             let room = self.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            if !self.is_full() {
+            if self.has_room_for(bytes) {
                 return;
             }
             room.await;
@@ -92,29 +108,30 @@ mod tests {
     fn reservations_stop_at_the_bound_and_releases_reopen_it() {
         let budget = QueueBudget::new(100);
         assert!(budget.try_reserve(60));
-        assert!(budget.try_reserve(60), "below the bound, a reservation passes it");
-        assert!(!budget.try_reserve(1), "at or past the bound, none");
+        assert!(!budget.try_reserve(41), "a reservation never passes the bound");
+        assert!(budget.try_reserve(40));
         assert!(budget.is_full());
+        assert!(!budget.try_reserve(1), "at the bound, none");
         budget.release(60);
-        assert_eq!(budget.used(), 60);
-        assert!(budget.try_reserve(1));
+        assert_eq!(budget.used(), 40);
+        assert!(!budget.is_full());
         budget.add(500);
-        assert_eq!(budget.used(), 561);
+        assert_eq!(budget.used(), 540, "what is queued is counted whatever the bound");
     }
 
     #[tokio::test]
-    async fn those_waiting_for_room_wake_when_the_count_falls_below_the_bound() {
+    async fn those_waiting_for_room_wake_when_their_bytes_fit() {
         let budget = std::sync::Arc::new(QueueBudget::new(10));
         budget.add(20);
         let waiter = tokio::spawn({
             let budget = budget.clone();
-            async move { budget.wait_room().await }
+            async move { budget.wait_room_for(4).await }
         });
         tokio::task::yield_now().await;
         budget.release(5);
         tokio::task::yield_now().await;
-        assert!(!waiter.is_finished(), "still at the bound");
-        budget.release(10);
+        assert!(!waiter.is_finished(), "15 counted: no room for 4 more");
+        budget.release(9);
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap();
     }
 }
