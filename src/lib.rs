@@ -40,6 +40,41 @@
 //! `&mut self` methods are refused: an object is shared by all its clients
 //! and called concurrently, so keep mutable state in a `Mutex` or atomic.
 //!
+//! # Where a method runs
+//!
+//! One rule: an `async fn` runs on the runtime and must not block; a plain
+//! `fn` may block (sleep, compute, use a blocking driver, as a Pyro user
+//! writes it), and the daemon runs it on tokio's blocking pool, so that it
+//! holds up no other call, on a multi-thread or a current-thread runtime.
+//! A short synchronous method that never blocks may opt into the fast path
+//! with [`#[rmi::nonblocking]`](nonblocking): it then runs where its call
+//! is read, without the hop to the pool.
+//!
+//! ```no_run
+//! # #[derive(Default)]
+//! # pub struct Store { hits: std::sync::atomic::AtomicU64 }
+//! #[rmi::expose]
+//! impl Store {
+//!     /// May take its time: runs on the blocking pool.
+//!     pub fn checksum(&self, path: String) -> Result<u64, std::io::Error> {
+//!         let bytes = std::fs::read(path)?;
+//!         Ok(bytes.iter().map(|&b| u64::from(b)).sum())
+//!     }
+//!
+//!     /// Never blocks: runs where the call is read.
+//!     #[rmi::nonblocking]
+//!     pub fn hits(&self) -> u64 {
+//!         self.hits.load(std::sync::atomic::Ordering::Relaxed)
+//!     }
+//!
+//!     /// Awaits without holding a thread: runs on the runtime.
+//!     pub async fn later(&self, millis: u64) -> u64 {
+//!         tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+//!         millis
+//!     }
+//! }
+//! ```
+//!
 //! On a trait, every method taking `&self` is exposed, so that a client can
 //! depend on a small interface crate and get `<Trait>Proxy` without the
 //! implementation; a daemon hosts an implementation as
@@ -73,7 +108,8 @@
 //!
 //! This crate re-exports rmi's member crates: `rmi-core` (URIs, wire,
 //! authentication, errors, configuration), `rmi-daemon` ([`Daemon`]),
-//! `rmi-proxy` ([`Proxy`]) and `rmi-macros` ([`expose`], [`oneway`]).
+//! `rmi-proxy` ([`Proxy`]) and `rmi-macros` ([`expose`], [`oneway`],
+//! [`nonblocking`]).
 //!
 //! This crate has no feature flags.
 

@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{CalculatorProxy, PATIENCE, TestDaemon, builder};
@@ -22,10 +21,10 @@ use rmi_core::{Call, Encoded, Request};
 
 /// One test at a time: some read this process's memory, others allocate
 /// plenty of it.
-static TURN: Mutex<()> = Mutex::new(());
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    TURN.lock().unwrap_or_else(|e| e.into_inner())
+async fn turn() -> tokio::sync::MutexGuard<'static, ()> {
+    TURN.lock().await
 }
 
 const MIB: usize = 1 << 20;
@@ -89,7 +88,7 @@ async fn peak_rss(period: Duration) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_holds_bounded_memory_and_slows_nobody() {
-    let _turn = turn();
+    let _turn = turn().await;
     let d = TestDaemon::start(builder()).await;
     d.daemon.register(Blobs, Some("blobs")).unwrap();
     let calc = d.daemon.register(common::Calculator::default(), Some("calc")).unwrap();
@@ -174,6 +173,13 @@ impl DaemonThread {
     }
 }
 
+impl DaemonThread {
+    /// The thread the daemon's (current-thread) runtime runs on.
+    fn runtime_thread(&self) -> std::thread::ThreadId {
+        self.thread.as_ref().expect("running").thread().id()
+    }
+}
+
 impl Drop for DaemonThread {
     fn drop(&mut self) {
         self.daemon.shutdown();
@@ -236,13 +242,13 @@ async fn blocking_methods_do_not_stall_others(flavor: Flavor) {
 
 #[tokio::test]
 async fn blocking_methods_do_not_stall_others_on_a_multi_thread_runtime() {
-    let _turn = turn();
+    let _turn = turn().await;
     blocking_methods_do_not_stall_others(Flavor::MultiThread).await;
 }
 
 #[tokio::test]
 async fn blocking_methods_do_not_stall_others_on_a_current_thread_runtime() {
-    let _turn = turn();
+    let _turn = turn().await;
     blocking_methods_do_not_stall_others(Flavor::CurrentThread).await;
 }
 
@@ -292,12 +298,12 @@ async fn stalled_burst(d: &TestDaemon, calc: &ObjectUri, write_timeout: Duration
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_stalled_clients_stay_within_the_daemons_bound_until_the_write_timeout_closes_them() {
-    let _turn = turn();
+    let _turn = turn().await;
     let write_timeout = Duration::from_secs(3);
     let d = TestDaemon::start(builder().write_timeout(Some(write_timeout))).await;
     d.daemon.register(Blobs, Some("blobs")).unwrap();
     let calc = d.daemon.register(common::Calculator::default(), Some("calc")).unwrap();
-    let reader = rmi::Proxy::new(&d.daemon.uri_for("blobs")).unwrap();
+    let reader = rmi::Proxy::new(d.daemon.uri_for("blobs")).unwrap();
     for _ in 0..32 {
         let b: Blob = reader.call("blob", (MIB as u64,)).await.unwrap();
         assert_eq!(b.len(), MIB);
@@ -395,7 +401,7 @@ impl Waiter {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_call_limit_a_cancel_still_aborts_a_running_call_at_once() {
-    let _turn = turn();
+    let _turn = turn().await;
     let d = TestDaemon::start(builder().max_calls_per_connection(2)).await;
     let waiter = Waiter::default();
     let ended = waiter.ended.clone();
@@ -439,7 +445,7 @@ async fn at_the_call_limit_a_cancel_still_aborts_a_running_call_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_that_stops_reading_makes_callers_wait_not_buffer() {
-    let _turn = turn();
+    let _turn = turn().await;
     // A "daemon" that completes the handshake and then reads nothing until
     // told to; then it counts what the proxy had queued for it.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -486,7 +492,7 @@ async fn a_daemon_that_stops_reading_makes_callers_wait_not_buffer() {
 
 #[tokio::test]
 async fn a_batch_of_blocking_calls_runs_on_the_blocking_pool_in_order() {
-    let _turn = turn();
+    let _turn = turn().await;
     let d = DaemonThread::start(Flavor::CurrentThread, builder());
     let uri = d.daemon.register(Sleeper, Some("sleeper")).unwrap();
     let proxy = rmi::Proxy::new(&uri).unwrap();
@@ -512,4 +518,41 @@ async fn a_batch_of_blocking_calls_runs_on_the_blocking_pool_in_order() {
     println!("a batch blocking 600 ms: a ping meanwhile took {ping:?}; the batch {took:?}");
     assert!(ping < Duration::from_millis(10), "a ping beside a blocking batch took {ping:?}");
     assert!(took >= Duration::from_millis(600), "the batch's calls ran one after another: {took:?}");
+}
+
+/// Tells where its methods run.
+#[derive(Debug)]
+pub struct Whereabouts {
+    runtime: std::thread::ThreadId,
+}
+
+#[rmi::expose]
+impl Whereabouts {
+    /// A plain method: on the blocking pool.
+    pub fn plain(&self) -> bool {
+        std::thread::current().id() == self.runtime
+    }
+
+    /// A `#[nonblocking]` method: where its call was read.
+    #[rmi::nonblocking]
+    pub fn marked(&self) -> bool {
+        std::thread::current().id() == self.runtime
+    }
+
+    /// An async method: on the runtime.
+    pub async fn later(&self) -> bool {
+        tokio::task::yield_now().await;
+        std::thread::current().id() == self.runtime
+    }
+}
+
+#[tokio::test]
+async fn plain_methods_run_on_the_blocking_pool_and_marked_ones_where_they_are_read() {
+    let _turn = turn().await;
+    let d = DaemonThread::start(Flavor::CurrentThread, builder());
+    let uri = d.daemon.register(Whereabouts { runtime: d.runtime_thread() }, Some("where")).unwrap();
+    let proxy = WhereaboutsProxy::new(&uri).unwrap();
+    assert!(!proxy.plain().await.unwrap(), "a plain fn ran on the runtime's thread");
+    assert!(proxy.marked().await.unwrap(), "a #[nonblocking] fn left the runtime's thread");
+    assert!(proxy.later().await.unwrap(), "an async fn left the runtime's thread");
 }

@@ -18,6 +18,11 @@ mod bare {
             x * 2
         }
 
+        #[::renamed_rmi::nonblocking]
+        pub fn triple(&self, x: u32) -> u32 {
+            x * 3
+        }
+
         pub async fn later(&self, x: ::std::string::String) -> ::std::string::String {
             x
         }
@@ -63,6 +68,7 @@ async fn generated_code_works_without_the_prelude_and_renamed() {
     });
     let thing = bare::ThingProxy::new(&thing).unwrap();
     assert_eq!(thing.double(21).await.unwrap(), 42);
+    assert_eq!(thing.triple(14).await.unwrap(), 42);
     assert_eq!(thing.later("x".into()).await.unwrap(), "x");
     assert_eq!(thing.fallible().await.unwrap(), 1);
     thing.note().await.unwrap();

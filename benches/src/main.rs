@@ -60,7 +60,8 @@ prints each figure with its ratio to the matching baseline.
   --repeat N       rounds (default 3; 1 with --quick); each figure is the median
   --pyro           also run benches/pyro5 (creates benches/pyro5/.venv with Pyro5 from PyPI)
   --only NAMES     comma-separated run names to keep (see the table's first column)
-  --rmi-threads N  worker threads of rmi's processes (1: current-thread runtime; default 1)
+  --rmi-threads N  worker threads of rmi's processes (1: current-thread runtime; default 1);
+                   the rmi.mt.* runs always use tokio's default multi-thread runtime
   --save FILE      write every outcome as JSON
 
 Internal: rmi-bench serve <system> [--key K] [--threads N]
@@ -71,14 +72,19 @@ pub(crate) fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
 }
 
+/// The runtime `--threads` asks for: 1, a current-thread runtime; 0,
+/// tokio's default multi-thread one (one worker per core, as
+/// `#[tokio::main]` makes it); N, a multi-thread one with N workers.
 fn runtime(args: &[String]) -> anyhow::Result<tokio::runtime::Runtime> {
     let threads: usize = flag(args, "--threads").unwrap_or("1").parse().context("--threads")?;
-    let mut builder = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(threads);
-        b
+    let mut builder = match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
     };
     Ok(builder.enable_all().build()?)
 }
@@ -127,6 +133,7 @@ fn client(args: &[String]) -> anyhow::Result<()> {
             ("tarpc", "clients8") => tarpc_plain::clients(target, 8, plan).await,
             ("tarpc", "payload") => tarpc_plain::payload(target, plan).await,
             ("rmi", "seq") => rmi_calls::seq(target, key, plan).await,
+            ("rmi", "seq-blocking") => rmi_calls::seq_blocking(target, key, plan).await,
             ("rmi", "pipe64") => rmi_calls::pipelined(target, key, 64, plan).await,
             ("rmi", "clients8") => rmi_calls::clients(target, key, 8, plan).await,
             ("rmi", "oneway") => rmi_calls::oneway(target, key, plan).await,

@@ -114,6 +114,50 @@ fn checks() -> Vec<Check> {
         ),
         c("h", "HMAC on / off, 64 in flight", "rmi.hmac.pipe64", "rmi.pipe64", Rate, AtLeast(0.85)),
         c("h", "HMAC on / off, 10 MiB argument", "rmi.hmac.payload", "rmi.payload", Throughput, Report),
+        c(
+            "k",
+            "plain fn (blocking pool) / #[nonblocking], round trip unpinned",
+            "rmi.seq.blocking",
+            "rmi.seq",
+            Rtt,
+            Report,
+        ),
+        c(
+            "k",
+            "plain fn (blocking pool) / #[nonblocking], round trip pinned",
+            "rmi.seq.blocking.pinned",
+            "rmi.seq.pinned",
+            Rtt,
+            Report,
+        ),
+        c(
+            "k",
+            "plain fn (blocking pool) / #[nonblocking], multi-thread, pinned",
+            "rmi.mt.seq.blocking.pinned",
+            "rmi.mt.seq.pinned",
+            Rtt,
+            Report,
+        ),
+        c(
+            "m",
+            "multi-thread: round trip, pinned: rmi / raw TCP",
+            "rmi.mt.seq.pinned",
+            "tcp.seq.pinned",
+            Rtt,
+            Report,
+        ),
+        c("m", "multi-thread: calls/s, unpinned: rmi / raw TCP", "rmi.mt.seq", "tcp.seq", Rate, Report),
+        c("m", "multi-thread: 64 in flight: rmi / tarpc", "rmi.mt.pipe64", "tarpc.pipe64", Rate, Report),
+        c("m", "multi-thread: 64 in flight: rmi / raw TCP", "rmi.mt.pipe64", "tcp.pipe64", Rate, Report),
+        c("m", "multi-thread: 8 clients: rmi / tarpc", "rmi.mt.clients8", "tarpc.clients8", Rate, Report),
+        c(
+            "m",
+            "multi-thread: 10 MiB argument: rmi / raw TCP",
+            "rmi.mt.payload",
+            "tcp.payload",
+            Throughput,
+            Report,
+        ),
     ]
 }
 
@@ -183,8 +227,8 @@ pub(crate) fn print(
     println!();
     println!(
         "{} run, median of {repeat} round{} (each ratio: the median of the rounds' ratios, but against \
-         Pyro5, which runs once); rmi processes on {}; tarpc on tokio's multi-thread runtime \
-         (2 workers); raw TCP on a current-thread runtime; pinned runs put server and client on CPU 0 \
+         Pyro5, which runs once); rmi processes on {} (rmi.mt.*: tokio's default multi-thread \
+         runtime); tarpc on tokio's multi-thread runtime (2 workers); raw TCP on a current-thread runtime; pinned runs put server and client on CPU 0 \
          (taskset -c 0).",
         if quick { "quick" } else { "full" },
         if repeat == 1 { "" } else { "s" },

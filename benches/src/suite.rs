@@ -25,8 +25,9 @@ struct Bench {
 }
 
 /// What each system's processes run on: tarpc as its users run it (tokio's
-/// default multi-thread runtime, one worker per core); raw TCP on a
-/// current-thread runtime (the limit); rmi as `--rmi-threads` says.
+/// multi-thread runtime, one worker per core); raw TCP on a current-thread
+/// runtime (the limit); rmi as `--rmi-threads` says, and `rmi.mt.*` on
+/// tokio's default multi-thread runtime.
 fn benches(rmi_threads: usize) -> Vec<Bench> {
     let mut all = Vec::new();
     let mut add = |name: &str, server, client, workload, key, pinned, threads| {
@@ -34,21 +35,35 @@ fn benches(rmi_threads: usize) -> Vec<Bench> {
     };
     // Grouped by workload, so that each figure and its baselines are measured
     // within seconds of each other on a shared machine.
-    let systems = [("tcp", "tcp-echo", 1), ("tarpc", "tarpc", 2), ("rmi", "rmi", rmi_threads)];
+    // rmi.mt.*: rmi on tokio's default multi-thread runtime (`--threads 0`),
+    // as `#[tokio::main]` users run it, beside its current-thread figures.
+    let systems = [
+        ("tcp", "tcp", "tcp-echo", 1),
+        ("tarpc", "tarpc", "tarpc", 2),
+        ("rmi", "rmi", "rmi", rmi_threads),
+        ("rmi.mt", "rmi", "rmi", 0),
+    ];
     for (workload, suffix, pinned) in
         [("seq", "seq", false), ("seq", "seq.pinned", true), ("pipe64", "pipe64", false)]
     {
-        for (system, server, threads) in systems {
-            add(&format!("{system}.{suffix}"), server, system, workload, false, pinned, threads);
+        for (name, system, server, threads) in systems {
+            add(&format!("{name}.{suffix}"), server, system, workload, false, pinned, threads);
         }
         add(&format!("rmi.hmac.{suffix}"), "rmi", "rmi", workload, true, pinned, rmi_threads);
+        if workload == "seq" {
+            // The same call to a plain `fn`, which runs on the blocking pool.
+            let name = if pinned { "rmi.seq.blocking.pinned" } else { "rmi.seq.blocking" };
+            add(name, "rmi", "rmi", "seq-blocking", false, pinned, rmi_threads);
+            let name = if pinned { "rmi.mt.seq.blocking.pinned" } else { "rmi.mt.seq.blocking" };
+            add(name, "rmi", "rmi", "seq-blocking", false, pinned, 0);
+        }
     }
-    for (system, server, threads) in systems {
-        add(&format!("{system}.clients8"), server, system, "clients8", false, false, threads);
+    for (name, system, server, threads) in systems {
+        add(&format!("{name}.clients8"), server, system, "clients8", false, false, threads);
     }
-    for (system, server, threads) in systems {
+    for (name, system, server, threads) in systems {
         let server = if system == "tcp" { "tcp-sink" } else { server };
-        add(&format!("{system}.payload"), server, system, "payload", false, false, threads);
+        add(&format!("{name}.payload"), server, system, "payload", false, false, threads);
     }
     add("rmi.hmac.payload", "rmi", "rmi", "payload", true, false, rmi_threads);
     add("rmi.oneway", "rmi", "rmi", "oneway", false, false, rmi_threads);

@@ -56,9 +56,9 @@ pub struct Method {
     pub receiver: Receiver,
     /// Where `#[oneway]` was written, if it was.
     pub oneway: Option<Span>,
-    /// Where `#[nonblocking]` was written, if it was: a synchronous method
-    /// that runs where its call is read, not on the blocking pool.
-    pub nonblocking: Option<Span>,
+    /// `#[nonblocking]`, if it was written: a synchronous method that runs
+    /// where its call is read, not on the blocking pool.
+    pub nonblocking: Option<syn::Attribute>,
     pub args: Vec<Arg>,
     pub ret: Ret,
 }
@@ -167,7 +167,7 @@ fn method(sig: &syn::Signature, attrs: &[syn::Attribute]) -> Option<Method> {
         docs: attrs.iter().filter(|a| a.path().is_ident("doc")).cloned().collect(),
         receiver,
         oneway: attrs.iter().find(|a| is_oneway(a)).map(Spanned::span),
-        nonblocking: attrs.iter().find(|a| is_nonblocking(a)).map(Spanned::span),
+        nonblocking: attrs.iter().find(|a| is_nonblocking(a)).cloned(),
         args,
         ret: ret(&sig.output),
     })

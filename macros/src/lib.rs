@@ -25,6 +25,11 @@ use proc_macro::TokenStream;
 /// Exposes an inherent `impl` block's `pub fn`s taking `&self`, or every
 /// method of a trait, to remote callers; generates the daemon's dispatch
 /// and a typed `<Type>Proxy`. See the `rmi` crate for the full story.
+///
+/// Where each method runs: an `async fn` on the runtime (it must not
+/// block); a plain `fn` on tokio's blocking pool (it may block); a plain
+/// `fn` marked `#[rmi::nonblocking]` where its call is read (it must not
+/// block either).
 #[proc_macro_attribute]
 pub fn expose(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::expose(args.into(), input.into()).into()

@@ -115,8 +115,8 @@ pub fn check(item: &syn::Item, model: &Model) -> syn::Result<()> {
         if let Ret::Value(syn::Type::Reference(r)) | Ret::Fallible { ok: syn::Type::Reference(r) } = &m.ret {
             errors.spanned(r, "remote methods return owned values: return `String` rather than `&str`, `T` rather than `&T`");
         }
-        if let (Some(at), Some(asyncness)) = (m.nonblocking, &sig.asyncness) {
-            let mut e = syn::Error::new(
+        if let (Some(at), Some(asyncness)) = (&m.nonblocking, &sig.asyncness) {
+            let mut e = syn::Error::new_spanned(
                 at,
                 "#[nonblocking] marks a synchronous method that runs where its call is read; an `async fn` \
                  always runs on the runtime: remove #[nonblocking] (and never block in an async method)",

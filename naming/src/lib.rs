@@ -3,7 +3,7 @@
 //! binary that serves it and talks to it.
 //!
 //! The name server is an ordinary object (`RMI.NameServer`) hosted by an
-//! ordinary [`Daemon`](rmi_daemon::Daemon), so it gets the transport,
+//! ordinary daemon ([`rmi_daemon::Daemon`]), so it gets the transport,
 //! authentication and limits of every daemon; its interface and client
 //! ([`NameServerProxy`](rmi_proxy::NameServerProxy)) live in `rmi-proxy`,
 //! where proxies can reach them to resolve `RMINAME:` URIs.

@@ -18,30 +18,42 @@ pub struct Bench {
     ticks: AtomicU64,
 }
 
+// The methods never block: they take the fast path (`#[rmi::nonblocking]`),
+// but for `echo_blocking`, the same work as a plain `fn` on the blocking pool.
 #[rmi::expose]
 impl Bench {
     /// Returns `x`.
+    #[rmi::nonblocking]
     pub fn echo(&self, x: u64) -> u64 {
+        x
+    }
+
+    /// Returns `x`, as a plain `fn`: on tokio's blocking pool.
+    pub fn echo_blocking(&self, x: u64) -> u64 {
         x
     }
 
     /// Counts a oneway call.
     #[rmi::oneway]
+    #[rmi::nonblocking]
     pub fn tick(&self) {
         self.ticks.fetch_add(1, Ordering::Relaxed);
     }
 
     /// How many oneway calls ran.
+    #[rmi::nonblocking]
     pub fn ticks(&self) -> u64 {
         self.ticks.load(Ordering::Relaxed)
     }
 
     /// Forgets the oneway calls counted so far.
+    #[rmi::nonblocking]
     pub fn reset(&self) {
         self.ticks.store(0, Ordering::Relaxed);
     }
 
     /// Returns the payload's length.
+    #[rmi::nonblocking]
     pub fn blob_len(&self, payload: Blob) -> u64 {
         payload.len() as u64
     }
@@ -130,6 +142,17 @@ pub(crate) async fn seq(uri: &str, key: Option<&str>, plan: Plan) -> anyhow::Res
     let bench = proxy(uri, key)?;
     sequential(plan.calls / 10, plan.calls, async |i| {
         anyhow::ensure!(bench.echo(i).await? == i);
+        Ok(())
+    })
+    .await
+}
+
+/// One call at a time of a plain `fn`, which the daemon runs on tokio's
+/// blocking pool.
+pub(crate) async fn seq_blocking(uri: &str, key: Option<&str>, plan: Plan) -> anyhow::Result<Outcome> {
+    let bench = proxy(uri, key)?;
+    sequential(plan.calls / 10, plan.calls, async |i| {
+        anyhow::ensure!(bench.echo_blocking(i).await? == i);
         Ok(())
     })
     .await

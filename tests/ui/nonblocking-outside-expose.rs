@@ -1,0 +1,10 @@
+pub struct Counter;
+
+impl Counter {
+    #[rmi::nonblocking]
+    pub fn get(&self) -> u64 {
+        1
+    }
+}
+
+fn main() {}
