@@ -468,6 +468,7 @@ impl FrameWriter {
     /// # Errors
     ///
     /// [`TransportError::FrameTooLarge`], as [`FrameWriter::push`].
+    #[inline]
     pub(crate) fn push_wire<T: Wire>(&mut self, message: &T) -> Result<(), TransportError> {
         self.push_with(|out, attachments| {
             message.encode(out, attachments);
@@ -476,6 +477,7 @@ impl FrameWriter {
     }
 
     /// Queues one frame whose envelope `encode` writes.
+    #[inline]
     fn push_with(
         &mut self,
         encode: impl FnOnce(&mut Vec<u8>, &mut Vec<Bytes>) -> Result<(), TransportError>,
@@ -596,6 +598,7 @@ impl FrameWriter {
     /// # Errors
     ///
     /// The socket's error, other than `WouldBlock`.
+    #[inline]
     pub(crate) fn try_flush(
         &mut self,
         mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,

@@ -212,13 +212,19 @@ impl Shared {
     }
 
     /// Publishes the queue's size, to readers without the lock and to the
-    /// budget, if it changed.
+    /// budget, if it changed (on the common path, a write that took
+    /// everything, it did not).
+    #[inline]
     fn settle(&self, state: &mut State) {
         let now = state.frames.queued();
-        let before = std::mem::replace(&mut state.counted, now);
-        if now == before {
-            return;
+        if now != state.counted {
+            self.publish(state, now);
         }
+    }
+
+    #[cold]
+    fn publish(&self, state: &mut State, now: usize) {
+        let before = std::mem::replace(&mut state.counted, now);
         self.queued.store(now, Ordering::Relaxed);
         if let Some(budget) = &self.budget {
             if now > before {
@@ -230,6 +236,7 @@ impl Shared {
     }
 
     /// Breaks the connection for every sender with `e`, dropping the queue.
+    #[cold]
     fn fail(&self, state: &mut State, e: TransportError) {
         state.failed.get_or_insert(e);
         state.flushing = false;
@@ -307,6 +314,7 @@ impl MessageWriter {
     }
 
     /// Bytes queued and not yet written, as of the last change (no lock).
+    #[inline]
     pub fn queued(&self) -> usize {
         self.shared.queued.load(Ordering::Relaxed)
     }

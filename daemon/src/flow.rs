@@ -123,7 +123,8 @@ impl Flow {
     pub(crate) fn finish(&self, ticket: Ticket, reply: Option<usize>) -> usize {
         self.budget.release(ticket.reserved);
         if let Some(size) = reply {
-            let guessed = self.guessing.swap(false, Ordering::Relaxed);
+            let guessed =
+                self.guessing.load(Ordering::Relaxed) && self.guessing.swap(false, Ordering::Relaxed);
             let estimate = self.estimate.load(Ordering::Relaxed);
             let next =
                 if guessed || size >= estimate { size } else { (estimate - estimate / DECAY).max(size) };

@@ -137,22 +137,13 @@ fn proxy(uri: &str, key: Option<&str>) -> anyhow::Result<BenchProxy> {
     Ok(BenchProxy::from_proxy(Proxy::builder_with_config(uri, &config(key)).build()?))
 }
 
-/// One call at a time.
-pub(crate) async fn seq(uri: &str, key: Option<&str>, plan: Plan) -> anyhow::Result<Outcome> {
+/// One call at a time: of the `#[nonblocking]` echo, or with `blocking` of
+/// the plain `fn` one, which the daemon runs on tokio's blocking pool.
+pub(crate) async fn seq(uri: &str, key: Option<&str>, blocking: bool, plan: Plan) -> anyhow::Result<Outcome> {
     let bench = proxy(uri, key)?;
     sequential(plan.calls / 10, plan.calls, async |i| {
-        anyhow::ensure!(bench.echo(i).await? == i);
-        Ok(())
-    })
-    .await
-}
-
-/// One call at a time of a plain `fn`, which the daemon runs on tokio's
-/// blocking pool.
-pub(crate) async fn seq_blocking(uri: &str, key: Option<&str>, plan: Plan) -> anyhow::Result<Outcome> {
-    let bench = proxy(uri, key)?;
-    sequential(plan.calls / 10, plan.calls, async |i| {
-        anyhow::ensure!(bench.echo_blocking(i).await? == i);
+        let back = if blocking { bench.echo_blocking(i).await? } else { bench.echo(i).await? };
+        anyhow::ensure!(back == i);
         Ok(())
     })
     .await
