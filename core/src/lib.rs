@@ -18,7 +18,9 @@
 //! - [`blob`]: [`Blob`], bytes carried without copies, and [`Encoded`],
 //!   values encoded once.
 //! - [`message`]: requests, calls, responses: what travels after the handshake.
-//! - [`link`]: a connection split into one reader and a writer any task shares.
+//! - [`link`]: a connection split into one reader and a writer any task shares;
+//!   what the writer holds is published, counted in a shared budget, and cut off
+//!   by a write timeout when the peer stops reading.
 //! - [`net`]: TCP and Unix sockets behind one type.
 //! - [`object`]: what a daemon needs from a hosted object ([`object::Exposed`]),
 //!   `describe`'s answer, and the deadline a handled call passes on.

@@ -224,6 +224,11 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
     let mut last_request = Instant::now();
     let mut idle = std::pin::pin!(tokio::time::sleep(idle_timeout.unwrap_or(Duration::MAX / 4)));
     let shut_down = loop {
+        if !held.is_empty() && shared.writer.is_closed() {
+            // The write timeout gave up on the client: its held calls are
+            // not to start.
+            break false;
+        }
         // Start the held calls there is room for now, in order.
         while !held.is_empty() {
             let Some(ticket) = shared.flow.try_start(shared.writer.queued()) else { break };
@@ -238,13 +243,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         // at once; past it, TCP carries the backpressure.
         let request = tokio::select! {
             request = reader.recv::<Request>(), if held.has_room() => request,
-            () = shared.flow.room(&shared.writer), if !held.is_empty() => {
-                if shared.writer.is_closed() {
-                    // The write timeout gave up on the client.
-                    break false;
-                }
-                continue;
-            }
+            () = shared.flow.room(&shared.writer), if !held.is_empty() => continue,
             () = daemon.shutdown.cancelled() => break true,
             () = &mut idle, if idle_timeout.is_some() => {
                 // The timer is re-armed lazily, from the last request, rather
