@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::auth::{Key, Role, Session};
 use crate::frame::{FrameReader, Wire};
-use crate::message::{Request, Response};
+use crate::message::Message;
 
 /// The session of every fuzzed authenticated connection: its key and nonces
 /// are fixed, so that seeds can carry runs with genuine seals.
@@ -36,7 +36,7 @@ pub fn frames(data: &[u8], chunk: usize, max_message: usize, keyed: bool) -> usi
     for _ in 0..=data.len() + 1 {
         match reader.poll_frame(Pin::new(&mut io), &mut cx) {
             Poll::Ready(Some(Ok(payload))) => {
-                if crate::frame::decode_wire_frame::<Request>(payload).is_ok() {
+                if crate::frame::decode_wire_frame::<Message>(payload).is_ok() {
                     decoded += 1;
                 }
             }
@@ -46,21 +46,19 @@ pub fn frames(data: &[u8], chunk: usize, max_message: usize, keyed: bool) -> usi
     decoded
 }
 
-/// Decodes `envelope` (with `attachments` after it) as a request and as a
-/// response, with the hand-written codec and with serde, and checks that a
-/// message that decodes encodes back to the same bytes.
+/// Decodes `envelope` (with `attachments` after it) as a message, with the
+/// hand-written codec and with serde, and checks that a message that
+/// decodes encodes back to the same bytes.
 pub fn messages(envelope: &[u8], attachments: &[u8]) {
     let envelope = Bytes::copy_from_slice(envelope);
     let mut rest = Bytes::copy_from_slice(attachments);
-    if let Ok(request) = Request::decode(&envelope, &mut rest.clone()) {
+    if let Ok(message) = Message::decode(&envelope, &mut rest) {
         let mut out = Vec::new();
         let mut attached = Vec::new();
-        request.encode(&mut out, &mut attached);
-        assert!(Request::decode(&Bytes::from(out), &mut Bytes::from(attached.concat())).is_ok());
+        message.encode(&mut out, &mut attached);
+        assert!(Message::decode(&Bytes::from(out), &mut Bytes::from(attached.concat())).is_ok());
     }
-    let _ = Response::decode(&envelope, &mut rest);
-    let _ = postcard::from_bytes::<Request>(&envelope);
-    let _ = postcard::from_bytes::<Response>(&envelope);
+    let _ = postcard::from_bytes::<Message>(&envelope);
     let _ = crate::blob::Encoded::decode_wire(
         &mut crate::message::codec::Reader::new(&envelope),
         &mut Bytes::new(),
@@ -199,10 +197,10 @@ mod regressions {
         let seed =
             std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/message/call")).unwrap();
         let envelope = bytes::Bytes::copy_from_slice(&seed[1..]);
-        let request =
-            <crate::message::Request as crate::frame::Wire>::decode(&envelope, &mut bytes::Bytes::new())
+        let message =
+            <crate::message::Message as crate::frame::Wire>::decode(&envelope, &mut bytes::Bytes::new())
                 .unwrap();
-        assert!(matches!(request, crate::message::Request::Call { id: 5, .. }));
+        assert!(matches!(message, crate::message::Message::Call { id: 5, .. }));
         let frame =
             std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/frame/two_calls"))
                 .unwrap();
@@ -218,7 +216,7 @@ mod regressions {
     /// sealed by the client's side of the fuzz session.
     fn keyed_seed() -> Vec<u8> {
         use crate::frame::{FrameReader, FrameWriter, decode_wire_frame};
-        use crate::message::Request;
+        use crate::message::Message;
 
         let plain =
             std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/frame/two_calls"))
@@ -232,7 +230,7 @@ mod regressions {
         while let std::task::Poll::Ready(Some(payload)) =
             reader.poll_frame(std::pin::Pin::new(&mut io), &mut cx)
         {
-            writer.push_wire(&decode_wire_frame::<Request>(payload.unwrap()).unwrap()).unwrap();
+            writer.push_wire(&decode_wire_frame::<Message>(payload.unwrap()).unwrap()).unwrap();
         }
         // The control byte: pieces of 2 bytes, keyed, a 1 MiB limit.
         let mut seed = vec![0x41];

@@ -17,7 +17,8 @@
 //!   in the shape tarpc expects.
 //! - [`blob`]: [`Blob`], bytes carried without copies, and [`Encoded`],
 //!   values encoded once.
-//! - [`message`]: requests, calls, responses: what travels after the handshake.
+//! - [`message`]: calls, cancels, replies and releases: what travels after the
+//!   handshake, either way.
 //! - [`link`]: a connection split into one reader and a writer any task shares;
 //!   what the writer holds is published, counted in a shared budget, and cut off
 //!   by a write timeout when the peer stops reading.
@@ -60,6 +61,6 @@ pub use blob::{Blob, Encoded, Text};
 pub use config::{Config, ConfigError};
 pub use error::{Error, RemoteError, RemoteErrorKind};
 pub use frame::TransportError;
-pub use message::{Call, Reply, Request, Response};
+pub use message::{Call, Message, Reply};
 pub use transport::Transport;
 pub use uri::{Host, HostPort, Location, MetaUri, NameUri, ObjectUri, Uri, UriError};

@@ -1,10 +1,13 @@
 //! What travels on a connection once the handshake is done.
 //!
-//! A client sends [`Request`]s: a [`Call`] with an id and a deadline, or the
-//! cancellation of an earlier call. A daemon answers each call that is not
-//! oneway with a [`Response`] carrying the same id, so many calls can be in
-//! flight on one connection and complete in any order (the shape of tarpc's
-//! `ClientMessage` and `Response`).
+//! Either side sends [`Message`]s: a [`Call`] with an id and a deadline, the
+//! cancellation of an earlier call, the reply to a call of the other side
+//! (same id), or the release of references the other side exported to it.
+//! A daemon answers each call that is not oneway with a reply carrying the
+//! same id, so many calls can be in flight on one connection and complete in
+//! any order (the shape of tarpc's `ClientMessage` and `Response`); a
+//! daemon calls back the objects a client passed it the same way, over the
+//! connection the client opened.
 //!
 //! A call names an object and a method and carries the arguments encoded
 //! once ([`Encoded`]); the daemon decodes them only in the method's own
@@ -53,14 +56,22 @@ impl Call {
 /// The outcome of a call: the encoded return value, or what went wrong.
 pub type Reply = Result<Encoded, RemoteError>;
 
-/// What a client sends.
+/// What travels on a connection once the handshake is done, either way:
+/// each side may call objects of the other (a client calls the daemon's
+/// objects, a daemon calls back the objects a client passed it), so both
+/// send calls and answer them.
+///
+/// Call ids are chosen by the caller, unique among its calls in flight on
+/// the connection; a [`Message::Reply`] carries the id of the call it
+/// answers, which is always one the receiver made, so the two directions'
+/// ids never meet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub enum Request {
-    /// Run a call and (unless it is oneway) answer with a [`Response`] for `id`.
+pub enum Message {
+    /// Run a call and (unless it is oneway) answer with a [`Message::Reply`]
+    /// for `id`.
     Call {
-        /// Chosen by the client, unique among its calls in flight on this
-        /// connection; ignored for oneway calls.
+        /// Chosen by the caller; ignored for oneway calls.
         id: u64,
         /// Time left before the caller gives up; `None` if it waits forever.
         remaining: Option<Duration>,
@@ -72,13 +83,29 @@ pub enum Request {
         /// The call's id.
         id: u64,
     },
+    /// The answer to call `id`.
+    Reply {
+        /// The id of the call answered.
+        id: u64,
+        /// Its outcome.
+        reply: Reply,
+    },
+    /// The sender dropped `count` references to the object the receiver
+    /// exported to it as `export` (one for each time it was sent): the
+    /// receiver forgets the export when nobody holds it any more.
+    Release {
+        /// The export's id, as the receiver gave it.
+        export: u64,
+        /// How many references the sender received and dropped.
+        count: u32,
+    },
 }
 
-impl Request {
-    /// A call request whose deadline is `deadline` (`None`: no deadline).
+impl Message {
+    /// A call whose deadline is `deadline` (`None`: no deadline).
     pub fn call(id: u64, deadline: Option<Instant>, call: Call) -> Self {
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        Request::Call { id, remaining, call }
+        Message::Call { id, remaining, call }
     }
 }
 
@@ -86,15 +113,6 @@ impl Request {
 /// too large to add to the clock means no deadline.
 pub fn deadline_from(now: Instant, remaining: Option<Duration>) -> Option<Instant> {
     remaining.and_then(|r| now.checked_add(r))
-}
-
-/// A daemon's answer to one call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Response {
-    /// The id of the call answered.
-    pub id: u64,
-    /// Its outcome.
-    pub reply: Reply,
 }
 
 #[cfg(test)]
@@ -111,12 +129,12 @@ mod tests {
     }
 
     #[test]
-    fn requests_round_trip() {
+    fn calls_round_trip() {
         let call = Call::new("obj", "m", Encoded::encode(&(1u8, "x")).unwrap()).oneway();
-        let r = Request::call(7, Some(Instant::now() + Duration::from_secs(5)), call.clone());
-        let back: Request = postcard::from_bytes(&postcard::to_allocvec(&r).unwrap()).unwrap();
+        let r = Message::call(7, Some(Instant::now() + Duration::from_secs(5)), call.clone());
+        let back: Message = postcard::from_bytes(&postcard::to_allocvec(&r).unwrap()).unwrap();
         match back {
-            Request::Call { id: 7, remaining: Some(left), call: c } => {
+            Message::Call { id: 7, remaining: Some(left), call: c } => {
                 assert!(left <= Duration::from_secs(5));
                 assert_eq!(c, call);
                 assert!(c.oneway);

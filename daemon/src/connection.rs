@@ -23,7 +23,7 @@ use rmi_core::link::{self, LinkOptions, MessageWriter};
 use rmi_core::message::deadline_from;
 use rmi_core::net::Connection;
 use rmi_core::object::{BlockingCall, Exposed, ReplyFuture, with_deadline};
-use rmi_core::{Call, RemoteError, RemoteErrorKind, Reply, Request, Response, Text, TransportError};
+use rmi_core::{Call, Message, RemoteError, RemoteErrorKind, Reply, Text, TransportError};
 use tokio_util::task::TaskTracker;
 
 use crate::daemon::Inner;
@@ -242,7 +242,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         // Read on while there is room for held calls, so that cancels act
         // at once; past it, TCP carries the backpressure.
         let request = tokio::select! {
-            request = reader.recv::<Request>(), if held.has_room() => request,
+            request = reader.recv::<Message>(), if held.has_room() => request,
             () = shared.flow.room(&shared.writer), if !held.is_empty() => continue,
             () = daemon.shutdown.cancelled() => break true,
             () = &mut idle, if idle_timeout.is_some() => {
@@ -262,7 +262,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         let now = Instant::now();
         last_request = now;
         match request {
-            Some(Ok(Request::Call { id, remaining, call })) => {
+            Some(Ok(Message::Call { id, remaining, call })) => {
                 let deadline = deadline_from(now, remaining);
                 if call.oneway {
                     starter.oneway(call, deadline, &peer);
@@ -277,7 +277,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
                     held.push(call);
                 }
             }
-            Some(Ok(Request::Cancel { id })) => {
+            Some(Ok(Message::Cancel { id })) => {
                 if let Some(call) = shared.calls().remove(&id) {
                     call.abort();
                 } else {
@@ -382,7 +382,7 @@ fn log_broken(peer: &str, e: &TransportError) {
 /// for the limit becomes an error reply instead, so the caller is not left
 /// waiting.
 fn send_reply(writer: &MessageWriter, id: u64, reply: Reply, batched: bool) {
-    let response = Response { id, reply };
+    let response = Message::Reply { id, reply };
     let sent = if batched { writer.send_batched(&response) } else { writer.send(&response) };
     match sent {
         Ok(()) => {}
@@ -391,7 +391,7 @@ fn send_reply(writer: &MessageWriter, id: u64, reply: Reply, batched: bool) {
                 RemoteErrorKind::Internal,
                 format!("the reply of {len} bytes exceeds the limit of {max} bytes (RMI_MAX_MESSAGE_SIZE)"),
             );
-            let _ = writer.send(&Response { id, reply: Err(error) });
+            let _ = writer.send(&Message::Reply { id, reply: Err(error) });
         }
         Err(e) => tracing::debug!("reply {id} not sent: {e}"),
     }

@@ -20,7 +20,7 @@ use rmi_core::handshake::client_handshake;
 use rmi_core::idmap::IdMap;
 use rmi_core::link::{self, MessageReader, MessageWriter};
 use rmi_core::net::Connection;
-use rmi_core::{Call, Error, Key, Location, Reply, Request, Response, TransportError};
+use rmi_core::{Call, Error, Key, Location, Message, Reply, TransportError};
 
 /// Bytes of oneway calls that may wait in the queue before the caller waits
 /// for the flusher.
@@ -233,7 +233,7 @@ impl ClientConnection {
             (id, pending.slots.len() == 1)
         };
         let mut guard = InFlight { connection: self, id, sent: false, done: false };
-        let request = Request::Call { id, remaining, call };
+        let request = Message::Call { id, remaining, call };
         let sent = if alone { self.writer.send(&request) } else { self.writer.send_batched(&request) };
         if let Err(e) = sent {
             return Err(CallFailure::NotSent(send_error(e)));
@@ -285,8 +285,8 @@ impl ClientConnection {
                 return self.delivered(id).await;
             }
             let Some(reader) = leading.guard.as_mut() else { break };
-            match reader.recv::<Response>().await {
-                Some(Ok(Response { id: got, reply })) => {
+            match reader.recv::<Message>().await {
+                Some(Ok(Message::Reply { id: got, reply })) => {
                     self.note_reply();
                     if got == id {
                         self.pending().slots.remove(&id);
@@ -297,6 +297,7 @@ impl ClientConnection {
                         waker.wake();
                     }
                 }
+                Some(Ok(other)) => self.incoming(other),
                 Some(Err(TransportError::Auth(e))) => return Err(self.fail_all(Error::Auth(e))),
                 Some(Err(e @ (TransportError::Malformed(_) | TransportError::FrameTooLarge { .. }))) => {
                     return Err(self.fail_all(Error::Protocol(format!("the daemon sent {e}"))));
@@ -310,6 +311,21 @@ impl ClientConnection {
             }
         }
         Err(Error::ConnectionLost("the connection closed".into()))
+    }
+
+    /// Acts on a message from the daemon that is not a reply to one of our
+    /// calls.
+    fn incoming(&self, message: Message) {
+        match message {
+            Message::Call { id, call, .. } if !call.oneway => {
+                let error = rmi_core::RemoteError::new(
+                    rmi_core::RemoteErrorKind::ObjectNotFound,
+                    format!("this client exports no object {:?}", call.object.as_str()),
+                );
+                let _ = self.writer.send_batched(&Message::Reply { id, reply: Err(error) });
+            }
+            _ => {}
+        }
     }
 
     /// Whether call `id` has its reply, or may read for everyone now. The
@@ -367,7 +383,7 @@ impl ClientConnection {
             return Err(CallFailure::NotSent(reason.clone()));
         }
         self.writer
-            .send_batched(&Request::call(0, None, call.oneway()))
+            .send_batched(&Message::call(0, None, call.oneway()))
             .map_err(|e| CallFailure::NotSent(send_error(e)))?;
         self.writer.wait_below(ONEWAY_QUEUE_LIMIT).await;
         Ok(())
@@ -400,7 +416,7 @@ impl Drop for InFlight<'_> {
         let removed = self.connection.pending().slots.remove(&self.id).is_some();
         if removed && self.sent {
             // Best effort: the connection may be gone already.
-            let _ = self.connection.writer.send(&Request::Cancel { id: self.id });
+            let _ = self.connection.writer.send(&Message::Cancel { id: self.id });
         }
         // This caller may have been the one woken to take over reading.
         if self.connection.reader.try_lock().is_ok() {

@@ -1,7 +1,6 @@
-//! The hand-written codec of [`Request`] and [`Response`]: the bytes are
-//! exactly the ones postcard writes for them (a test holds the two
-//! together), without serde's generic machinery on the path every call
-//! takes.
+//! The hand-written codec of [`Message`]: the bytes are exactly the ones
+//! postcard writes for it (a test holds the two together), without serde's
+//! generic machinery on the path every call takes.
 //!
 //! Decoding takes names and small arguments as slices of the frame, and
 //! large blobs as slices of the attachments that follow it; it checks every
@@ -12,7 +11,7 @@ use bytes::Bytes;
 use crate::blob::{Encoded, Text};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::frame::Wire;
-use crate::message::{Call, Reply, Request, Response};
+use crate::message::{Call, Message, Reply};
 
 /// Appends `v` as a varint (LEB128, as postcard writes integers).
 #[inline]
@@ -141,14 +140,20 @@ impl<'a> Reader<'a> {
     }
 }
 
-impl Wire for Request {
+/// The kinds of [`Message`], as postcard numbers its variants.
+const CALL: u64 = 0;
+const CANCEL: u64 = 1;
+const REPLY: u64 = 2;
+const RELEASE: u64 = 3;
+
+impl Wire for Message {
     fn encode(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
         match self {
-            Request::Call { id, remaining, call } => {
+            Message::Call { id, remaining, call } => {
                 out.reserve(
                     24 + call.object.as_bytes().len() + call.method.as_bytes().len() + call.args.inline_len(),
                 );
-                put_varint(out, 0);
+                put_varint(out, CALL);
                 put_varint(out, *id);
                 match remaining {
                     None => out.push(0),
@@ -163,17 +168,27 @@ impl Wire for Request {
                 call.args.encode_wire(out, attachments);
                 out.push(u8::from(call.oneway));
             }
-            Request::Cancel { id } => {
-                put_varint(out, 1);
+            Message::Cancel { id } => {
+                put_varint(out, CANCEL);
                 put_varint(out, *id);
+            }
+            Message::Reply { id, reply } => {
+                put_varint(out, REPLY);
+                put_varint(out, *id);
+                encode_reply(reply, out, attachments);
+            }
+            Message::Release { export, count } => {
+                put_varint(out, RELEASE);
+                put_varint(out, *export);
+                put_varint(out, u64::from(*count));
             }
         }
     }
 
     fn decode(envelope: &Bytes, attachments: &mut Bytes) -> Result<Self, String> {
         let mut r = Reader::new(envelope);
-        let request = match r.u32()? {
-            0 => {
+        let message = match r.varint(32)? {
+            CALL => {
                 let id = r.u64()?;
                 let remaining = match r.byte()? {
                     0 => None,
@@ -190,70 +205,66 @@ impl Wire for Request {
                 let method = r.text()?;
                 let args = Encoded::decode_wire(&mut r, attachments)?;
                 let oneway = r.bool()?;
-                Request::Call { id, remaining, call: Call { object, method, args, oneway } }
+                Message::Call { id, remaining, call: Call { object, method, args, oneway } }
             }
-            1 => Request::Cancel { id: r.u64()? },
-            other => return Err(format!("unknown request kind {other}")),
+            CANCEL => Message::Cancel { id: r.u64()? },
+            REPLY => {
+                let id = r.u64()?;
+                Message::Reply { id, reply: decode_reply(&mut r, attachments)? }
+            }
+            RELEASE => Message::Release { export: r.u64()?, count: r.u32()? },
+            other => return Err(format!("unknown message kind {other}")),
         };
         if r.remaining() != 0 {
-            return Err(format!("{} bytes left over after the request", r.remaining()));
+            return Err(format!("{} bytes left over after the message", r.remaining()));
         }
-        Ok(request)
+        Ok(message)
     }
 }
 
-impl Wire for Response {
-    fn encode(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
-        put_varint(out, self.id);
-        match &self.reply {
-            Ok(value) => {
-                put_varint(out, 0);
-                value.encode_wire(out, attachments);
-            }
-            Err(error) => {
-                put_varint(out, 1);
-                put_varint(out, u64::from(error.kind().wire_index()));
-                put_str(out, error.message());
-                let chain: Vec<&str> = error.chain().collect();
-                put_varint(out, chain.len() as u64);
-                for cause in chain {
-                    put_str(out, cause);
-                }
+fn encode_reply(reply: &Reply, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
+    match reply {
+        Ok(value) => {
+            put_varint(out, 0);
+            value.encode_wire(out, attachments);
+        }
+        Err(error) => {
+            put_varint(out, 1);
+            put_varint(out, u64::from(error.kind().wire_index()));
+            put_str(out, error.message());
+            let chain: Vec<&str> = error.chain().collect();
+            put_varint(out, chain.len() as u64);
+            for cause in chain {
+                put_str(out, cause);
             }
         }
     }
+}
 
-    fn decode(envelope: &Bytes, attachments: &mut Bytes) -> Result<Self, String> {
-        let mut r = Reader::new(envelope);
-        let id = r.u64()?;
-        let reply: Reply = match r.u32()? {
-            0 => Ok(Encoded::decode_wire(&mut r, attachments)?),
-            1 => {
-                let index = r.u32()?;
-                let kind =
-                    RemoteErrorKind::from_wire_index(index).ok_or(format!("unknown error kind {index}"))?;
-                let message = r.string()?;
-                let count = r.u64()?;
-                // Each cause takes at least one byte: a count larger than
-                // what is left is a lie.
-                if count > r.remaining() as u64 {
-                    return Err("an error chain is longer than the message".into());
-                }
-                let mut chain = Vec::with_capacity((count as usize).min(crate::error::MAX_REMOTE_CHAIN + 1));
-                for _ in 0..count {
-                    let cause = r.string()?;
-                    if chain.len() <= crate::error::MAX_REMOTE_CHAIN {
-                        chain.push(cause);
-                    }
-                }
-                Err(RemoteError::with_chain(kind, message, chain))
+fn decode_reply(r: &mut Reader<'_>, attachments: &mut Bytes) -> Result<Reply, String> {
+    match r.u32()? {
+        0 => Ok(Ok(Encoded::decode_wire(r, attachments)?)),
+        1 => {
+            let index = r.u32()?;
+            let kind =
+                RemoteErrorKind::from_wire_index(index).ok_or(format!("unknown error kind {index}"))?;
+            let message = r.string()?;
+            let count = r.u64()?;
+            // Each cause takes at least one byte: a count larger than what is
+            // left is a lie.
+            if count > r.remaining() as u64 {
+                return Err("an error chain is longer than the message".into());
             }
-            other => return Err(format!("unknown reply kind {other}")),
-        };
-        if r.remaining() != 0 {
-            return Err(format!("{} bytes left over after the response", r.remaining()));
+            let mut chain = Vec::with_capacity((count as usize).min(crate::error::MAX_REMOTE_CHAIN + 1));
+            for _ in 0..count {
+                let cause = r.string()?;
+                if chain.len() <= crate::error::MAX_REMOTE_CHAIN {
+                    chain.push(cause);
+                }
+            }
+            Ok(Err(RemoteError::with_chain(kind, message, chain)))
         }
-        Ok(Response { id, reply })
+        other => Err(format!("unknown reply kind {other}")),
     }
 }
 
@@ -306,26 +317,30 @@ mod tests {
 
     proptest! {
         #[test]
-        fn requests_match_postcard(id in any::<u64>(), secs in proptest::option::of(any::<u64>()), nanos in 0u32..1_000_000_000,
-                                   object in ".{0,40}", method in "[a-z_]{0,20}", args in args(), oneway in any::<bool>()) {
+        fn calls_match_postcard(id in any::<u64>(), secs in proptest::option::of(any::<u64>()), nanos in 0u32..1_000_000_000,
+                                object in ".{0,40}", method in "[a-z_]{0,20}", args in args(), oneway in any::<bool>()) {
             let call = Call { object: Text::from(object.as_str()), method: Text::from(method.as_str()), args, oneway };
-            check(&Request::Call { id, remaining: secs.map(|s| Duration::new(s, nanos)), call });
-            check(&Request::Cancel { id });
+            check(&Message::Call { id, remaining: secs.map(|s| Duration::new(s, nanos)), call });
+            check(&Message::Cancel { id });
         }
 
         #[test]
-        fn responses_match_postcard(id in any::<u64>(), args in args(), message in ".{0,60}",
-                                    chain in prop::collection::vec(".{0,20}", 0..5), kind in 0u32..9) {
-            check(&Response { id, reply: Ok(args) });
+        fn replies_match_postcard(id in any::<u64>(), args in args(), message in ".{0,60}",
+                                  chain in prop::collection::vec(".{0,20}", 0..5), kind in 0u32..9) {
+            check(&Message::Reply { id, reply: Ok(args) });
             let kind = RemoteErrorKind::from_wire_index(kind).unwrap();
-            check(&Response { id, reply: Err(RemoteError::with_chain(kind, message, chain)) });
+            check(&Message::Reply { id, reply: Err(RemoteError::with_chain(kind, message, chain)) });
+        }
+
+        #[test]
+        fn releases_match_postcard(export in any::<u64>(), count in any::<u32>()) {
+            check(&Message::Release { export, count });
         }
 
         #[test]
         fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200), extra in prop::collection::vec(any::<u8>(), 0..50)) {
             let envelope = Bytes::from(bytes);
-            let _ = Request::decode(&envelope, &mut Bytes::from(extra.clone()));
-            let _ = Response::decode(&envelope, &mut Bytes::from(extra));
+            let _ = Message::decode(&envelope, &mut Bytes::from(extra));
         }
     }
 
@@ -347,19 +362,23 @@ mod tests {
         put_varint(&mut out, 1);
         out.push(0);
         put_varint(&mut out, u64::MAX);
-        let err = Request::decode(&Bytes::from(out), &mut Bytes::new()).unwrap_err();
+        let err = Message::decode(&Bytes::from(out), &mut Bytes::new()).unwrap_err();
         assert!(err.contains("length"), "{err}");
         // An error chain claiming more causes than bytes.
         let mut out = Vec::new();
+        put_varint(&mut out, REPLY);
         put_varint(&mut out, 1);
         put_varint(&mut out, 1);
         put_varint(&mut out, 4);
         put_str(&mut out, "m");
         put_varint(&mut out, 1 << 40);
-        let err = Response::decode(&Bytes::from(out), &mut Bytes::new()).unwrap_err();
+        let err = Message::decode(&Bytes::from(out), &mut Bytes::new()).unwrap_err();
         assert!(err.contains("longer than the message"), "{err}");
         // Too many varint bytes.
         let out = vec![0x80u8; 12];
-        assert!(Request::decode(&Bytes::from(out), &mut Bytes::new()).is_err());
+        assert!(Message::decode(&Bytes::from(out), &mut Bytes::new()).is_err());
+        // A kind nobody knows.
+        let err = Message::decode(&Bytes::from(vec![9u8, 0]), &mut Bytes::new()).unwrap_err();
+        assert!(err.contains("unknown message kind 9"), "{err}");
     }
 }

@@ -355,19 +355,19 @@ async fn a_key_on_the_server_only_is_refused() {
 
 #[tokio::test]
 async fn a_version_mismatch_is_refused() {
-    // A version 1 peer (a tag in every frame) meets this version 2 one
-    // (sealed runs), with and without a key.
-    assert_eq!(crate::handshake::PROTOCOL_VERSION, 2);
+    // A version 2 peer (one-way messages) meets this version 3 one
+    // (symmetric messages), with and without a key.
+    assert_eq!(crate::handshake::PROTOCOL_VERSION, 3);
     for key in [None, Some(Key::from("k"))] {
         let (addr, mut rx) = echo_server(key.clone()).await;
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        match client_handshake_as(&mut stream, key.as_ref(), 1).await {
-            Err(TransportError::Auth(AuthError::VersionMismatch { ours: 1, theirs: 2 })) => {}
+        match client_handshake_as(&mut stream, key.as_ref(), 2).await {
+            Err(TransportError::Auth(AuthError::VersionMismatch { ours: 2, theirs: 3 })) => {}
             other => panic!("expected a version mismatch, got {other:?}"),
         }
         assert_eq!(
             server_auth_error(next_outcome(&mut rx).await),
-            AuthError::VersionMismatch { ours: 2, theirs: 1 }
+            AuthError::VersionMismatch { ours: 3, theirs: 2 }
         );
         good_client(addr, key.as_ref()).await;
     }
