@@ -59,11 +59,8 @@ pub fn messages(envelope: &[u8], attachments: &[u8]) {
         assert!(Message::decode(&Bytes::from(out), &mut Bytes::from(attached.concat())).is_ok());
     }
     let _ = postcard::from_bytes::<Message>(&envelope);
-    let _ = crate::blob::Encoded::decode_wire(
-        &mut crate::message::codec::Reader::new(&envelope),
-        &mut Bytes::new(),
-    )
-    .map(|e| e.decode::<(u64, String, crate::blob::Blob, Vec<u8>)>());
+    let _ = crate::encoded::Encoded::decode_wire(&mut crate::wire::Reader::new(&envelope), &mut Bytes::new())
+        .map(|e| e.decode::<(u64, String, crate::blob::Blob, Vec<u8>)>());
 }
 
 /// Runs the server's and the client's handshake against `data` as what

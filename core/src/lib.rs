@@ -13,10 +13,16 @@
 //!   run of frames with one tag, and their errors.
 //! - [`handshake`]: the version and key handshake on a new connection.
 //! - [`idmap`]: maps keyed by call id, with a cheap hash.
+//! - [`invoke`]: running one call on one object, where the rule says it runs
+//!   (the runtime, the blocking pool), panics caught: for daemons, and for
+//!   clients that host callbacks.
 //! - [`transport`]: a connection as a stream and sink of postcard messages,
 //!   in the shape tarpc expects.
-//! - [`blob`]: [`Blob`], bytes carried without copies, and [`Encoded`],
-//!   values encoded once.
+//! - [`blob`]: [`Blob`] and [`Text`], bytes carried without copies.
+//! - [`encoded`]: [`Encoded`], values encoded once.
+//! - [`exports`]: the local objects a value passes as references, collected
+//!   while it is encoded.
+//! - `wire`: the varints and the reader of the hand-written codecs.
 //! - [`message`]: calls, cancels, replies and releases: what travels after the
 //!   handshake, either way.
 //! - [`link`]: a connection split into one reader and a writer any task shares;
@@ -25,6 +31,8 @@
 //! - [`net`]: TCP and Unix sockets behind one type.
 //! - [`object`]: what a daemon needs from a hosted object ([`object::Exposed`]),
 //!   `describe`'s answer, and the deadline a handled call passes on.
+//! - [`peer`]: objects as values: what each end of a connection exports to
+//!   the other, the references it holds (imports), and their release.
 //! - [`error`]: [`RemoteError`] (sent as data) and [`Error`] (what a caller
 //!   gets).
 //! - [`config`]: the `RMI_*` environment variables, read in one place.
@@ -41,24 +49,30 @@
 pub mod auth;
 pub mod blob;
 pub mod config;
+pub mod encoded;
 pub mod error;
+pub mod exports;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handshake;
 pub mod idmap;
+pub mod invoke;
 pub mod link;
 pub mod message;
 pub mod net;
 pub mod object;
+pub mod peer;
 #[doc(hidden)]
 pub mod testing;
 pub mod transport;
 pub mod uri;
+mod wire;
 
 pub use auth::{AuthError, Key};
-pub use blob::{Blob, Encoded, Text};
+pub use blob::{Blob, Text};
 pub use config::{Config, ConfigError};
+pub use encoded::Encoded;
 pub use error::{Error, RemoteError, RemoteErrorKind};
 pub use frame::TransportError;
 pub use message::{Call, Message, Reply};

@@ -21,7 +21,8 @@ pub(crate) mod codec;
 
 use serde::{Deserialize, Serialize};
 
-use crate::blob::{Encoded, Text};
+use crate::blob::Text;
+use crate::encoded::Encoded;
 use crate::error::RemoteError;
 
 /// One method call on one remote object.

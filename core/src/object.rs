@@ -15,7 +15,7 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::blob::Encoded;
+use crate::encoded::Encoded;
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::message::Reply;
 
@@ -85,6 +85,12 @@ pub enum Dispatch {
 pub trait Exposed: Send + Sync + 'static {
     /// The Rust type's name, for `describe` and error messages.
     fn type_name(&self) -> &'static str;
+
+    /// The interface a reference to it names (see [`crate::peer`]): the
+    /// exposed type's name, or for a trait's `<Trait>Object`, the trait's.
+    fn interface(&self) -> &'static str {
+        self.type_name()
+    }
 
     /// The exposed methods.
     fn methods(&self) -> &'static [MethodInfo];

@@ -28,9 +28,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::daemon::Inner;
 use crate::flow::{Flow, Held, HeldCall, Ticket};
-use crate::invoke::{Started, finish, run, run_blocking, start};
 use crate::registry::Registry;
 use crate::workers::Pool;
+use rmi_core::invoke::{Started, finish, run, run_blocking, start};
 
 /// A call handed to a worker.
 struct Job {

@@ -13,7 +13,6 @@
 //!   for its reply, in the connection and in the daemon), and the calls it
 //!   holds until then.
 //! - `workers`: the reusable tasks a connection's calls run on.
-//! - `invoke`: one call on one object: panics caught, deadlines applied.
 //!
 //! This crate has no feature flags.
 
@@ -27,7 +26,6 @@
 mod connection;
 mod daemon;
 mod flow;
-mod invoke;
 mod registry;
 mod workers;
 

@@ -8,7 +8,7 @@ use rmi_core::object::{self, Dispatch, Exposed, MethodInfo, ObjectDescription, c
 use rmi_core::{Encoded, RemoteError, RemoteErrorKind, Reply, Text};
 
 use crate::DaemonError;
-use crate::invoke::{Started, finish, run_blocking, start};
+use rmi_core::invoke::{Started, finish, run_blocking, start};
 
 /// Id of the daemon's own object, which every daemon hosts.
 pub const DAEMON_OBJECT: &str = "RMI.Daemon";

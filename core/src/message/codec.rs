@@ -8,137 +8,11 @@
 
 use bytes::Bytes;
 
-use crate::blob::{Encoded, Text};
+use crate::encoded::Encoded;
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::frame::Wire;
 use crate::message::{Call, Message, Reply};
-
-/// Appends `v` as a varint (LEB128, as postcard writes integers).
-#[inline]
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    if v < 0x80 {
-        out.push(v as u8);
-        return;
-    }
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-#[inline]
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_bytes(out, s.as_bytes());
-}
-
-/// A [`Text`], encoded as postcard encodes a `str`.
-#[inline]
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
-
-/// Reads a frame's envelope front to back.
-pub(crate) struct Reader<'a> {
-    envelope: &'a Bytes,
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn new(envelope: &'a Bytes) -> Self {
-        Reader { envelope, at: 0 }
-    }
-
-    /// Bytes not read yet.
-    pub(crate) fn remaining(&self) -> usize {
-        self.envelope.len().saturating_sub(self.at)
-    }
-
-    #[inline]
-    pub(crate) fn byte(&mut self) -> Result<u8, String> {
-        let b = self.envelope.get(self.at).copied().ok_or("the message ends early")?;
-        self.at += 1;
-        Ok(b)
-    }
-
-    /// A varint of at most `bits` bits (postcard's encoding of integers):
-    /// at most ceil(bits / 7) bytes, the last one using only the bits left.
-    #[inline]
-    pub(crate) fn varint(&mut self, bits: u32) -> Result<u64, String> {
-        // Most numbers here (ids of young connections, lengths of names,
-        // enum variants) take one byte.
-        if let Some(&b) = self.envelope.get(self.at)
-            && b < 0x80
-        {
-            self.at += 1;
-            return Ok(u64::from(b));
-        }
-        self.varint_long(bits)
-    }
-
-    fn varint_long(&mut self, bits: u32) -> Result<u64, String> {
-        let max_bytes = bits.div_ceil(7);
-        let mut value = 0u64;
-        for i in 0..max_bytes {
-            let b = self.byte()?;
-            let shift = 7 * i;
-            let part = u64::from(b & 0x7f);
-            if i + 1 == max_bytes && (part >> (bits - shift) != 0 || b & 0x80 != 0) {
-                return Err("a number is too long for its type".into());
-            }
-            value |= part << shift;
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err("a number is too long for its type".into())
-    }
-
-    #[inline]
-    pub(crate) fn u64(&mut self) -> Result<u64, String> {
-        self.varint(64)
-    }
-
-    #[inline]
-    pub(crate) fn u32(&mut self) -> Result<u32, String> {
-        u32::try_from(self.varint(32)?).map_err(|_| "a number is too large for its type".into())
-    }
-
-    #[inline]
-    pub(crate) fn bool(&mut self) -> Result<bool, String> {
-        match self.byte()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err("a flag is neither 0 nor 1".into()),
-        }
-    }
-
-    /// The next `len` bytes, as a slice of the frame.
-    #[inline]
-    pub(crate) fn take(&mut self, len: u64) -> Result<Bytes, String> {
-        let len = usize::try_from(len).map_err(|_| "a length is too large")?;
-        let end = self
-            .at
-            .checked_add(len)
-            .filter(|&end| end <= self.envelope.len())
-            .ok_or("a length runs past the end of the message")?;
-        let bytes = self.envelope.slice(self.at..end);
-        self.at = end;
-        Ok(bytes)
-    }
-
-    #[inline]
-    pub(crate) fn text(&mut self) -> Result<Text, String> {
-        let len = self.u64()?;
-        let bytes = self.take(len)?;
-        Text::from_utf8(bytes).ok_or_else(|| "a name is not UTF-8".into())
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        Ok(self.text()?.as_str().to_owned())
-    }
-}
+use crate::wire::{Reader, put_bytes, put_str, put_varint};
 
 /// The kinds of [`Message`], as postcard numbers its variants.
 const CALL: u64 = 0;
@@ -272,6 +146,7 @@ fn decode_reply(r: &mut Reader<'_>, attachments: &mut Bytes) -> Result<Reply, St
 mod tests {
     use super::*;
     use crate::blob::Blob;
+    use crate::blob::Text;
     use proptest::prelude::*;
     use std::time::Duration;
 

@@ -12,7 +12,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::auth::AuthError;
-use crate::blob::{Blob, Encoded};
+use crate::blob::Blob;
+use crate::encoded::Encoded;
 use crate::frame::run::SEAL_FRAME_LEN;
 use crate::frame::{FrameReader, FrameWriter, SPECULATIVE_BUDGET};
 use crate::handshake::client_handshake_as;

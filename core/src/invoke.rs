@@ -6,31 +6,36 @@
 //! (it must not block); a synchronous method may block, so it runs on
 //! tokio's blocking pool ([`Started::Blocking`]); a synchronous method
 //! marked `#[nonblocking]` runs at once, where its call was read.
+//!
+//! Daemons run their objects' calls with it, and so does a client for the
+//! objects it passed as references (callbacks): both sides host objects.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::encoded::Encoded;
+use crate::error::{RemoteError, RemoteErrorKind};
+use crate::message::Reply;
+use crate::object::{BlockingCall, Dispatch, Exposed, ReplyFuture, sync_with_deadline, with_deadline};
 use futures::FutureExt;
-use rmi_core::object::{BlockingCall, Dispatch, Exposed, ReplyFuture, sync_with_deadline, with_deadline};
-use rmi_core::{Encoded, RemoteError, RemoteErrorKind, Reply};
 
 /// A call started: done already (a `#[nonblocking]` method, or an error
 /// before the method ran), still running (an `async` method), or to run
 /// where it may block (another synchronous method).
-pub(crate) enum Started {
+#[allow(missing_debug_implementations)]
+pub enum Started {
+    /// The reply.
     Done(Reply),
+    /// A future that yields it.
     Running(ReplyFuture),
+    /// A call to run where it may block ([`run_blocking`], or
+    /// [`on_blocking_pool`]).
     Blocking(BlockingCall),
 }
 
 /// Starts one call on `object`, catching a panic in a synchronous method.
-pub(crate) fn start(
-    object: Arc<dyn Exposed>,
-    method: &str,
-    args: Encoded,
-    deadline: Option<Instant>,
-) -> Started {
+pub fn start(object: Arc<dyn Exposed>, method: &str, args: Encoded, deadline: Option<Instant>) -> Started {
     if deadline.is_some_and(|d| d <= Instant::now()) {
         return Started::Done(Err(RemoteError::new(
             RemoteErrorKind::DeadlineExceeded,
@@ -49,7 +54,7 @@ pub(crate) fn start(
 
 /// Runs a synchronous method's call, on the thread it may block: a panic
 /// becomes a remote error, and calls it makes inherit the deadline.
-pub(crate) fn run_blocking(method: &str, call: BlockingCall, deadline: Option<Instant>) -> Reply {
+pub fn run_blocking(method: &str, call: BlockingCall, deadline: Option<Instant>) -> Reply {
     match std::panic::catch_unwind(AssertUnwindSafe(|| sync_with_deadline(deadline, call))) {
         Ok(reply) => reply,
         Err(panic) => Err(panicked(method, panic)),
@@ -58,7 +63,7 @@ pub(crate) fn run_blocking(method: &str, call: BlockingCall, deadline: Option<In
 
 /// Runs a synchronous method's call on tokio's blocking pool and waits for
 /// its reply.
-pub(crate) async fn on_blocking_pool(method: &str, call: BlockingCall, deadline: Option<Instant>) -> Reply {
+pub async fn on_blocking_pool(method: &str, call: BlockingCall, deadline: Option<Instant>) -> Reply {
     let name = method.to_owned();
     match tokio::task::spawn_blocking(move || run_blocking(&name, call, deadline)).await {
         Ok(reply) => reply,
@@ -70,7 +75,7 @@ pub(crate) async fn on_blocking_pool(method: &str, call: BlockingCall, deadline:
 }
 
 /// Finishes a call that is awaiting something, catching a panic in it.
-pub(crate) async fn finish(method: &str, future: ReplyFuture) -> Reply {
+pub async fn finish(method: &str, future: ReplyFuture) -> Reply {
     match AssertUnwindSafe(future).catch_unwind().await {
         Ok(reply) => reply,
         Err(panic) => Err(panicked(method, panic)),
@@ -79,12 +84,7 @@ pub(crate) async fn finish(method: &str, future: ReplyFuture) -> Reply {
 
 /// Runs one call on `object` to its end: a panic in the method becomes a
 /// remote error, and calls the method makes inherit the deadline.
-pub(crate) async fn run(
-    object: Arc<dyn Exposed>,
-    method: &str,
-    args: Encoded,
-    deadline: Option<Instant>,
-) -> Reply {
+pub async fn run(object: Arc<dyn Exposed>, method: &str, args: Encoded, deadline: Option<Instant>) -> Reply {
     match start(object, method, args, deadline) {
         Started::Done(reply) => reply,
         Started::Running(future) => with_deadline(deadline, finish(method, future)).await,
