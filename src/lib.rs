@@ -121,8 +121,8 @@ pub use rmi_core::{
 pub use rmi_daemon::{Daemon, DaemonBuilder, DaemonError};
 pub use rmi_macros::{expose, nonblocking, oneway};
 pub use rmi_proxy::{
-    Batch, BatchCall, BatchResults, IntoUri, MetaMatch, NameFilter, NameServerProxy, NamingError, Proxy,
-    ProxyBuilder, Registration, locate_ns, locate_ns_with,
+    Batch, BatchCall, BatchResults, Implements, Interface, IntoUri, MetaMatch, NameFilter, NameServerProxy,
+    NamingError, Proxy, ProxyBuilder, Registration, Remote, locate_ns, locate_ns_with,
 };
 
 /// What generated code needs; not part of the API.

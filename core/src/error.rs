@@ -307,6 +307,19 @@ pub fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl Error {
+    /// This error as a remote error, to relay it to a caller further away:
+    /// the remote error behind it, or one that says what happened here.
+    pub fn into_remote(self) -> RemoteError {
+        match self {
+            Error::ObjectNotFound(e)
+            | Error::MethodNotFound(e)
+            | Error::BadArguments(e)
+            | Error::Remote(e) => e,
+            Error::Timeout(_) => RemoteError::from_error(RemoteErrorKind::DeadlineExceeded, &self),
+            other => RemoteError::from_error(RemoteErrorKind::Internal, &other),
+        }
+    }
+
     /// The remote error behind this error, if the failure happened remotely.
     pub fn remote(&self) -> Option<&RemoteError> {
         match self {

@@ -88,7 +88,7 @@ pub trait Exposed: Send + Sync + 'static {
 
     /// The interface a reference to it names (see [`crate::peer`]): the
     /// exposed type's name, or for a trait's `<Trait>Object`, the trait's.
-    fn interface(&self) -> &'static str {
+    fn interface(&self) -> &str {
         self.type_name()
     }
 

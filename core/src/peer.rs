@@ -29,6 +29,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+mod forward;
+mod local;
+
+pub use forward::Forwarder;
+pub use local::LocalLink;
+
 use crate::error::{Error, RemoteError, RemoteErrorKind};
 use crate::exports::{Exportable, Exports};
 use crate::message::{Call, Reply};
@@ -65,6 +71,10 @@ pub trait Link: Send + Sync + 'static {
 
     /// Where the other end is, for messages and `Debug`.
     fn describe(&self) -> String;
+
+    /// This end's object space for the connection: what decoding the
+    /// replies needs (see [`Scope`]).
+    fn peer(&self) -> &Arc<Peer>;
 }
 
 /// A local object ready to travel as a reference: its export id is fixed
@@ -311,7 +321,6 @@ impl Peer {
             link: link.clone(),
             peer: Arc::downgrade(self),
             received: AtomicU32::new(1),
-            forward: std::sync::OnceLock::new(),
         });
         imports.insert(id, Arc::downgrade(&import));
         import
@@ -327,10 +336,6 @@ pub struct Import {
     peer: Weak<Peer>,
     /// Copies received; all released at once on drop.
     received: AtomicU32,
-    /// The local object that forwards to this one when it is passed on to
-    /// a third party (made on first need, so that every copy passed on is
-    /// the same export).
-    forward: std::sync::OnceLock<Arc<LocalExport>>,
 }
 
 impl fmt::Debug for Import {
@@ -359,16 +364,14 @@ impl Import {
         &self.link
     }
 
+    /// The scope replies from it decode in.
+    pub fn scope(&self) -> Scope {
+        Scope::new(self.link.peer().clone(), self.link.clone())
+    }
+
     /// The object id calls name.
     pub fn object_id(&self) -> String {
         export_object_id(self.id)
-    }
-
-    /// The local export that forwards calls to this reference, to pass it on
-    /// to a third party (which cannot reach the other end of this
-    /// connection itself).
-    pub fn forwarder(self: &Arc<Self>, make: impl FnOnce() -> Arc<dyn Exposed>) -> Arc<LocalExport> {
-        self.forward.get_or_init(|| LocalExport::new(make())).clone()
     }
 }
 
@@ -431,6 +434,9 @@ mod tests {
         }
         fn describe(&self) -> String {
             "a test link".into()
+        }
+        fn peer(&self) -> &Arc<Peer> {
+            unimplemented!("not decoded from")
         }
     }
 

@@ -26,11 +26,13 @@ use rmi_core::object::{BlockingCall, Exposed, ReplyFuture, with_deadline};
 use rmi_core::{Call, Message, RemoteError, RemoteErrorKind, Reply, Text, TransportError};
 use tokio_util::task::TaskTracker;
 
-use crate::daemon::Inner;
+use crate::callbacks::Callbacks;
 use crate::flow::{Flow, Held, HeldCall, Ticket};
 use crate::registry::Registry;
+use crate::state::Inner;
 use crate::workers::Pool;
-use rmi_core::invoke::{Started, finish, run, run_blocking, start};
+use rmi_core::invoke::{Started, finish, on_blocking_pool, run_blocking, start};
+use rmi_core::peer::{Peer, Scope, export_not_found, parse_export_object_id};
 
 /// A call handed to a worker.
 struct Job {
@@ -62,6 +64,13 @@ struct Shared {
     /// Every task running a call of this connection: its workers and its
     /// calls on the blocking pool.
     tasks: TaskTracker,
+    /// What the daemon exported over this connection (references it passed
+    /// the client), and imported from it (the client's callbacks).
+    peer: Arc<Peer>,
+    /// The daemon's own calls to the client's objects.
+    callbacks: Arc<Callbacks>,
+    /// What references in this connection's calls decode in.
+    scope: Scope,
 }
 
 impl Shared {
@@ -80,7 +89,7 @@ impl Shared {
         let Job { id, work, deadline, ticket } = job;
         let (method, started) = match work {
             Work::Call(object, call) => {
-                let started = start(object, &call.method, call.args, deadline);
+                let started = self.scope.enter(|| start(object, &call.method, call.args, deadline));
                 (call.method, started)
             }
             Work::Started(method, future) => (method, Started::Running(future)),
@@ -129,8 +138,17 @@ impl Shared {
     fn complete(&self, id: u64, ticket: Ticket, reply: Reply) {
         let size = reply.as_ref().map_or(64, rmi_core::Encoded::wire_len);
         let others = self.flow.in_flight() > 1;
-        send_reply(&self.writer, id, reply, others);
+        self.reply(id, reply, others);
         self.flow.finish(ticket, Some(size));
+    }
+
+    /// Sends a reply: the references it passes are exported over this
+    /// connection first.
+    fn reply(&self, id: u64, reply: Reply, batched: bool) {
+        if let Ok(value) = &reply {
+            self.peer.export(value.exports());
+        }
+        send_reply(&self.writer, id, reply, batched);
     }
 }
 
@@ -197,8 +215,15 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         .write_timeout(options.write_timeout)
         .budget(daemon.output.clone());
     let (mut reader, writer) = link::split_with(connection, session, link);
+    let space = Peer::new();
+    daemon.add_peer(&space);
+    let callbacks = Callbacks::new(writer.clone(), space.clone(), peer.clone());
+    let scope = Scope::new(space.clone(), callbacks.clone());
     let shared = Arc::new(Shared {
         writer,
+        peer: space,
+        callbacks,
+        scope,
         calls: Mutex::default(),
         flow: Flow::new(
             options.max_calls_per_connection,
@@ -241,8 +266,11 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         }
         // Read on while there is room for held calls, so that cancels act
         // at once; past it, TCP carries the backpressure.
+        // Replies to the daemon's own calls (callbacks) are read even past
+        // the held calls' bound, within a larger one.
+        let readable = held.has_room() || (shared.callbacks.waiting() && held.has_room_for_replies());
         let request = tokio::select! {
-            request = reader.recv::<Message>(), if held.has_room() => request,
+            request = reader.recv::<Message>(), if readable => request,
             () = shared.flow.room(&shared.writer), if !held.is_empty() => continue,
             () = daemon.shutdown.cancelled() => break true,
             () = &mut idle, if idle_timeout.is_some() => {
@@ -284,6 +312,10 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
                     held.cancel(id);
                 }
             }
+            Some(Ok(Message::Reply { id, reply })) => shared.callbacks.deliver(id, reply),
+            Some(Ok(Message::Release { export, count })) => {
+                shared.peer.release(export, count);
+            }
             Some(Ok(_)) => {}
             Some(Err(e)) => {
                 log_broken(&peer, &e);
@@ -296,16 +328,20 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         // Calls that never started: their callers hear why at once.
         while let Some(call) = held.pop() {
             let error = RemoteError::new(RemoteErrorKind::ShuttingDown, "the daemon is shutting down");
-            send_reply(&shared.writer, call.id, Err(error), true);
+            shared.reply(call.id, Err(error), true);
         }
     } else {
         // The client is gone: nobody will read these replies.
         drop(abort_calls);
     }
+    // Nothing the client exported can be called any more.
+    shared.callbacks.fail_all();
     shared.pool.close();
     shared.tasks.close();
     shared.tasks.wait().await;
     shared.writer.close();
+    // Everything exported over the connection goes with it.
+    shared.peer.close();
     tracing::debug!(%peer, "connection closed");
 }
 
@@ -325,16 +361,18 @@ impl Starter<'_> {
     fn begin(&mut self, call: HeldCall, ticket: Ticket, more: bool) {
         let HeldCall { id, call, deadline } = call;
         let shared = self.shared;
-        let Some(object) = self.last.get(&self.daemon.registry, &call.object) else {
-            let error = self.daemon.registry.not_found(&call.object);
-            shared.complete(id, ticket, Err(error));
-            return;
+        let object = match self.object(&call.object) {
+            Ok(object) => object,
+            Err(error) => {
+                shared.complete(id, ticket, Err(error));
+                return;
+            }
         };
         let work = if self.here {
-            match start(object, &call.method, call.args, deadline) {
+            match shared.scope.enter(|| start(object, &call.method, call.args, deadline)) {
                 Started::Done(reply) => {
                     let size = reply.as_ref().map_or(64, rmi_core::Encoded::wire_len);
-                    send_reply(&shared.writer, id, reply, more || shared.flow.in_flight() > 1);
+                    shared.reply(id, reply, more || shared.flow.in_flight() > 1);
                     shared.flow.finish(ticket, Some(size));
                     return;
                 }
@@ -353,16 +391,34 @@ impl Starter<'_> {
         }
     }
 
+    /// The object a call names: an object the daemon exported over this
+    /// connection (`@e<id>`), or one registered in it.
+    fn object(&mut self, id: &Text) -> Result<Arc<dyn Exposed>, RemoteError> {
+        if let Some(export) = parse_export_object_id(id) {
+            return self.shared.peer.exported(export).ok_or_else(|| export_not_found(id));
+        }
+        self.last.get(&self.daemon.registry, id).ok_or_else(|| self.daemon.registry.not_found(id))
+    }
+
     /// Runs a oneway call: it belongs to the daemon, not the connection,
     /// and runs on after the client is gone.
     fn oneway(&mut self, call: Call, deadline: Option<Instant>, peer: &str) {
-        let Some(object) = self.last.get(&self.daemon.registry, &call.object) else {
-            tracing::debug!(%peer, object = %call.object, "oneway call to an unknown object dropped");
-            return;
+        let object = match self.object(&call.object) {
+            Ok(object) => object,
+            Err(e) => {
+                tracing::debug!(%peer, object = %call.object, "oneway call dropped: {e}");
+                return;
+            }
         };
         let method = call.method;
+        let scope = self.shared.scope.clone();
         self.daemon.calls.spawn(async move {
-            if let Err(e) = run(object, &method, call.args, deadline).await {
+            let reply = match scope.enter(|| start(object, &method, call.args, deadline)) {
+                Started::Done(reply) => reply,
+                Started::Running(future) => with_deadline(deadline, finish(&method, future)).await,
+                Started::Blocking(blocking) => on_blocking_pool(&method, blocking, deadline).await,
+            };
+            if let Err(e) = reply {
                 tracing::info!(%method, "oneway call failed: {e}");
             }
         });

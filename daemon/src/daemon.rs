@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::connection;
 use crate::registry::Registry;
+use crate::state::{Inner, Options};
 
 /// How long a new connection may take to finish its handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -83,41 +84,6 @@ pub enum DaemonError {
     /// Accepting connections failed for good.
     #[error("the listener failed")]
     Listener(#[source] io::Error),
-}
-
-/// Settings of a daemon.
-#[derive(Debug, Clone)]
-pub(crate) struct Options {
-    pub(crate) key: Option<Key>,
-    pub(crate) max_message_size: usize,
-    pub(crate) handshake_timeout: Duration,
-    pub(crate) shutdown_grace: Duration,
-    pub(crate) max_connections: usize,
-    pub(crate) max_calls_per_connection: usize,
-    pub(crate) max_queued_per_connection: usize,
-    pub(crate) max_queued_total: usize,
-    pub(crate) write_timeout: Option<Duration>,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) advertise: Option<Host>,
-}
-
-/// Everything the daemon's tasks share.
-#[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) registry: Arc<Registry>,
-    pub(crate) options: Options,
-    pub(crate) shutdown: CancellationToken,
-    /// Oneway calls, which outlive their connections.
-    pub(crate) calls: TaskTracker,
-    /// Connections being served now.
-    pub(crate) connections: std::sync::atomic::AtomicUsize,
-    /// What the daemon holds for its clients, all connections together.
-    pub(crate) output: Arc<QueueBudget>,
-    /// Where the daemon listens.
-    location: Location,
-    /// What its URIs say (differs behind NAT, or when bound to 0.0.0.0).
-    advertised: Location,
-    listener: Mutex<Option<Listener>>,
 }
 
 /// Hosts objects and serves calls to them from any number of connections.
@@ -271,6 +237,7 @@ impl DaemonBuilder {
                 calls: TaskTracker::new(),
                 connections: std::sync::atomic::AtomicUsize::new(0),
                 output,
+                peers: Mutex::default(),
                 location,
                 advertised,
                 listener: Mutex::new(Some(listener)),
@@ -451,6 +418,13 @@ impl Daemon {
     /// How many connections are being served now.
     pub fn connections(&self) -> usize {
         self.inner.connections.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many objects the daemon exports now over all its connections:
+    /// local objects passed as references (autoproxies), each until its
+    /// client releases it or goes away.
+    pub fn exported_objects(&self) -> usize {
+        self.inner.exports()
     }
 
     /// How many bytes the daemon holds for its clients now, all connections

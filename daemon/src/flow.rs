@@ -206,6 +206,14 @@ impl Held {
         self.bytes < HELD_LIMIT
     }
 
+    /// Whether the reader may read on to find the replies to the daemon's
+    /// own calls (callbacks), behind the client's calls: within four times
+    /// the held bound, so that a callback is not stuck behind calls held
+    /// for room (a client that floods past that waits for its deadline).
+    pub(crate) fn has_room_for_replies(&self) -> bool {
+        self.bytes < 4 * HELD_LIMIT
+    }
+
     pub(crate) fn push(&mut self, call: HeldCall) {
         self.bytes += call.size();
         self.calls.push_back(call);

@@ -5,8 +5,11 @@
 //! # Layout
 //!
 //! - `daemon`: [`Daemon`] and its builder: bind, register, serve, shut down.
+//! - `state`: what the daemon's tasks share (settings, registry, budgets).
 //! - `registry`: the hosted objects by id, and the daemon's own object
 //!   (`RMI.Daemon`: `ping`, `describe`, `registered`, `batch`).
+//! - `callbacks`: the daemon's calls to the objects a client passed it,
+//!   over the connection the client opened.
 //! - `connection`: one client connection: handshake, reading loop, calls
 //!   started where they belong (workers, the blocking pool), cancellation.
 //! - `flow`: flow control: when a connection may start another call (room
@@ -23,10 +26,12 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
 )]
 
+mod callbacks;
 mod connection;
 mod daemon;
 mod flow;
 mod registry;
+mod state;
 mod workers;
 
 pub use daemon::{

@@ -5,6 +5,7 @@ use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
 use rmi_core::object::{self, Dispatch, Exposed, MethodInfo, ObjectDescription, current_deadline};
+use rmi_core::peer::{Scope, current_scope};
 use rmi_core::{Encoded, RemoteError, RemoteErrorKind, Reply, Text};
 
 use crate::DaemonError;
@@ -226,6 +227,7 @@ fn run_batch(target: Arc<dyn Exposed>, calls: Vec<(Text, Encoded)>, max_reply: u
         calls: calls.into_iter(),
         replies: Replies { replies: Vec::new(), size: 0, max: max_reply },
         deadline,
+        scope: current_scope(),
     };
     batch.replies.replies.reserve(batch.calls.len());
     while let Some((method, args)) = batch.calls.next() {
@@ -247,6 +249,9 @@ struct BatchRun {
     calls: std::vec::IntoIter<(Text, Encoded)>,
     replies: Replies,
     deadline: Option<std::time::Instant>,
+    /// The connection's scope: references in the calls' arguments decode
+    /// in it, wherever the calls start.
+    scope: Option<Scope>,
 }
 
 impl BatchRun {
@@ -283,8 +288,17 @@ impl BatchRun {
                 return self.replies.encode();
             }
             let Some((next, args)) = self.calls.next() else { return self.replies.encode() };
-            started = start(self.target.clone(), &next, args, self.deadline);
+            started = self.start(&next, args);
             method = next;
+        }
+    }
+
+    /// Starts one call of the batch, in the connection's scope.
+    fn start(&self, method: &str, args: Encoded) -> Started {
+        let target = self.target.clone();
+        match &self.scope {
+            Some(scope) => scope.enter(|| start(target, method, args, self.deadline)),
+            None => start(target, method, args, self.deadline),
         }
     }
 
@@ -297,7 +311,7 @@ impl BatchRun {
                 return None;
             }
             let (method, args) = self.calls.next()?;
-            reply = match start(self.target.clone(), &method, args, self.deadline) {
+            reply = match self.start(&method, args) {
                 Started::Done(reply) => reply,
                 Started::Blocking(call) => run_blocking(&method, call, self.deadline),
                 running @ Started::Running(_) => return Some((method, running)),

@@ -185,27 +185,42 @@ impl Generator<'_> {
             quote!(#private::MethodInfo { name: #name, signature: #sig, oneway: #oneway })
         });
         let arms = methods.iter().enumerate().map(|(i, m)| self.dispatch_arm(i, m));
-        let (header, type_name) = match &self.model.kind {
-            Kind::Impl { self_ty, .. } => {
+        let (header, type_name, implements) = match &self.model.kind {
+            Kind::Impl { self_ty, name } => {
                 let type_name = tidy(self_ty);
-                (quote!(impl #private::Exposed for #self_ty), quote!(#type_name))
+                let proxy = format_ident!("{}Proxy", name);
+                (
+                    quote!(impl #private::Exposed for #self_ty),
+                    quote!(#type_name),
+                    quote!(impl #private::Implements<#proxy> for #self_ty {}),
+                )
             }
             Kind::Trait { name, .. } => {
                 let object = self.object_ident();
+                let proxy = format_ident!("{}Proxy", name);
+                let bounds = quote!(T: #name + ::core::marker::Send + ::core::marker::Sync + 'static);
                 (
                     quote! {
                         impl<T> #private::Exposed for #object<T>
                         where
-                            T: #name + ::core::marker::Send + ::core::marker::Sync + 'static
+                            #bounds
                     },
                     quote!(::core::any::type_name::<T>()),
+                    quote!(impl<T> #private::Implements<#proxy> for #object<T> where #bounds {}),
                 )
             }
         };
+        let interface = self.interface_name();
         quote! {
+            #implements
+
             #header {
                 fn type_name(&self) -> &'static str {
                     #type_name
+                }
+
+                fn interface(&self) -> &str {
+                    #interface
                 }
 
                 fn methods(&self) -> &'static [#private::MethodInfo] {
@@ -229,6 +244,14 @@ impl Generator<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// The interface's name, as references carry it: the exposed type's or
+    /// trait's name.
+    fn interface_name(&self) -> String {
+        match &self.model.kind {
+            Kind::Impl { name, .. } | Kind::Trait { name, .. } => name.to_string(),
         }
     }
 
@@ -318,6 +341,7 @@ impl Generator<'_> {
             }
         });
         let batch = self.batch(&proxy, name, &vis);
+        let interface = self.interface_name();
         quote! {
             #batch
 
@@ -372,6 +396,18 @@ impl Generator<'_> {
                 }
 
                 #(#methods)*
+            }
+
+            impl #private::Interface for #proxy {
+                const NAME: &'static str = #interface;
+
+                fn from_proxy(proxy: #krate::Proxy) -> Self {
+                    Self { proxy }
+                }
+
+                fn as_proxy(&self) -> &#krate::Proxy {
+                    &self.proxy
+                }
             }
         }
     }

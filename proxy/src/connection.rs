@@ -11,16 +11,20 @@
 //! reader fails every waiter at once with the reason, so no call hangs.
 
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use futures::future::AbortHandle;
 use rmi_core::handshake::client_handshake;
 use rmi_core::idmap::IdMap;
 use rmi_core::link::{self, MessageReader, MessageWriter};
 use rmi_core::net::Connection;
+use rmi_core::peer::{Peer, Scope};
 use rmi_core::{Call, Error, Key, Location, Message, Reply, TransportError};
+
+mod hosting;
 
 /// Bytes of oneway calls that may wait in the queue before the caller waits
 /// for the flusher.
@@ -113,17 +117,29 @@ impl Drop for Leading<'_> {
 pub(crate) struct ClientConnection {
     writer: MessageWriter,
     pending: Mutex<Pending>,
-    /// Held by the caller currently reading for everyone.
+    /// Held by the caller currently reading for everyone (or, while this
+    /// client exports objects, by its reading task: see `hosting`).
     reader: tokio::sync::Mutex<MessageReader>,
     address: String,
     opened: Instant,
     /// When a reply last arrived, in nanoseconds since `opened`.
     last_reply: AtomicU64,
+    /// What this client exports over the connection (objects it passed as
+    /// references, called back by the daemon), and what it imported.
+    peer: Arc<Peer>,
+    /// The daemon's calls to this client's objects that are awaiting
+    /// something, by the daemon's call id, to cancel them.
+    hosted: Mutex<rmi_core::idmap::IdMap<AbortHandle>>,
+    /// Whether the reading task runs.
+    reading: AtomicBool,
+    /// This connection, to hand to the tasks it starts.
+    me: Weak<ClientConnection>,
 }
 
 impl Drop for ClientConnection {
     fn drop(&mut self) {
         self.writer.close();
+        self.peer.close();
     }
 }
 
@@ -135,7 +151,7 @@ impl ClientConnection {
         key: Option<&Key>,
         max_message: usize,
         connect_timeout: Duration,
-    ) -> Result<Self, Error> {
+    ) -> Result<Arc<Self>, Error> {
         let address = location.to_string();
         let connecting = async {
             let mut connection = Connection::connect(location)
@@ -157,14 +173,23 @@ impl ClientConnection {
                 )),
             })??;
         let (reader, writer) = link::split(connection, session, max_message);
-        Ok(ClientConnection {
+        Ok(Arc::new_cyclic(|me| ClientConnection {
             writer,
             pending: Mutex::new(Pending::default()),
             reader: tokio::sync::Mutex::new(reader),
             address,
             opened: Instant::now(),
             last_reply: AtomicU64::new(0),
-        })
+            peer: Peer::new(),
+            hosted: Mutex::default(),
+            reading: AtomicBool::new(false),
+            me: me.clone(),
+        }))
+    }
+
+    /// The scope replies from this connection decode in.
+    pub(crate) fn scope(self: &Arc<Self>) -> Scope {
+        Scope::new(self.peer.clone(), self.clone())
     }
 
     fn pending(&self) -> MutexGuard<'_, Pending> {
@@ -203,7 +228,7 @@ impl ClientConnection {
     /// Sends `call` and waits for its reply until `deadline`; `timeout` is
     /// what the deadline stands for, to report it, and `remaining` the time
     /// left now, for the daemon.
-    pub(crate) async fn call(
+    pub(crate) async fn send_call(
         &self,
         call: Call,
         deadline: Option<Instant>,
@@ -233,6 +258,7 @@ impl ClientConnection {
             (id, pending.slots.len() == 1)
         };
         let mut guard = InFlight { connection: self, id, sent: false, done: false };
+        self.export(call.args.exports());
         let request = Message::Call { id, remaining, call };
         let sent = if alone { self.writer.send(&request) } else { self.writer.send_batched(&request) };
         if let Err(e) = sent {
@@ -313,21 +339,6 @@ impl ClientConnection {
         Err(Error::ConnectionLost("the connection closed".into()))
     }
 
-    /// Acts on a message from the daemon that is not a reply to one of our
-    /// calls.
-    fn incoming(&self, message: Message) {
-        match message {
-            Message::Call { id, call, .. } if !call.oneway => {
-                let error = rmi_core::RemoteError::new(
-                    rmi_core::RemoteErrorKind::ObjectNotFound,
-                    format!("this client exports no object {:?}", call.object.as_str()),
-                );
-                let _ = self.writer.send_batched(&Message::Reply { id, reply: Err(error) });
-            }
-            _ => {}
-        }
-    }
-
     /// Whether call `id` has its reply, or may read for everyone now. The
     /// waker is left in the call's slot first, so that a reader handing over
     /// (see [`Leading`]) after our attempt to read failed still finds us.
@@ -364,6 +375,10 @@ impl ClientConnection {
     /// Ends the connection for everyone with `reason`, and returns it.
     fn fail_all(&self, reason: Error) -> Error {
         self.writer.abort();
+        self.peer.close();
+        for (_, call) in self.hosted().drain() {
+            call.abort();
+        }
         let wakers: Vec<Waker> = {
             let mut pending = self.pending();
             pending.closed.get_or_insert_with(|| reason.clone());
@@ -378,10 +393,11 @@ impl ClientConnection {
 
     /// Sends a oneway call: done once it is handed to the connection; waits
     /// only when many oneway calls are still queued.
-    pub(crate) async fn call_oneway(&self, call: Call) -> Result<(), CallFailure> {
+    pub(crate) async fn send_oneway(&self, call: Call) -> Result<(), CallFailure> {
         if let Some(reason) = &self.pending().closed {
             return Err(CallFailure::NotSent(reason.clone()));
         }
+        self.export(call.args.exports());
         self.writer
             .send_batched(&Message::call(0, None, call.oneway()))
             .map_err(|e| CallFailure::NotSent(send_error(e)))?;

@@ -9,8 +9,12 @@
 //!
 //! - `proxy`: [`Proxy`], its builder, and [`IntoUri`].
 //! - `batch`: [`Batch`], many calls to one object in one message.
+//! - `remote`: [`Remote`], a reference to an object passed as a value, and
+//!   the [`Interface`] a reference names.
 //! - `connection`: one multiplexed connection to a daemon, shared by a
-//!   proxy's clones; many calls in flight, matched to responses by id.
+//!   proxy's clones; many calls in flight, matched to responses by id; and
+//!   (`connection/hosting`) the objects the client exports over it, called
+//!   back by the daemon.
 //! - `resolve`: from a URI to an object's location, through the name server
 //!   for `RMINAME:` and `RMIMETA:`.
 //! - `naming`: the name server's interface ([`NameServerApi`]), its client
@@ -30,6 +34,7 @@ mod batch;
 mod connection;
 mod naming;
 mod proxy;
+mod remote;
 mod resolve;
 
 pub use batch::{Batch, BatchCall, BatchResults};
@@ -40,6 +45,7 @@ pub use naming::{
     check_tag, locate_ns, locate_ns_with,
 };
 pub use proxy::{DAEMON_OBJECT, DEFAULT_CONNECT_TIMEOUT, IntoUri, Proxy, ProxyBuilder};
+pub use remote::{Implements, Interface, Remote};
 #[doc(hidden)]
 pub use rmi_core::Error;
 
@@ -55,5 +61,5 @@ pub mod __private {
 
     pub use crate::batch::{BatchRun, run_boxed};
 
-    pub use crate::IntoUri;
+    pub use crate::{Implements, Interface, IntoUri};
 }

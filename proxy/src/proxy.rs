@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rmi_core::object::{ObjectDescription, current_deadline};
-use rmi_core::{Call, Config, Encoded, Error, Key, MetaUri, NameUri, ObjectUri, Text, Uri};
+use rmi_core::peer::{Import, Link, Scope};
+use rmi_core::{Call, Config, Encoded, Error, Key, Location, MetaUri, NameUri, ObjectUri, Text, Uri};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -134,11 +135,22 @@ pub struct Proxy {
 
 struct Shared {
     uri: Uri,
+    /// For a proxy of a reference: the connection (or local object) it
+    /// calls through, instead of a URI to connect to.
+    over: Option<Over>,
     options: Options,
     state: Mutex<State>,
     /// Held while connecting, so that concurrent first calls share one
     /// connection instead of racing to open several.
     connecting: tokio::sync::Mutex<()>,
+}
+
+/// Where a proxy of a reference sends its calls.
+struct Over {
+    link: Arc<dyn Link>,
+    object: Text,
+    /// The reference, kept alive as long as a proxy of it is.
+    import: Option<Arc<Import>>,
 }
 
 #[derive(Default)]
@@ -203,6 +215,7 @@ impl ProxyBuilder {
         Ok(Proxy {
             shared: Arc::new(Shared {
                 uri: self.uri?,
+                over: None,
                 options: self.options,
                 state: Mutex::new(State::default()),
                 connecting: tokio::sync::Mutex::new(()),
@@ -253,6 +266,42 @@ impl Proxy {
             options: Options::from_config(config),
             timeout: config.call_timeout,
         }
+    }
+
+    /// A proxy whose calls go through `link` to `object` (a reference's
+    /// proxy, see [`crate::Remote::proxy`]); it keeps `import` alive.
+    pub(crate) fn over(link: Arc<dyn Link>, object: Text, import: Option<Arc<Import>>) -> Self {
+        let location = Location::Unix(std::path::PathBuf::from(format!("<{}>", link.describe())));
+        let uri = Uri::Object(ObjectUri { object: object.as_str().to_owned(), location });
+        let config = Config::from_env().unwrap_or_default();
+        let timeout = config.call_timeout;
+        Proxy {
+            shared: Arc::new(Shared {
+                uri,
+                over: Some(Over { link, object, import }),
+                options: Options::from_config(&config),
+                state: Mutex::new(State::default()),
+                connecting: tokio::sync::Mutex::new(()),
+            }),
+            timeout,
+        }
+    }
+
+    /// A proxy for `uri` whose calls fail (the environment's settings were
+    /// invalid when a reference made it).
+    pub(crate) fn unreachable(uri: &ObjectUri) -> Self {
+        Self::builder_with_config(uri, &Config::default()).build().unwrap_or_else(|_| {
+            Proxy::over(
+                rmi_core::peer::LocalLink::new(Arc::new(Unreachable)),
+                Text::from(uri.object.as_str()),
+                None,
+            )
+        })
+    }
+
+    /// The reference this proxy was made from, if it is a reference's proxy.
+    pub(crate) fn import(&self) -> Option<Arc<Import>> {
+        self.shared.over.as_ref().and_then(|o| o.import.clone())
     }
 
     /// The URI the proxy was made for.
@@ -317,8 +366,8 @@ impl Proxy {
         timeout: Option<Duration>,
     ) -> Result<R, Error> {
         let args = self.encode(&args)?;
-        let encoded = self.call_encoded(method.clone(), args, timeout).await?;
-        encoded.decode::<R>().map_err(|e| {
+        let (encoded, scope) = self.call_scoped(method.clone(), args, timeout).await?;
+        scope.enter(|| encoded.decode::<R>()).map_err(|e| {
             Error::Serialization(format!(
                 "the reply of {method:?} does not decode as {}: {e}",
                 std::any::type_name::<R>()
@@ -349,10 +398,13 @@ impl Proxy {
     }
 
     pub(crate) async fn call_oneway_encoded(&self, method: Text, args: Encoded) -> Result<(), Error> {
+        if let Some(over) = &self.shared.over {
+            return over.link.clone().call_oneway(Call::new(over.object.clone(), method, args)).await;
+        }
         for attempt in 0..2 {
             let (connection, object) = self.connection().await?;
             let call = Call::new(object, method.clone(), args.clone());
-            match connection.call_oneway(call).await {
+            match connection.send_oneway(call).await {
                 Ok(()) => return Ok(()),
                 Err(CallFailure::NotSent(e)) | Err(CallFailure::Failed(e)) => {
                     self.forget(&connection);
@@ -377,12 +429,29 @@ impl Proxy {
         args: Encoded,
         timeout: Option<Duration>,
     ) -> Result<Encoded, Error> {
+        Ok(self.call_scoped(method, args, timeout).await?.0)
+    }
+
+    /// As [`Proxy::call_encoded`], with the scope the reply decodes in (the
+    /// connection it came over: references in it are that connection's).
+    pub(crate) async fn call_scoped(
+        &self,
+        method: Text,
+        args: Encoded,
+        timeout: Option<Duration>,
+    ) -> Result<(Encoded, Scope), Error> {
         let started = Instant::now();
         let mut deadline = timeout.and_then(|t| started.checked_add(t));
         if let Some(inherited) = current_deadline() {
             deadline = Some(deadline.map_or(inherited, |d| d.min(inherited)));
         }
         let waited = deadline.map(|d| d.saturating_duration_since(started));
+        if let Some(over) = &self.shared.over {
+            let call = Call::new(over.object.clone(), method, args);
+            let reply = over.link.clone().call(call, deadline, waited).await?;
+            let scope = Scope::new(over.link.peer().clone(), over.link.clone());
+            return Ok((reply?, scope));
+        }
         for attempt in 0..2 {
             let live = self.live_at(started);
             // The time left, for the daemon: on a connection already live at
@@ -399,8 +468,8 @@ impl Proxy {
             let remaining =
                 if fresh { waited } else { deadline.map(|d| d.saturating_duration_since(Instant::now())) };
             let call = Call::new(object, method.clone(), args.clone());
-            match connection.call(call, deadline, waited, remaining).await {
-                Ok(reply) => return reply.map_err(Error::from),
+            match connection.send_call(call, deadline, waited, remaining).await {
+                Ok(reply) => return Ok((reply?, connection.scope())),
                 Err(CallFailure::NotSent(e)) => {
                     // The connection was already gone: nothing reached the
                     // daemon, so one retry on a new connection is safe.
@@ -462,6 +531,7 @@ impl Proxy {
         Proxy {
             shared: Arc::new(Shared {
                 uri: Uri::Object(uri.clone()),
+                over: None,
                 options: self.shared.options.clone(),
                 state: Mutex::new(State {
                     target: Some(uri),
@@ -558,7 +628,7 @@ impl Proxy {
         )
         .await?;
         tracing::debug!(address = connection.address(), "connected");
-        Ok(Arc::new(connection))
+        Ok(connection)
     }
 
     /// The live connection and the object id, if connected (`now` is the
@@ -569,6 +639,26 @@ impl Proxy {
             (Some(c), Some(_)) if !c.is_closed(now) => Some((c.clone(), state.object.clone())),
             _ => None,
         }
+    }
+}
+
+/// The object behind a proxy that cannot be reached.
+struct Unreachable;
+
+impl rmi_core::object::Exposed for Unreachable {
+    fn type_name(&self) -> &'static str {
+        "an unreachable object"
+    }
+
+    fn methods(&self) -> &'static [rmi_core::object::MethodInfo] {
+        &[]
+    }
+
+    fn dispatch(self: Arc<Self>, _: &str, _: Encoded) -> rmi_core::object::Dispatch {
+        rmi_core::object::Dispatch::Ready(Err(rmi_core::RemoteError::new(
+            rmi_core::RemoteErrorKind::ObjectNotFound,
+            "the reference's URI could not be used with this process's RMI_* settings",
+        )))
     }
 }
 

@@ -1,0 +1,66 @@
+//! What the daemon's tasks share: its settings and its state.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use rmi_core::link::QueueBudget;
+use rmi_core::net::Listener;
+use rmi_core::peer::Peer;
+use rmi_core::{Host, Key, Location};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::registry::Registry;
+
+/// Settings of a daemon.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) key: Option<Key>,
+    pub(crate) max_message_size: usize,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) max_calls_per_connection: usize,
+    pub(crate) max_queued_per_connection: usize,
+    pub(crate) max_queued_total: usize,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) advertise: Option<Host>,
+}
+
+/// Everything the daemon's tasks share.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) options: Options,
+    pub(crate) shutdown: CancellationToken,
+    /// Oneway calls, which outlive their connections.
+    pub(crate) calls: TaskTracker,
+    /// Connections being served now.
+    pub(crate) connections: std::sync::atomic::AtomicUsize,
+    /// What the daemon holds for its clients, all connections together.
+    pub(crate) output: Arc<QueueBudget>,
+    /// The object spaces of the connections (what each exported), to count
+    /// them.
+    pub(crate) peers: Mutex<Vec<Weak<Peer>>>,
+    /// Where the daemon listens.
+    pub(crate) location: Location,
+    /// What its URIs say (differs behind NAT, or when bound to 0.0.0.0).
+    pub(crate) advertised: Location,
+    pub(crate) listener: Mutex<Option<Listener>>,
+}
+
+impl Inner {
+    /// Counts the object space of a new connection.
+    pub(crate) fn add_peer(&self, peer: &Arc<Peer>) {
+        let mut peers = self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        peers.retain(|p| p.strong_count() > 0);
+        peers.push(Arc::downgrade(peer));
+    }
+
+    /// Objects exported over all connections now.
+    pub(crate) fn exports(&self) -> usize {
+        let peers = self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        peers.iter().filter_map(Weak::upgrade).map(|p| p.export_count()).sum()
+    }
+}
