@@ -108,6 +108,32 @@ pub enum CodecError {
     /// An attachment was announced and not found, or found and not used.
     #[error("attachments do not match the value: {0}")]
     Attachments(&'static str),
+    /// A type's own `Serialize` or `Deserialize` refused the value, saying
+    /// why.
+    #[error("{0}")]
+    Custom(String),
+}
+
+thread_local! {
+    /// The message of the last serde `custom` error raised on this thread
+    /// (postcard keeps only that there was one).
+    static CUSTOM: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Keeps the message of a serde `custom` error about to be raised, so that
+/// rmi's codec reports it instead of postcard's generic one.
+pub fn note_custom_error(message: &str) {
+    CUSTOM.set(Some(message.to_owned()));
+}
+
+/// postcard's error, with the message of a custom one when it was noted.
+pub(crate) fn codec_error(e: postcard::Error) -> CodecError {
+    match e {
+        postcard::Error::SerdeDeCustom | postcard::Error::SerdeSerCustom => {
+            CUSTOM.take().map_or(CodecError::Postcard(e), CodecError::Custom)
+        }
+        other => CodecError::Postcard(other),
+    }
 }
 
 /// Where blobs come from while a value is decoded.

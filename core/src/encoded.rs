@@ -10,7 +10,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::blob::{
-    ATTACH_THRESHOLD, Blob, CodecError, InlineBytes, Source, collect_attachments, supply_attachments,
+    ATTACH_THRESHOLD, Blob, CodecError, InlineBytes, Source, codec_error, collect_attachments,
+    supply_attachments,
 };
 use crate::exports::{Exports, collect_exports, note_exports};
 use crate::wire::{Reader, put_varint};
@@ -129,7 +130,7 @@ impl Encoded {
             Err(_) => {
                 let ((bytes, blobs), exports) =
                     collect_exports(|| collect_attachments(|| postcard::to_allocvec(value)));
-                (Body::Shared(Blob(Bytes::from(bytes?))), blobs, exports)
+                (Body::Shared(Blob(Bytes::from(bytes.map_err(codec_error)?))), blobs, exports)
             }
         };
         Ok(Encoded { body, blobs: blobs.into_iter().map(Blob).collect(), exports })
@@ -145,7 +146,7 @@ impl Encoded {
         let source = Source::List(self.blobs.clone().into_iter());
         let (result, rest) =
             supply_attachments(self.body.backing(), source, || postcard::take_from_bytes::<T>(bytes));
-        let (value, trailing) = result?;
+        let (value, trailing) = result.map_err(codec_error)?;
         if !trailing.is_empty() {
             return Err(CodecError::TrailingBytes(trailing.len()));
         }

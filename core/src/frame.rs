@@ -49,7 +49,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::auth::{AuthError, Opener, Sealer};
-use crate::blob::{CodecError, Source, collect_attachments, supply_attachments};
+use crate::blob::{CodecError, Source, codec_error, collect_attachments, supply_attachments};
 
 pub(crate) mod run;
 
@@ -351,8 +351,7 @@ pub(crate) fn decode_frame<T: DeserializeOwned>(payload: Bytes) -> Result<T, Tra
     let (decoded, rest) = supply_attachments(Some(envelope.clone()), Source::Contiguous(attachments), || {
         postcard::take_from_bytes::<T>(&envelope).map(|(value, trailing)| (value, trailing.len()))
     });
-    let (value, trailing) =
-        decoded.map_err(|e| TransportError::Malformed(CodecError::from(e).to_string()))?;
+    let (value, trailing) = decoded.map_err(|e| TransportError::Malformed(codec_error(e).to_string()))?;
     if trailing != 0 {
         return Err(TransportError::Malformed(CodecError::TrailingBytes(trailing).to_string()));
     }

@@ -8,7 +8,6 @@ use rmi_core::exports::note_export;
 use rmi_core::object::Exposed;
 use rmi_core::peer::{Forwarder, Import, LocalExport, LocalLink, current_scope};
 use rmi_core::{Config, ObjectUri, Text};
-use serde::de::Error as _;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -193,6 +192,13 @@ impl Remote<Proxy> {
     }
 }
 
+/// A serde `custom` error whose message rmi's codec reports.
+fn custom<E: serde::de::Error>(message: impl std::fmt::Display) -> E {
+    let message = message.to_string();
+    rmi_core::blob::note_custom_error(&message);
+    E::custom(message)
+}
+
 fn check_interface<P: Interface>(got: &str) -> Result<(), String> {
     if P::NAME.is_empty() || P::NAME == got {
         Ok(())
@@ -215,6 +221,7 @@ impl<P> Serialize for Remote<P> {
         let wire = match &self.target {
             Target::Local(local) => {
                 if !note_export(local.clone()) {
+                    rmi_core::blob::note_custom_error(OUTSIDE);
                     return Err(S::Error::custom(OUTSIDE));
                 }
                 Wire::Export { id: local.id(), interface: Text::from(local.object().interface()) }
@@ -223,6 +230,7 @@ impl<P> Serialize for Remote<P> {
                 // Passed on: this process stands in for the object.
                 let forward = LocalExport::new(Arc::new(Forwarder::new(import.clone())));
                 if !note_export(forward.clone()) {
+                    rmi_core::blob::note_custom_error(OUTSIDE);
                     return Err(S::Error::custom(OUTSIDE));
                 }
                 Wire::Export { id: forward.id(), interface: Text::from(import.interface()) }
@@ -239,15 +247,15 @@ impl<'de, P: Interface> Deserialize<'de> for Remote<P> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let target = match Wire::deserialize(deserializer)? {
             Wire::Export { id, interface } => {
-                check_interface::<P>(&interface).map_err(D::Error::custom)?;
+                check_interface::<P>(&interface).map_err(custom::<D::Error>)?;
                 let scope = current_scope().ok_or_else(|| {
-                    D::Error::custom("a reference is decoded only by rmi, off a connection")
+                    custom::<D::Error>("a reference is decoded only by rmi, off a connection")
                 })?;
                 Target::Imported(scope.peer().import(scope.link(), id, &interface))
             }
             Wire::Address { uri, interface } => {
-                check_interface::<P>(&interface).map_err(D::Error::custom)?;
-                let uri: ObjectUri = uri.as_str().parse().map_err(D::Error::custom)?;
+                check_interface::<P>(&interface).map_err(custom::<D::Error>)?;
+                let uri: ObjectUri = uri.as_str().parse().map_err(custom::<D::Error>)?;
                 Target::Address { uri, interface: interface.as_str().to_owned() }
             }
         };
