@@ -40,6 +40,40 @@ impl Holder {
     }
 }
 
+/// A token, lent by reference.
+#[derive(Debug, Default)]
+pub struct Token;
+
+#[rmi::expose]
+impl Token {
+    /// Answers.
+    #[rmi::nonblocking]
+    pub fn poke(&self) -> u32 {
+        1
+    }
+}
+
+/// Lends tokens (autoproxy) and keeps the client's tokens (callbacks).
+#[derive(Debug, Default)]
+pub struct Lender {
+    kept: std::sync::Mutex<Vec<rmi::Remote<TokenProxy>>>,
+}
+
+#[rmi::expose]
+impl Lender {
+    /// A fresh token, by reference.
+    #[rmi::nonblocking]
+    pub fn lend(&self) -> rmi::Remote<TokenProxy> {
+        rmi::Remote::new(Token)
+    }
+
+    /// Keeps a client's token.
+    #[rmi::nonblocking]
+    pub fn keep(&self, token: rmi::Remote<TokenProxy>) {
+        self.kept.lock().unwrap().push(token);
+    }
+}
+
 fn main() -> ExitCode {
     // Test runners (cargo-nextest) first ask for the list of tests: this
     // binary is one test, `faults`, and has no ignored ones.
@@ -54,6 +88,7 @@ fn main() -> ExitCode {
     match std::env::var("RMI_FAULTS_ROLE").as_deref() {
         Ok("daemon") => runtime.block_on(daemon_child()),
         Ok("client") => runtime.block_on(client_child()),
+        Ok("borrower") => runtime.block_on(borrower_child()),
         _ => runtime.block_on(run_all()),
     }
 }
@@ -74,6 +109,24 @@ async fn client_child() -> ExitCode {
     let holder = HolderProxy::connect(uri.as_str()).await.unwrap();
     println!("CALLING");
     let _ = holder.hold(600_000).await;
+    ExitCode::SUCCESS
+}
+
+/// The child borrower: holds 100 lent tokens and has 10 of its own kept by
+/// the lender at `RMI_FAULTS_URI`, until killed.
+async fn borrower_child() -> ExitCode {
+    let uri = std::env::var("RMI_FAULTS_URI").unwrap();
+    let lender = LenderProxy::connect(uri.as_str()).await.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        held.push(lender.lend().await.unwrap());
+    }
+    for _ in 0..10 {
+        lender.keep(rmi::Remote::new(Token)).await.unwrap();
+    }
+    println!("HOLDING");
+    std::future::pending::<()>().await;
+    drop(held);
     ExitCode::SUCCESS
 }
 
@@ -118,11 +171,12 @@ impl Child {
 
 async fn run_all() -> ExitCode {
     type Test = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-    let tests: [(&str, Test); 4] = [
+    let tests: [(&str, Test); 5] = [
         ("a daemon killed mid-call", || Box::pin(killed_mid_call())),
         ("a frozen daemon times out", || Box::pin(frozen_daemon())),
         ("a restarted daemon", || Box::pin(restarted_daemon())),
         ("a client killed mid-call", || Box::pin(client_killed_mid_call())),
+        ("a client killed holding references", || Box::pin(client_killed_holding_references())),
     ];
     let mut failed = 0;
     for (name, test) in tests {
@@ -226,4 +280,23 @@ async fn client_killed_mid_call() {
     // Others are unaffected.
     let other = HolderProxy::new(&uri).unwrap();
     assert_eq!(other.hold(1).await.unwrap(), 1);
+}
+
+async fn client_killed_holding_references() {
+    let d = TestDaemon::start(builder()).await;
+    let lender = Lender::default();
+    let uri = d.daemon.register(lender, Some("lender")).unwrap();
+    let kept_calls = LenderProxy::new(&uri).unwrap();
+    let mut client = Child::start("borrower", &[("RMI_FAULTS_URI", &uri.to_string())]).await;
+    assert_eq!(client.line().await, "HOLDING");
+    assert_eq!(d.daemon.exported_objects(), 100, "the 100 lent tokens");
+    assert_eq!(d.daemon.imported_objects(), 10, "the client's 10 kept tokens");
+    let killed = Instant::now();
+    client.signal("-KILL").await;
+    while d.daemon.exported_objects() != 0 || d.daemon.imported_objects() != 0 {
+        assert!(killed.elapsed() < Duration::from_secs(1), "references of a dead client were kept");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!("  100 exports and 10 imports released {:?} after SIGKILL", killed.elapsed());
+    assert_eq!(kept_calls.lend().await.unwrap().interface(), "Token", "the lender serves on");
 }

@@ -427,6 +427,12 @@ impl Daemon {
         self.inner.exports()
     }
 
+    /// How many of their clients' objects (callbacks) the daemon's objects
+    /// hold references to now, over connections still open.
+    pub fn imported_objects(&self) -> usize {
+        self.inner.imports()
+    }
+
     /// How many bytes the daemon holds for its clients now, all connections
     /// together: replies queued and not yet written, and the room set aside
     /// for the replies of calls running (see

@@ -60,7 +60,16 @@ impl Inner {
 
     /// Objects exported over all connections now.
     pub(crate) fn exports(&self) -> usize {
+        self.live_peers().iter().map(|p| p.export_count()).sum()
+    }
+
+    /// Clients' objects referenced over all open connections now.
+    pub(crate) fn imports(&self) -> usize {
+        self.live_peers().iter().filter(|p| !p.is_closed()).map(|p| p.import_count()).sum()
+    }
+
+    fn live_peers(&self) -> Vec<Arc<Peer>> {
         let peers = self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        peers.iter().filter_map(Weak::upgrade).map(|p| p.export_count()).sum()
+        peers.iter().filter_map(Weak::upgrade).collect()
     }
 }
