@@ -118,7 +118,7 @@ pub use rmi_core::{
     AuthError, Blob, Config, ConfigError, Error, Host, HostPort, Key, Location, MetaUri, NameUri, ObjectUri,
     RemoteError, RemoteErrorKind, Uri, UriError,
 };
-pub use rmi_daemon::{Daemon, DaemonBuilder, DaemonError};
+pub use rmi_daemon::{Daemon, DaemonBuilder, DaemonError, InstanceMode};
 pub use rmi_macros::{expose, nonblocking, oneway};
 pub use rmi_proxy::{
     Batch, BatchCall, BatchResults, Implements, Interface, IntoUri, MetaMatch, NameFilter, NameServerProxy,

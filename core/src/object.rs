@@ -102,6 +102,26 @@ pub trait Exposed: Send + Sync + 'static {
     fn dispatch(self: Arc<Self>, method: &str, args: Encoded) -> Dispatch;
 }
 
+/// What `#[expose]` knows of an exposed type without an instance of it:
+/// what a daemon that makes the instances itself (see the daemon's instance
+/// modes) answers before it has one.
+#[derive(Debug, Clone, Copy)]
+pub struct TypeInfo {
+    /// As [`Exposed::type_name`].
+    pub type_name: &'static str,
+    /// As [`Exposed::interface`].
+    pub interface: &'static str,
+    /// As [`Exposed::methods`].
+    pub methods: &'static [MethodInfo],
+}
+
+/// An exposed type whose description needs no instance. `#[rmi::expose]`
+/// implements it.
+pub trait ExposedType: Exposed {
+    /// The type's description.
+    fn type_info() -> TypeInfo;
+}
+
 /// A value that may travel as an argument or a return value.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot travel to or from a remote object",

@@ -198,6 +198,9 @@ struct Exported {
 pub struct Peer {
     exports: Mutex<HashMap<u64, Exported>>,
     imports: Mutex<HashMap<u64, Weak<Import>>>,
+    /// The connection's session instances of objects registered per
+    /// session, by registration.
+    sessions: Mutex<HashMap<u64, Arc<dyn Exposed>>>,
     closed: AtomicBool,
     /// Woken when the last export is released.
     emptied: tokio::sync::Notify,
@@ -293,12 +296,23 @@ impl Peer {
         }
     }
 
-    /// The connection ended: drops every export (and the objects, unless
-    /// held elsewhere); imports fail their calls from now on.
+    /// The connection's instance for the session-scoped registration `key`,
+    /// made by `make` on the connection's first call of it.
+    pub fn session(&self, key: u64, make: impl FnOnce() -> Arc<dyn Exposed>) -> Arc<dyn Exposed> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        sessions.entry(key).or_insert_with(make).clone()
+    }
+
+    /// The connection ended: drops every export and session instance (and
+    /// the objects, unless held elsewhere, by calls still running say);
+    /// imports fail their calls from now on.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         let exports = std::mem::take(&mut *self.exports());
         drop(exports);
+        let sessions =
+            std::mem::take(&mut *self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        drop(sessions);
         self.emptied.notify_waiters();
     }
 

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use rmi_core::link::QueueBudget;
 use rmi_core::net::Listener;
-use rmi_core::object::Exposed;
+use rmi_core::object::{Exposed, ExposedType};
 use rmi_core::uri::parse_bind_address;
 use rmi_core::{Config, ConfigError, Host, HostPort, Key, Location, ObjectUri, UriError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::connection;
+use crate::instances::{InstanceMode, Instances};
 use crate::registry::Registry;
 use crate::state::{Inner, Options};
 
@@ -316,6 +317,28 @@ impl Daemon {
     /// the daemon's own object, `RMI.Daemon`.
     pub fn register<O: Exposed>(&self, object: O, id: Option<&str>) -> Result<ObjectUri, DaemonError> {
         self.register_arc(Arc::new(object), id)
+    }
+
+    /// Hosts an object the daemon makes itself, with `factory`, as `mode`
+    /// says: one instance for the daemon ([`InstanceMode::Single`]), one per
+    /// client connection ([`InstanceMode::Session`]), or one per call
+    /// ([`InstanceMode::PerCall`]). The type is the factory's, checked at
+    /// compile time. (The `rmi` crate's documentation has an example.)
+    ///
+    /// # Errors
+    ///
+    /// As [`Daemon::register`].
+    pub fn register_factory<O, F>(
+        &self,
+        mode: InstanceMode,
+        factory: F,
+        id: Option<&str>,
+    ) -> Result<ObjectUri, DaemonError>
+    where
+        O: ExposedType,
+        F: Fn() -> O + Send + Sync + 'static,
+    {
+        self.register_arc(Arc::new(Instances::new(mode, factory)), id)
     }
 
     /// As [`Daemon::register`], for an object already shared.

@@ -6,6 +6,8 @@
 //!
 //! - `daemon`: [`Daemon`] and its builder: bind, register, serve, shut down.
 //! - `state`: what the daemon's tasks share (settings, registry, budgets).
+//! - `instances`: objects the daemon makes itself from a factory, per
+//!   daemon, per connection or per call ([`InstanceMode`]).
 //! - `registry`: the hosted objects by id, and the daemon's own object
 //!   (`RMI.Daemon`: `ping`, `describe`, `registered`, `batch`).
 //! - `callbacks`: the daemon's calls to the objects a client passed it,
@@ -30,6 +32,7 @@ mod callbacks;
 mod connection;
 mod daemon;
 mod flow;
+mod instances;
 mod registry;
 mod state;
 mod workers;
@@ -40,4 +43,5 @@ pub use daemon::{
     DEFAULT_SHUTDOWN_GRACE, DEFAULT_WRITE_TIMEOUT, Daemon, DaemonBuilder, DaemonError,
 };
 pub use flow::HELD_LIMIT;
+pub use instances::InstanceMode;
 pub use registry::DAEMON_OBJECT;

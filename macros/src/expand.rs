@@ -211,8 +211,26 @@ impl Generator<'_> {
             }
         };
         let interface = self.interface_name();
+        let type_header = match &self.model.kind {
+            Kind::Impl { self_ty, .. } => quote!(impl #private::ExposedType for #self_ty),
+            Kind::Trait { name, .. } => {
+                let object = self.object_ident();
+                quote! {
+                    impl<T> #private::ExposedType for #object<T>
+                    where
+                        T: #name + ::core::marker::Send + ::core::marker::Sync + 'static
+                }
+            }
+        };
         quote! {
             #implements
+
+            #type_header {
+                fn type_info() -> #private::TypeInfo {
+                    const METHODS: [#private::MethodInfo; #count] = [#(#infos),*];
+                    #private::TypeInfo { type_name: #type_name, interface: #interface, methods: &METHODS }
+                }
+            }
 
             #header {
                 fn type_name(&self) -> &'static str {
@@ -224,8 +242,7 @@ impl Generator<'_> {
                 }
 
                 fn methods(&self) -> &'static [#private::MethodInfo] {
-                    const METHODS: [#private::MethodInfo; #count] = [#(#infos),*];
-                    &METHODS
+                    <Self as #private::ExposedType>::type_info().methods
                 }
 
                 fn dispatch(

@@ -54,8 +54,8 @@ pub use rmi_core::Error;
 #[doc(hidden)]
 pub mod __private {
     pub use rmi_core::object::{
-        Dispatch, Exposed, MethodInfo, assert_remote, decode_args, encode_result, encode_return,
-        method_not_found,
+        Dispatch, Exposed, ExposedType, MethodInfo, TypeInfo, assert_remote, decode_args, encode_result,
+        encode_return, method_not_found,
     };
     pub use rmi_core::{Encoded, Text};
 
