@@ -102,6 +102,77 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Objects as values
+//!
+//! A [`Remote<P>`](Remote) is a reference to an object, named by the proxy
+//! type of its interface: an argument or a return value like any other.
+//! `Remote::new(object)` passes a local object, exported over the connection
+//! the call travels on; the receiver calls it through `reference.proxy()`.
+//! A server calls back a client's object over the connection the client
+//! opened, so the client needs no daemon of its own; a method returning a
+//! reference hands out a new object (Pyro's autoproxy). A reference lives as
+//! long as the receiver holds it, and is released when its last copy is
+//! dropped or its connection closes.
+//!
+//! ```no_run
+//! use rmi::Remote;
+//!
+//! /// The client's side: hears a job's progress.
+//! #[derive(Default)]
+//! pub struct Printer;
+//!
+//! #[rmi::expose]
+//! impl Printer {
+//!     pub fn report(&self, percent: u32) {
+//!         println!("{percent}%");
+//!     }
+//! }
+//!
+//! /// The server's side: runs jobs, calls the client back.
+//! #[derive(Default)]
+//! pub struct Jobs;
+//!
+//! #[rmi::expose]
+//! impl Jobs {
+//!     pub async fn run(&self, progress: Remote<PrinterProxy>) -> Result<(), rmi::Error> {
+//!         for percent in [25, 50, 75, 100] {
+//!             progress.proxy().report(percent).await?;
+//!         }
+//!         Ok(())
+//!     }
+//!
+//!     /// Autoproxy: a fresh object for the caller, by reference.
+//!     pub fn printer(&self) -> Remote<PrinterProxy> {
+//!         Remote::new(Printer)
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), rmi::Error> {
+//! let jobs = JobsProxy::new("RMINAME:example.jobs")?;
+//! jobs.run(Remote::new(Printer)).await?; // prints 25% … 100% here
+//! # Ok(()) }
+//! ```
+//!
+//! # Instance modes
+//!
+//! A daemon can make the instances of an object itself, from a factory, as
+//! Pyro's `instance_mode` says: one for the whole daemon, one per client
+//! connection, or one per call ([`InstanceMode`]).
+//!
+//! ```no_run
+//! # #[derive(Default)]
+//! # pub struct Cart { items: std::sync::Mutex<Vec<String>> }
+//! # #[rmi::expose]
+//! # impl Cart {
+//! #     pub fn add(&self, item: String) { self.items.lock().unwrap().push(item) }
+//! # }
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let daemon = rmi::Daemon::bind("127.0.0.1:0").await?;
+//! // Each client connection gets a cart of its own, dropped when it leaves.
+//! daemon.register_factory(rmi::InstanceMode::Session, Cart::default, Some("cart"))?;
+//! # Ok(()) }
+//! ```
+//!
 //! Large binary arguments and results travel without copies as [`Blob`].
 //!
 //! # Layout

@@ -1,0 +1,68 @@
+//! The callback server: runs long jobs and calls each client back with its
+//! progress, over the connection the client opened (the client has no
+//! daemon and no open port).
+//!
+//! ```text
+//! cargo run -p rmi-naming                                    # terminal 1 (optional)
+//! cargo run --example callback_server [-- <bind-address>]    # terminal 2; default 127.0.0.1:0
+//! cargo run --example callback_client [-- <URI>]             # terminal 3
+//! ```
+//!
+//! With a name server it registers `example.callback`; without one,
+//! `callback_client -- <URI>` takes the URI it prints.
+
+#[allow(dead_code)] // the server implements Jobs; Progress is the client's
+mod interface;
+
+use std::time::Duration;
+
+use interface::{Jobs, JobsObject, ProgressProxy};
+use rmi::Remote;
+
+/// The name clients look up.
+const NAME: &str = "example.callback";
+
+/// Runs the jobs.
+struct Worker;
+
+impl Jobs for Worker {
+    async fn run(&self, steps: u32, progress: Remote<ProgressProxy>) -> Result<String, String> {
+        let progress = progress.proxy();
+        let steps = steps.clamp(1, 100);
+        for step in 1..=steps {
+            // The work itself.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let note = format!("step {step} of {steps}");
+            progress.report(step * 100 / steps, note).await.map_err(|e| e.to_string())?;
+        }
+        println!("Finished a job of {steps} steps");
+        Ok(format!("{steps} steps done"))
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let bind = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".to_owned());
+    let daemon = rmi::Daemon::bind(&bind).await?;
+    let uri = daemon.register(JobsObject(Worker), Some(NAME))?;
+    let ns = match rmi::locate_ns(None).await {
+        Ok(ns) => {
+            ns.register(NAME, &uri).await?;
+            println!("Registered {NAME} with the name server at {}", ns.uri());
+            Some(ns)
+        }
+        Err(e) => {
+            println!("No name server ({e}); clients need the URI below");
+            None
+        }
+    };
+    println!("Ready. Object uri = {uri}");
+    tokio::select! {
+        served = daemon.serve() => served?,
+        _ = tokio::signal::ctrl_c() => daemon.shutdown(),
+    }
+    if let Some(ns) = ns {
+        let _ = ns.remove(NAME).await;
+    }
+    Ok(())
+}
