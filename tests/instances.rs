@@ -182,3 +182,19 @@ async fn a_registered_factory_describes_its_type_without_making_one() {
     assert_eq!(names, ["call", "quick"]);
     assert_eq!(census.made(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_runs_on_its_connections_session() {
+    let d = TestDaemon::start(builder()).await;
+    let census = Arc::new(Census::default());
+    let uri =
+        d.daemon.register_factory(InstanceMode::Session, Tally::factory(&census), Some("tally")).unwrap();
+    let tally = TallyProxy::new(&uri).unwrap();
+    assert_eq!(tally.quick().await.unwrap(), (1, 1));
+    let mut batch = TallyBatch::new(&tally);
+    let calls: Vec<_> = (0..3).map(|_| batch.quick().unwrap()).collect();
+    let results = batch.await.unwrap();
+    let answers: Vec<(u64, u64)> = calls.into_iter().map(|c| results.get(c).unwrap()).collect();
+    assert_eq!(answers, [(1, 2), (1, 3), (1, 4)], "the connection's own session");
+    assert_eq!(census.made(), 1);
+}

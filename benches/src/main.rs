@@ -134,6 +134,8 @@ fn client(args: &[String]) -> anyhow::Result<()> {
             ("tarpc", "payload") => tarpc_plain::payload(target, plan).await,
             ("rmi", "seq") => rmi_calls::seq(target, key, false, plan).await,
             ("rmi", "seq-blocking") => rmi_calls::seq(target, key, true, plan).await,
+            ("rmi", "callback") => rmi_calls::callbacks(target, key, plan).await,
+            ("rmi", "refs") => rmi_calls::refs(target, key, plan).await,
             ("rmi", "pipe64") => rmi_calls::pipelined(target, key, 64, plan).await,
             ("rmi", "clients8") => rmi_calls::clients(target, key, 8, plan).await,
             ("rmi", "oneway") => rmi_calls::oneway(target, key, plan).await,

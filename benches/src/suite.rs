@@ -56,6 +56,11 @@ fn benches(rmi_threads: usize) -> Vec<Bench> {
             add(name, "rmi", "rmi", "seq-blocking", false, pinned, rmi_threads);
             let name = if pinned { "rmi.mt.seq.blocking.pinned" } else { "rmi.mt.seq.blocking" };
             add(name, "rmi", "rmi", "seq-blocking", false, pinned, 0);
+            // The daemon calling the client back, and references passed.
+            let name = if pinned { "rmi.callback.pinned" } else { "rmi.callback" };
+            add(name, "rmi", "rmi", "callback", false, pinned, rmi_threads);
+            let name = if pinned { "rmi.refs.pinned" } else { "rmi.refs" };
+            add(name, "rmi", "rmi", "refs", false, pinned, rmi_threads);
         }
     }
     for (name, system, server, threads) in systems {

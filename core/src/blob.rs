@@ -256,28 +256,44 @@ impl Serialize for InlineBytes<'_> {
 
 impl Serialize for Blob {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // Small blobs never look at the scope: the common case costs a compare.
-        let attached = self.0.len() >= ATTACH_THRESHOLD
-            && ENCODING.with_borrow_mut(|e| match e {
-                Some(attachments) => {
-                    attachments.push(self.0.clone());
-                    true
-                }
-                None => false,
-            });
-        if attached {
-            serializer.serialize_newtype_variant("Blob", 1, "Attached", &(self.0.len() as u64))
-        } else {
-            serializer.serialize_newtype_variant("Blob", 0, "Inline", &InlineBytes(&self.0))
-        }
+        serialize_blob(&self.0, false, serializer)
     }
 }
 
+/// Serializes `bytes` as a blob: inline, or (large, inside rmi's encoder)
+/// as an attachment. `marked` uses the variants an encoded value's body
+/// takes when the value carries references (see [`crate::encoded`]).
+pub(crate) fn serialize_blob<S: Serializer>(
+    bytes: &Bytes,
+    marked: bool,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    // Small blobs never look at the scope: the common case costs a compare.
+    let attached = bytes.len() >= ATTACH_THRESHOLD
+        && ENCODING.with_borrow_mut(|e| match e {
+            Some(attachments) => {
+                attachments.push(bytes.clone());
+                true
+            }
+            None => false,
+        });
+    let mark = if marked { 2 } else { 0 };
+    if attached {
+        serializer.serialize_newtype_variant("Blob", 1 + mark, "Attached", &(bytes.len() as u64))
+    } else {
+        serializer.serialize_newtype_variant("Blob", mark, "Inline", &InlineBytes(bytes))
+    }
+}
+
+/// A blob's variants: inline or attached, and (for the body of an encoded
+/// value only) the same marked as carrying references.
 #[derive(Deserialize)]
 #[serde(variant_identifier)]
 enum BlobTag {
     Inline,
     Attached,
+    InlineMarked,
+    AttachedMarked,
 }
 
 struct InlineSeed;
@@ -320,34 +336,62 @@ impl<'de> Visitor<'de> for InlineVisitor {
     }
 }
 
-struct BlobVisitor;
+/// Reads a blob; `marks` says whether the marked variants are accepted
+/// (an encoded value's body), and the visitor says whether it was marked.
+struct BlobVisitor {
+    marks: bool,
+}
 
 impl<'de> Visitor<'de> for BlobVisitor {
-    type Value = Blob;
+    type Value = (Blob, bool);
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a blob (inline bytes or an attachment)")
     }
 
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Blob, A::Error> {
-        match data.variant()? {
-            (BlobTag::Inline, v) => v.newtype_variant_seed(InlineSeed).map(Blob),
-            (BlobTag::Attached, v) => {
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<(Blob, bool), A::Error> {
+        let (tag, v) = data.variant()?;
+        let (attached, marked) = match tag {
+            BlobTag::Inline => (false, false),
+            BlobTag::Attached => (true, false),
+            BlobTag::InlineMarked => (false, true),
+            BlobTag::AttachedMarked => (true, true),
+        };
+        if marked && !self.marks {
+            return Err(de::Error::custom("a blob marked as an encoded value's body"));
+        }
+        match attached {
+            false => v.newtype_variant_seed(InlineSeed).map(|b| (Blob(b), marked)),
+            true => {
                 let len: u64 = v.newtype_variant()?;
                 let len = usize::try_from(len).map_err(|_| de::Error::custom("attachment too long"))?;
                 let taken = DECODING.with_borrow_mut(|d| match d {
                     Some(decoding) => decoding.source.take(len),
                     None => Err("a blob refers to an attachment outside an rmi message"),
                 });
-                taken.map(Blob).map_err(de::Error::custom)
+                taken.map(|b| (Blob(b), marked)).map_err(de::Error::custom)
             }
         }
     }
 }
 
+const BLOB_VARIANTS: &[&str] = &["Inline", "Attached", "InlineMarked", "AttachedMarked"];
+
 impl<'de> Deserialize<'de> for Blob {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_enum("Blob", &["Inline", "Attached"], BlobVisitor)
+        deserializer.deserialize_enum("Blob", BLOB_VARIANTS, BlobVisitor { marks: false }).map(|(b, _)| b)
+    }
+}
+
+/// The body of an encoded value: a blob, and whether it was marked as
+/// carrying references.
+pub(crate) struct MarkedBlob(pub(crate) Blob, pub(crate) bool);
+
+impl<'de> Deserialize<'de> for MarkedBlob {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (blob, marked) =
+            deserializer.deserialize_enum("Blob", BLOB_VARIANTS, BlobVisitor { marks: true })?;
+        Ok(MarkedBlob(blob, marked))
     }
 }
 

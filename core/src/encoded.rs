@@ -10,8 +10,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::blob::{
-    ATTACH_THRESHOLD, Blob, CodecError, InlineBytes, Source, codec_error, collect_attachments,
-    supply_attachments,
+    ATTACH_THRESHOLD, Blob, CodecError, InlineBytes, MarkedBlob, Source, codec_error, collect_attachments,
+    serialize_blob, supply_attachments,
 };
 use crate::exports::{Exports, collect_exports, note_exports};
 use crate::wire::{Reader, put_varint};
@@ -25,22 +25,23 @@ const INLINE: usize = 54;
 enum Body {
     /// A small encoding, kept in place.
     Inline { len: u8, buf: [u8; INLINE] },
-    /// A larger one, or one received (a slice of the receive buffer).
-    Shared(Blob),
+    /// A larger one, or one received (a slice of the receive buffer), and
+    /// whether it arrived marked as carrying references.
+    Shared(Blob, bool),
 }
 
 impl Body {
     fn as_slice(&self) -> &[u8] {
         match self {
             Body::Inline { len, buf } => buf.get(..usize::from(*len)).unwrap_or_default(),
-            Body::Shared(blob) => blob,
+            Body::Shared(blob, _) => blob,
         }
     }
 
     fn backing(&self) -> Option<Bytes> {
         match self {
             Body::Inline { .. } => None,
-            Body::Shared(blob) => Some(blob.0.clone()),
+            Body::Shared(blob, _) => Some(blob.0.clone()),
         }
     }
 }
@@ -65,13 +66,42 @@ impl Eq for Body {}
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Encoded {
     body: Body,
+    /// Blobs and exports, rare both: out of line, so that an encoded value
+    /// stays small to move.
+    extra: Option<Box<Extra>>,
+}
+
+/// What few encoded values have.
+#[derive(Clone, Default, PartialEq, Eq)]
+struct Extra {
     blobs: Vec<Blob>,
     exports: Exports,
 }
 
+impl Extra {
+    /// The extra part, if there is one.
+    #[inline]
+    fn new(blobs: Vec<Blob>, exports: Exports) -> Option<Box<Extra>> {
+        if blobs.is_empty() && exports.is_empty() {
+            return None;
+        }
+        Some(Box::new(Extra { blobs, exports }))
+    }
+
+    /// The extra part of a value just encoded, from what it attached and
+    /// exported.
+    #[inline]
+    fn of(attachments: Vec<Bytes>, exports: Exports) -> Option<Box<Extra>> {
+        if attachments.is_empty() && exports.is_empty() {
+            return None;
+        }
+        Self::new(attachments.into_iter().map(Blob).collect(), exports)
+    }
+}
+
 impl fmt::Debug for Encoded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Encoded({} bytes + {} blobs)", self.body.as_slice().len(), self.blobs.len())
+        write!(f, "Encoded({} bytes + {} blobs)", self.body.as_slice().len(), self.blobs().len())
     }
 }
 
@@ -82,30 +112,42 @@ impl Serialize for Encoded {
         use serde::ser::SerializeTuple;
         // Encoded inside another value (a batch's calls): its references
         // travel with the outer one.
-        note_exports(&self.exports);
+        note_exports(self.exports());
         let mut tuple = serializer.serialize_tuple(2)?;
+        let marked = self.carries_references();
         match &self.body {
-            Body::Inline { .. } => tuple.serialize_element(&InlineBlob(self.body.as_slice()))?,
-            Body::Shared(blob) => tuple.serialize_element(blob)?,
+            Body::Inline { .. } => tuple.serialize_element(&InlineBlob(self.body.as_slice(), marked))?,
+            Body::Shared(blob, _) => tuple.serialize_element(&Marked(blob, marked))?,
         }
-        tuple.serialize_element(&self.blobs)?;
+        tuple.serialize_element(self.blobs())?;
         tuple.end()
     }
 }
 
-/// A small byte string serialized the way an inline [`Blob`] is.
-struct InlineBlob<'a>(&'a [u8]);
+/// A small byte string serialized the way an inline [`Blob`] is (marked
+/// when the value carries references).
+struct InlineBlob<'a>(&'a [u8], bool);
 
 impl Serialize for InlineBlob<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_newtype_variant("Blob", 0, "Inline", &InlineBytes(self.0))
+        let variant = if self.1 { 2 } else { 0 };
+        serializer.serialize_newtype_variant("Blob", variant, "Inline", &InlineBytes(self.0))
+    }
+}
+
+/// A body blob, marked when the value carries references.
+struct Marked<'a>(&'a Blob, bool);
+
+impl Serialize for Marked<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_blob(&self.0.0, self.1, serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Encoded {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (bytes, blobs) = <(Blob, Vec<Blob>)>::deserialize(deserializer)?;
-        Ok(Encoded { body: Body::Shared(bytes), blobs, exports: Exports::default() })
+        let (MarkedBlob(bytes, marked), blobs) = <(MarkedBlob, Vec<Blob>)>::deserialize(deserializer)?;
+        Ok(Encoded { body: Body::Shared(bytes, marked), extra: Extra::new(blobs, Exports::NONE) })
     }
 }
 
@@ -120,20 +162,27 @@ impl Encoded {
         // Small values fit in place; a larger one is encoded again into a
         // buffer of its own (each attempt collects its own attachments and
         // exports).
-        let ((inline, blobs), exports) = collect_exports(|| {
+        let ((inline, attachments), exports) = collect_exports(|| {
             collect_attachments(|| postcard::to_slice(value, &mut buf).map(|used| used.len()))
         });
-        let (body, blobs, exports) = match inline {
-            Ok(len) => (Body::Inline { len: len as u8, buf }, blobs, exports),
+        match inline {
+            Ok(len) => Ok(Encoded {
+                body: Body::Inline { len: len as u8, buf },
+                extra: Extra::of(attachments, exports),
+            }),
             // Most likely the buffer was too small (postcard says so in more
-            // than one way); a real failure fails again below.
-            Err(_) => {
-                let ((bytes, blobs), exports) =
-                    collect_exports(|| collect_attachments(|| postcard::to_allocvec(value)));
-                (Body::Shared(Blob(Bytes::from(bytes.map_err(codec_error)?))), blobs, exports)
-            }
-        };
-        Ok(Encoded { body, blobs: blobs.into_iter().map(Blob).collect(), exports })
+            // than one way); a real failure fails again there.
+            Err(_) => Self::encode_large(value),
+        }
+    }
+
+    /// Encodes a value too large to be kept in place.
+    #[cold]
+    fn encode_large<T: Serialize + ?Sized>(value: &T) -> Result<Self, CodecError> {
+        let ((bytes, attachments), exports) =
+            collect_exports(|| collect_attachments(|| postcard::to_allocvec(value)));
+        let body = Body::Shared(Blob(Bytes::from(bytes.map_err(codec_error)?)), false);
+        Ok(Encoded { body, extra: Extra::of(attachments, exports) })
     }
 
     /// Decodes the value, taking its blobs without copying them.
@@ -143,7 +192,7 @@ impl Encoded {
     /// When the bytes are not a `T`, or bytes or blobs are left over.
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, CodecError> {
         let bytes = self.body.as_slice();
-        let source = Source::List(self.blobs.clone().into_iter());
+        let source = Source::List(self.blobs().to_vec().into_iter());
         let (result, rest) =
             supply_attachments(self.body.backing(), source, || postcard::take_from_bytes::<T>(bytes));
         let (value, trailing) = result.map_err(codec_error)?;
@@ -160,65 +209,89 @@ impl Encoded {
     /// `Encoded`): its bytes as a blob, then its blobs; blobs of at least
     /// [`ATTACH_THRESHOLD`] bytes go to `attachments` instead.
     pub(crate) fn encode_wire(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
-        fn blob(out: &mut Vec<u8>, attachments: &mut Vec<Bytes>, bytes: &[u8], shared: Option<&Bytes>) {
-            use put_varint;
+        fn blob(
+            out: &mut Vec<u8>,
+            attachments: &mut Vec<Bytes>,
+            bytes: &[u8],
+            shared: Option<&Bytes>,
+            mark: u64,
+        ) {
             match shared {
                 Some(b) if b.len() >= ATTACH_THRESHOLD => {
-                    put_varint(out, 1);
+                    put_varint(out, 1 + mark);
                     put_varint(out, b.len() as u64);
                     attachments.push(b.clone());
                 }
                 _ => {
-                    put_varint(out, 0);
+                    put_varint(out, mark);
                     put_varint(out, bytes.len() as u64);
                     out.extend_from_slice(bytes);
                 }
             }
         }
+        let mark = if self.carries_references() { 2 } else { 0 };
         match &self.body {
-            Body::Inline { .. } => blob(out, attachments, self.body.as_slice(), None),
-            Body::Shared(b) => blob(out, attachments, b, Some(&b.0)),
+            Body::Inline { .. } => blob(out, attachments, self.body.as_slice(), None, mark),
+            Body::Shared(b, _) => blob(out, attachments, b, Some(&b.0), mark),
         }
-        put_varint(out, self.blobs.len() as u64);
-        for b in &self.blobs {
-            blob(out, attachments, b, Some(&b.0));
+        put_varint(out, self.blobs().len() as u64);
+        for b in self.blobs() {
+            blob(out, attachments, b, Some(&b.0), 0);
         }
+    }
+
+    /// Whether the value carries references: it exports local objects (as
+    /// sent), or arrived marked as carrying some. Only then does it need its
+    /// connection's scope to decode.
+    #[inline]
+    pub fn carries_references(&self) -> bool {
+        matches!(self.body, Body::Shared(_, true)) || !self.exports().is_empty()
     }
 
     /// Reads a value the way [`Encoded::encode_wire`] writes it: inline
     /// bytes as slices of the frame, attached ones off the front of
     /// `attachments`.
     pub(crate) fn decode_wire(r: &mut Reader<'_>, attachments: &mut Bytes) -> Result<Self, String> {
-        fn blob(r: &mut Reader<'_>, attachments: &mut Bytes) -> Result<Blob, String> {
-            match r.u32()? {
+        /// A blob; `marks` accepts the marked kinds (2, 3) of a body.
+        fn blob(r: &mut Reader<'_>, attachments: &mut Bytes, marks: bool) -> Result<(Blob, bool), String> {
+            let kind = r.u32()?;
+            let marked = marks && (kind == 2 || kind == 3);
+            match if marked { kind - 2 } else { kind } {
                 0 => {
                     let len = r.u64()?;
-                    r.take(len).map(Blob)
+                    r.take(len).map(|b| (Blob(b), marked))
                 }
                 1 => {
                     let len = usize::try_from(r.u64()?).map_err(|_| "an attachment is too large")?;
                     if attachments.len() < len {
                         return Err("an attachment runs past the end of the frame".into());
                     }
-                    Ok(Blob(attachments.split_to(len)))
+                    Ok((Blob(attachments.split_to(len)), marked))
                 }
                 other => Err(format!("unknown blob kind {other}")),
             }
         }
-        let body = blob(r, attachments)?;
+        let (body, marked) = blob(r, attachments, true)?;
         let count = r.u64()?;
         // Each blob takes at least two bytes of the message.
         if count > r.remaining() as u64 / 2 {
             return Err("a list of blobs is longer than the message".into());
         }
-        let blobs = (0..count).map(|_| blob(r, attachments)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Encoded { body: Body::Shared(body), blobs, exports: Exports::default() })
+        let blobs =
+            (0..count).map(|_| blob(r, attachments, false).map(|(b, _)| b)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Encoded { body: Body::Shared(body, marked), extra: Extra::new(blobs, Exports::NONE) })
     }
 
     /// The local objects the value passes as references: the connection it
     /// is sent on exports them (see [`crate::peer::Peer::export`]).
     pub fn exports(&self) -> &Exports {
-        &self.exports
+        static NONE: Exports = Exports::NONE;
+        self.extra.as_ref().map_or(&NONE, |e| &e.exports)
+    }
+
+    /// The large blobs, kept aside.
+    fn blobs(&self) -> &[Blob] {
+        self.extra.as_ref().map_or(&[], |e| &e.blobs)
     }
 
     /// The length of the bytes written inline on the wire (0 when attached).
@@ -230,7 +303,7 @@ impl Encoded {
     /// How many bytes the value takes on the wire, near enough to check it
     /// against the message size limit before sending.
     pub fn wire_len(&self) -> usize {
-        self.body.as_slice().len() + self.blobs.iter().map(|b| b.len() + 10).sum::<usize>() + 10
+        self.body.as_slice().len() + self.blobs().iter().map(|b| b.len() + 10).sum::<usize>() + 10
     }
 }
 
@@ -261,10 +334,10 @@ mod tests {
     fn round_trip_keeps_large_blobs_aside_without_copying() {
         let value = args();
         let encoded = Encoded::encode(&value).unwrap();
-        assert_eq!(encoded.blobs.len(), 1, "only the large blob is attached");
+        assert_eq!(encoded.blobs().len(), 1, "only the large blob is attached");
         assert!(encoded.body.as_slice().len() < 100, "the message itself stays small");
         // The attachment is the caller's buffer, not a copy.
-        assert_eq!(encoded.blobs[0].as_ptr(), value.big.as_ptr());
+        assert_eq!(encoded.blobs()[0].as_ptr(), value.big.as_ptr());
         let back: Args = encoded.decode().unwrap();
         assert_eq!(back, value);
         // Decoding hands out the same buffer again.
@@ -275,8 +348,8 @@ mod tests {
     fn a_value_too_large_to_be_inline_keeps_its_blobs_once() {
         let value = Args { name: "n".repeat(500), ..args() };
         let encoded = Encoded::encode(&value).unwrap();
-        assert!(matches!(encoded.body, Body::Shared(_)));
-        assert_eq!(encoded.blobs.len(), 1, "the large blob, attached once");
+        assert!(matches!(encoded.body, Body::Shared(..)));
+        assert_eq!(encoded.blobs().len(), 1, "the large blob, attached once");
         assert_eq!(encoded.decode::<Args>().unwrap(), value);
         // Values that overflow the inline buffer inside `collect_str` too.
         let uri: crate::Uri = format!("RMINAME:{}", "n".repeat(80)).parse().unwrap();
@@ -298,21 +371,72 @@ mod tests {
     #[test]
     fn mismatched_attachments_are_errors_not_panics() {
         let encoded = Encoded::encode(&args()).unwrap();
+        fn blobs(e: &mut Encoded) -> &mut Vec<Blob> {
+            &mut e.extra.get_or_insert_with(Default::default).blobs
+        }
         let mut missing = encoded.clone();
-        missing.blobs.clear();
+        blobs(&mut missing).clear();
         assert!(missing.decode::<Args>().is_err());
         let mut extra = encoded.clone();
-        extra.blobs.push(Blob::from(vec![0; 10]));
+        blobs(&mut extra).push(Blob::from(vec![0; 10]));
         assert_eq!(extra.decode::<Args>(), Err(CodecError::Attachments("blobs were left over")));
         let mut wrong_len = encoded;
-        wrong_len.blobs[0] = Blob::from(vec![0; 10]);
+        blobs(&mut wrong_len)[0] = Blob::from(vec![0; 10]);
         assert!(wrong_len.decode::<Args>().is_err());
+    }
+
+    /// A local object, as the encoder sees one.
+    struct Thing;
+
+    impl crate::exports::Exportable for Thing {
+        fn export_id(&self) -> u64 {
+            7
+        }
+        fn into_any(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn std::any::Any + Send + Sync> {
+            self
+        }
+    }
+
+    /// Serializes as a reference: its id, noted as exported.
+    struct Reference;
+
+    impl Serialize for Reference {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            crate::exports::note_export(std::sync::Arc::new(Thing));
+            serializer.serialize_u64(7)
+        }
+    }
+
+    #[test]
+    fn a_value_with_references_is_marked_on_the_wire_both_ways() {
+        for big in [false, true] {
+            let value = (Reference, if big { "x".repeat(200) } else { "x".to_owned() });
+            let encoded = Encoded::encode(&value).unwrap();
+            assert!(encoded.carries_references());
+            let plain = Encoded::encode(&(7u64, "x")).unwrap();
+            assert!(!plain.carries_references());
+            // The hand codec and postcard write the same marked bytes.
+            let mut hand = Vec::new();
+            encoded.encode_wire(&mut hand, &mut Vec::new());
+            let (post, _) = collect_attachments(|| postcard::to_allocvec(&encoded).unwrap());
+            assert_eq!(hand, post);
+            assert_eq!(hand[0], 2, "the body's kind says: references");
+            // Both decode it marked; a plain one stays unmarked.
+            let hand = Bytes::from(hand);
+            let back = Encoded::decode_wire(&mut Reader::new(&hand), &mut Bytes::new()).unwrap();
+            assert!(back.carries_references());
+            let back: Encoded = postcard::from_bytes(&post).unwrap();
+            assert!(back.carries_references());
+            assert!(!Encoded::encode(&back.decode::<(u64, String)>().unwrap()).unwrap().carries_references());
+        }
+        // A plain blob never takes a marked kind.
+        assert!(postcard::from_bytes::<Blob>(&[2, 1, 5]).is_err());
     }
 
     #[test]
     fn trailing_bytes_are_refused() {
         let mut e = Encoded::encode(&5u8).unwrap();
-        e.body = Body::Shared(Blob::from(vec![5u8, 0]));
+        e.body = Body::Shared(Blob::from(vec![5u8, 0]), false);
         assert_eq!(e.decode::<u8>(), Err(CodecError::TrailingBytes(1)));
     }
 }

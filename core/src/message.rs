@@ -102,6 +102,23 @@ pub enum Message {
     },
 }
 
+/// A message as a client reads it: a reply (what nearly every message to a
+/// client is) as it is, anything else boxed, so that what moves on the path
+/// every call takes stays small.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Inbound {
+    /// As [`Message::Reply`].
+    Reply {
+        /// The id of the call answered.
+        id: u64,
+        /// Its outcome.
+        reply: Reply,
+    },
+    /// Any other message.
+    Other(Box<Message>),
+}
+
 impl Message {
     /// A call whose deadline is `deadline` (`None`: no deadline).
     pub fn call(id: u64, deadline: Option<Instant>, call: Call) -> Self {

@@ -95,6 +95,13 @@ pub trait Exposed: Send + Sync + 'static {
     /// The exposed methods.
     fn methods(&self) -> &'static [MethodInfo];
 
+    /// Whether calls to it depend on their connection (one instance per
+    /// client connection, say): the daemon then runs them in the
+    /// connection's scope (see [`crate::peer::Scope`]) whatever they carry.
+    fn per_connection(&self) -> bool {
+        false
+    }
+
     /// Runs `method` with `args`, or gets it ready to run: the arguments are
     /// decoded here; an `async` method becomes a future, a synchronous one a
     /// [`BlockingCall`] that the daemon runs on the blocking pool, and only a
@@ -141,6 +148,7 @@ pub const fn assert_remote<T: Remote>() {}
 ///
 /// A [`RemoteErrorKind::BadArguments`] error naming the method and its
 /// signature.
+#[inline]
 pub fn decode_args<T: DeserializeOwned>(args: &Encoded, method: &MethodInfo) -> Result<T, RemoteError> {
     args.decode::<T>().map_err(|e| {
         RemoteError::new(
@@ -151,6 +159,7 @@ pub fn decode_args<T: DeserializeOwned>(args: &Encoded, method: &MethodInfo) -> 
 }
 
 /// Encodes a method's return value.
+#[inline]
 pub fn encode_return<T: Serialize + ?Sized>(value: &T) -> Reply {
     Encoded::encode(value).map_err(|e| {
         RemoteError::new(RemoteErrorKind::Internal, format!("the return value could not be encoded: {e}"))

@@ -46,9 +46,12 @@ pub fn export_object_id(id: u64) -> String {
 }
 
 /// The export id an object id names, if it names one (`@e<id>`; registered
-/// ids cannot start with `@`).
-pub fn parse_export_object_id(object: &str) -> Option<u64> {
-    object.strip_prefix("@e")?.parse().ok()
+/// ids cannot start with `@`). A registered id is told apart by its first
+/// byte, with no UTF-8 check.
+#[inline]
+pub fn parse_export_object_id(object: &[u8]) -> Option<u64> {
+    let digits = object.strip_prefix(b"@e")?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// A future that yields a call's reply, or why there is none.
@@ -130,27 +133,31 @@ thread_local! {
 }
 
 /// Puts back the enclosing scope, also when the decoding unwinds.
-struct Restore(Option<Option<Scope>>);
+struct Restore(Option<Scope>);
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        if let Some(outer) = self.0.take() {
-            DECODING.set(outer);
-        }
+        let outer = self.0.take();
+        DECODING.with_borrow_mut(|current| *current = outer);
     }
 }
 
 /// A connection seen from what is decoded off it: its object space, and
-/// how to reach the other end.
+/// how to reach the other end. A cheap `Clone` (one reference count).
 #[derive(Clone)]
-pub struct Scope {
+pub struct Scope(Arc<ScopeInner>);
+
+struct ScopeInner {
     peer: Arc<Peer>,
-    link: Arc<dyn Link>,
+    /// Weak, so that a connection can keep its scope without keeping
+    /// itself alive; a reference decoded off it holds the link strongly.
+    link: Weak<dyn Link>,
 }
 
 impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Scope").field("link", &self.link.describe()).finish_non_exhaustive()
+        let link = self.0.link.upgrade().map_or_else(|| "a closed connection".to_owned(), |l| l.describe());
+        f.debug_struct("Scope").field("link", &link).finish_non_exhaustive()
     }
 }
 
@@ -158,24 +165,49 @@ impl Scope {
     /// The scope of a connection with object space `peer`, reached through
     /// `link`.
     pub fn new(peer: Arc<Peer>, link: Arc<dyn Link>) -> Self {
-        Scope { peer, link }
+        Self::weak(peer, &Arc::downgrade(&link))
+    }
+
+    /// The scope of a connection that keeps it: `link` is the connection
+    /// itself, held weakly.
+    pub fn weak(peer: Arc<Peer>, link: &Weak<dyn Link>) -> Self {
+        Scope(Arc::new(ScopeInner { peer, link: link.clone() }))
     }
 
     /// Runs `f` (which decodes something that came over this connection)
     /// in this scope.
+    #[inline]
     pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
-        let _restore = Restore(Some(DECODING.replace(Some(self.clone()))));
+        let outer = DECODING.with_borrow_mut(|current| current.replace(self.clone()));
+        let _restore = Restore(outer);
+        f()
+    }
+
+    /// Runs `f` in this scope if `needed` (the value it decodes carries
+    /// references, see [`crate::Encoded::carries_references`]), else as it
+    /// is: a value without references needs no scope.
+    #[inline]
+    pub fn enter_if<R>(&self, needed: bool, f: impl FnOnce() -> R) -> R {
+        if needed { self.enter(f) } else { f() }
+    }
+
+    /// As [`Scope::enter`], with the scope given up (one reference count
+    /// fewer to take).
+    #[inline]
+    pub fn enter_owned<R>(self, f: impl FnOnce() -> R) -> R {
+        let outer = DECODING.with_borrow_mut(|current| current.replace(self));
+        let _restore = Restore(outer);
         f()
     }
 
     /// The connection's object space.
     pub fn peer(&self) -> &Arc<Peer> {
-        &self.peer
+        &self.0.peer
     }
 
-    /// How to reach the other end.
-    pub fn link(&self) -> &Arc<dyn Link> {
-        &self.link
+    /// How to reach the other end, while the connection lives.
+    pub fn link(&self) -> Option<Arc<dyn Link>> {
+        self.0.link.upgrade()
     }
 }
 
@@ -508,8 +540,8 @@ mod tests {
 
     #[test]
     fn export_ids_round_trip_as_object_ids() {
-        assert_eq!(parse_export_object_id(&export_object_id(42)), Some(42));
-        assert_eq!(parse_export_object_id("greeter"), None);
-        assert_eq!(parse_export_object_id("@ex"), None);
+        assert_eq!(parse_export_object_id(export_object_id(42).as_bytes()), Some(42));
+        assert_eq!(parse_export_object_id(b"greeter"), None);
+        assert_eq!(parse_export_object_id(b"@ex"), None);
     }
 }

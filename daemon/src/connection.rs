@@ -89,7 +89,9 @@ impl Shared {
         let Job { id, work, deadline, ticket } = job;
         let (method, started) = match work {
             Work::Call(object, call) => {
-                let started = self.scope.enter(|| start(object, &call.method, call.args, deadline));
+                let scoped = call.args.carries_references() || object.per_connection();
+                let started =
+                    self.scope.enter_if(scoped, || start(object, &call.method, call.args, deadline));
                 (call.method, started)
             }
             Work::Started(method, future) => (method, Started::Running(future)),
@@ -144,6 +146,7 @@ impl Shared {
 
     /// Sends a reply: the references it passes are exported over this
     /// connection first.
+    #[inline]
     fn reply(&self, id: u64, reply: Reply, batched: bool) {
         if let Ok(value) = &reply {
             self.peer.export(value.exports());
@@ -361,15 +364,13 @@ impl Starter<'_> {
     fn begin(&mut self, call: HeldCall, ticket: Ticket, more: bool) {
         let HeldCall { id, call, deadline } = call;
         let shared = self.shared;
-        let object = match self.object(&call.object) {
-            Ok(object) => object,
-            Err(error) => {
-                shared.complete(id, ticket, Err(error));
-                return;
-            }
+        let Some(object) = self.object(&call.object) else {
+            shared.complete(id, ticket, Err(self.not_found(&call.object)));
+            return;
         };
         let work = if self.here {
-            match shared.scope.enter(|| start(object, &call.method, call.args, deadline)) {
+            let scoped = call.args.carries_references() || object.per_connection();
+            match shared.scope.enter_if(scoped, || start(object, &call.method, call.args, deadline)) {
                 Started::Done(reply) => {
                     let size = reply.as_ref().map_or(64, rmi_core::Encoded::wire_len);
                     shared.reply(id, reply, more || shared.flow.in_flight() > 1);
@@ -393,27 +394,36 @@ impl Starter<'_> {
 
     /// The object a call names: an object the daemon exported over this
     /// connection (`@e<id>`), or one registered in it.
-    fn object(&mut self, id: &Text) -> Result<Arc<dyn Exposed>, RemoteError> {
-        if let Some(export) = parse_export_object_id(id) {
-            return self.shared.peer.exported(export).ok_or_else(|| export_not_found(id));
+    #[inline(always)]
+    fn object(&mut self, id: &Text) -> Option<Arc<dyn Exposed>> {
+        match parse_export_object_id(id.as_bytes()) {
+            Some(export) => self.shared.peer.exported(export),
+            None => self.last.get(&self.daemon.registry, id),
         }
-        self.last.get(&self.daemon.registry, id).ok_or_else(|| self.daemon.registry.not_found(id))
+    }
+
+    /// Why no object answers to `id`.
+    #[cold]
+    fn not_found(&self, id: &Text) -> RemoteError {
+        match parse_export_object_id(id.as_bytes()) {
+            Some(_) => export_not_found(id),
+            None => self.daemon.registry.not_found(id),
+        }
     }
 
     /// Runs a oneway call: it belongs to the daemon, not the connection,
     /// and runs on after the client is gone.
     fn oneway(&mut self, call: Call, deadline: Option<Instant>, peer: &str) {
-        let object = match self.object(&call.object) {
-            Ok(object) => object,
-            Err(e) => {
-                tracing::debug!(%peer, object = %call.object, "oneway call dropped: {e}");
-                return;
-            }
+        let Some(object) = self.object(&call.object) else {
+            let e = self.not_found(&call.object);
+            tracing::debug!(%peer, object = %call.object, "oneway call dropped: {e}");
+            return;
         };
         let method = call.method;
         let scope = self.shared.scope.clone();
         self.daemon.calls.spawn(async move {
-            let reply = match scope.enter(|| start(object, &method, call.args, deadline)) {
+            let scoped = call.args.carries_references() || object.per_connection();
+            let reply = match scope.enter_if(scoped, || start(object, &method, call.args, deadline)) {
                 Started::Done(reply) => reply,
                 Started::Running(future) => with_deadline(deadline, finish(&method, future)).await,
                 Started::Blocking(blocking) => on_blocking_pool(&method, blocking, deadline).await,

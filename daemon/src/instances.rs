@@ -91,6 +91,10 @@ impl Exposed for Instances {
         self.info.methods
     }
 
+    fn per_connection(&self) -> bool {
+        self.mode == InstanceMode::Session
+    }
+
     fn dispatch(self: Arc<Self>, method: &str, args: Encoded) -> Dispatch {
         // The instance goes with the call: a per-call one is dropped when the
         // method is done with it (its future, or its blocking call), before

@@ -140,6 +140,12 @@ impl Exposed for DaemonObject {
         &DAEMON_METHODS
     }
 
+    /// A batch's calls run as if made on their own: in the connection's
+    /// scope (its references, its session instances).
+    fn per_connection(&self) -> bool {
+        true
+    }
+
     fn dispatch(self: Arc<Self>, method: &str, args: Encoded) -> Dispatch {
         let Some(registry) = self.registry.upgrade() else {
             return Dispatch::Ready(Err(RemoteError::new(

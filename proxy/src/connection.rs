@@ -22,7 +22,7 @@ use rmi_core::idmap::IdMap;
 use rmi_core::link::{self, MessageReader, MessageWriter};
 use rmi_core::net::Connection;
 use rmi_core::peer::{Peer, Scope};
-use rmi_core::{Call, Error, Key, Location, Message, Reply, TransportError};
+use rmi_core::{Call, Error, Inbound, Key, Location, Message, Reply, TransportError};
 
 mod hosting;
 
@@ -132,6 +132,8 @@ pub(crate) struct ClientConnection {
     hosted: Mutex<rmi_core::idmap::IdMap<AbortHandle>>,
     /// Whether the reading task runs.
     reading: AtomicBool,
+    /// What replies from this connection decode in.
+    scope: Scope,
     /// This connection, to hand to the tasks it starts.
     me: Weak<ClientConnection>,
 }
@@ -173,14 +175,16 @@ impl ClientConnection {
                 )),
             })??;
         let (reader, writer) = link::split(connection, session, max_message);
-        Ok(Arc::new_cyclic(|me| ClientConnection {
+        let peer = Peer::new();
+        Ok(Arc::new_cyclic(|me: &Weak<ClientConnection>| ClientConnection {
+            scope: Scope::weak(peer.clone(), &(me.clone() as Weak<dyn rmi_core::peer::Link>)),
             writer,
             pending: Mutex::new(Pending::default()),
             reader: tokio::sync::Mutex::new(reader),
             address,
             opened: Instant::now(),
             last_reply: AtomicU64::new(0),
-            peer: Peer::new(),
+            peer,
             hosted: Mutex::default(),
             reading: AtomicBool::new(false),
             me: me.clone(),
@@ -188,8 +192,8 @@ impl ClientConnection {
     }
 
     /// The scope replies from this connection decode in.
-    pub(crate) fn scope(self: &Arc<Self>) -> Scope {
-        Scope::new(self.peer.clone(), self.clone())
+    pub(crate) fn scope(&self) -> Scope {
+        self.scope.clone()
     }
 
     fn pending(&self) -> MutexGuard<'_, Pending> {
@@ -311,8 +315,8 @@ impl ClientConnection {
                 return self.delivered(id).await;
             }
             let Some(reader) = leading.guard.as_mut() else { break };
-            match reader.recv::<Message>().await {
-                Some(Ok(Message::Reply { id: got, reply })) => {
+            match reader.recv::<Inbound>().await {
+                Some(Ok(Inbound::Reply { id: got, reply })) => {
                     self.note_reply();
                     if got == id {
                         self.pending().slots.remove(&id);
@@ -323,7 +327,8 @@ impl ClientConnection {
                         waker.wake();
                     }
                 }
-                Some(Ok(other)) => self.incoming(other),
+                Some(Ok(Inbound::Other(other))) => self.incoming(*other),
+                Some(Ok(_)) => {}
                 Some(Err(TransportError::Auth(e))) => return Err(self.fail_all(Error::Auth(e))),
                 Some(Err(e @ (TransportError::Malformed(_) | TransportError::FrameTooLarge { .. }))) => {
                     return Err(self.fail_all(Error::Protocol(format!("the daemon sent {e}"))));

@@ -367,7 +367,12 @@ impl Proxy {
     ) -> Result<R, Error> {
         let args = self.encode(&args)?;
         let (encoded, scope) = self.call_scoped(method.clone(), args, timeout).await?;
-        scope.enter(|| encoded.decode::<R>()).map_err(|e| {
+        let decoded = if encoded.carries_references() {
+            scope.enter_owned(|| encoded.decode::<R>())
+        } else {
+            encoded.decode::<R>()
+        };
+        decoded.map_err(|e| {
             Error::Serialization(format!(
                 "the reply of {method:?} does not decode as {}: {e}",
                 std::any::type_name::<R>()

@@ -251,7 +251,9 @@ impl<'de, P: Interface> Deserialize<'de> for Remote<P> {
                 let scope = current_scope().ok_or_else(|| {
                     custom::<D::Error>("a reference is decoded only by rmi, off a connection")
                 })?;
-                Target::Imported(scope.peer().import(scope.link(), id, &interface))
+                let link =
+                    scope.link().ok_or_else(|| custom::<D::Error>("the reference's connection closed"))?;
+                Target::Imported(scope.peer().import(&link, id, &interface))
             }
             Wire::Address { uri, interface } => {
                 check_interface::<P>(&interface).map_err(custom::<D::Error>)?;

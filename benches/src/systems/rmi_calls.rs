@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rmi::{Blob, Config, Key, NameServerProxy, Proxy};
+use rmi::{Blob, Config, Key, NameServerProxy, Proxy, Remote};
 
 use crate::measure::{Gate, Outcome, PAYLOAD, Plan, concurrent, sequential, transfers};
 
@@ -56,6 +56,27 @@ impl Bench {
     #[rmi::nonblocking]
     pub fn blob_len(&self, payload: Blob) -> u64 {
         payload.len() as u64
+    }
+
+    /// Calls `target.echo` back `n` times, one after another, over the
+    /// caller's connection; returns how long they took, in nanoseconds.
+    pub async fn callbacks(&self, n: u64, target: Remote<BenchProxy>) -> Result<u64, rmi::Error> {
+        let target = target.proxy();
+        let started = Instant::now();
+        for i in 0..n {
+            if target.echo(i).await? != i {
+                return Err(rmi::Error::Protocol("a callback came back wrong".into()));
+            }
+        }
+        Ok(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// Drops the reference it is given and returns a fresh one: a reference
+    /// exported each way, and each released.
+    #[rmi::nonblocking]
+    pub fn swap(&self, given: Remote<BenchProxy>) -> Remote<BenchProxy> {
+        drop(given);
+        Remote::new(Bench::default())
     }
 }
 
@@ -144,6 +165,28 @@ pub(crate) async fn seq(uri: &str, key: Option<&str>, blocking: bool, plan: Plan
     sequential(plan.calls / 10, plan.calls, async |i| {
         let back = if blocking { bench.echo_blocking(i).await? } else { bench.echo(i).await? };
         anyhow::ensure!(back == i);
+        Ok(())
+    })
+    .await
+}
+
+/// Callbacks: the daemon calls an object of this client back, one call at a
+/// time, over the connection the client opened; the daemon times them.
+pub(crate) async fn callbacks(uri: &str, key: Option<&str>, plan: Plan) -> anyhow::Result<Outcome> {
+    let bench = proxy(uri, key)?;
+    let target = Remote::new(Bench::default());
+    bench.callbacks(plan.calls / 10, target.clone()).await?;
+    let nanos = bench.callbacks(plan.calls, target).await?;
+    Ok(Outcome { ops: plan.calls, secs: nanos as f64 / 1e9, ..Outcome::default() })
+}
+
+/// One call at a time, each passing a fresh reference and getting one
+/// back, both dropped: what references cost on the call path.
+pub(crate) async fn refs(uri: &str, key: Option<&str>, plan: Plan) -> anyhow::Result<Outcome> {
+    let bench = proxy(uri, key)?;
+    sequential(plan.calls / 10, plan.calls, async |_| {
+        let back = bench.swap(Remote::new(Bench::default())).await?;
+        anyhow::ensure!(back.interface() == "Bench");
         Ok(())
     })
     .await

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use crate::encoded::Encoded;
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::frame::Wire;
-use crate::message::{Call, Message, Reply};
+use crate::message::{Call, Inbound, Message, Reply};
 use crate::wire::{Reader, put_bytes, put_str, put_varint};
 
 /// The kinds of [`Message`], as postcard numbers its variants.
@@ -96,6 +96,33 @@ impl Wire for Message {
     }
 }
 
+impl Wire for Inbound {
+    fn encode(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
+        match self {
+            Inbound::Reply { id, reply } => {
+                put_varint(out, REPLY);
+                put_varint(out, *id);
+                encode_reply(reply, out, attachments);
+            }
+            Inbound::Other(message) => message.encode(out, attachments),
+        }
+    }
+
+    fn decode(envelope: &Bytes, attachments: &mut Bytes) -> Result<Self, String> {
+        let mut r = Reader::new(envelope);
+        if r.varint(32)? != REPLY {
+            return Message::decode(envelope, attachments).map(|m| Inbound::Other(Box::new(m)));
+        }
+        let id = r.u64()?;
+        let reply = decode_reply(&mut r, attachments)?;
+        if r.remaining() != 0 {
+            return Err(format!("{} bytes left over after the message", r.remaining()));
+        }
+        Ok(Inbound::Reply { id, reply })
+    }
+}
+
+#[inline]
 fn encode_reply(reply: &Reply, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
     match reply {
         Ok(value) => {
@@ -115,6 +142,7 @@ fn encode_reply(reply: &Reply, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) 
     }
 }
 
+#[inline]
 fn decode_reply(r: &mut Reader<'_>, attachments: &mut Bytes) -> Result<Reply, String> {
     match r.u32()? {
         0 => Ok(Ok(Encoded::decode_wire(r, attachments)?)),
@@ -210,6 +238,21 @@ mod tests {
         #[test]
         fn releases_match_postcard(export in any::<u64>(), count in any::<u32>()) {
             check(&Message::Release { export, count });
+        }
+
+        #[test]
+        fn inbound_reads_what_message_writes(id in any::<u64>(), args in args(), export in any::<u64>()) {
+            for message in [Message::Reply { id, reply: Ok(args.clone()) }, Message::Release { export, count: 1 }, Message::Cancel { id }] {
+                let (bytes, attached) = hand_bytes(&message);
+                let inbound = Inbound::decode(&Bytes::from(bytes.clone()), &mut Bytes::from(attached.concat())).unwrap();
+                match (&message, &inbound) {
+                    (Message::Reply { id: a, reply: x }, Inbound::Reply { id: b, reply: y }) => prop_assert!(a == b && x == y),
+                    (m, Inbound::Other(o)) => prop_assert_eq!(m, &**o),
+                    _ => prop_assert!(false, "{:?} read as {:?}", message, inbound),
+                }
+                let (again, _) = hand_bytes(&inbound);
+                prop_assert_eq!(again, bytes);
+            }
         }
 
         #[test]

@@ -35,7 +35,7 @@ impl LocalLink {
 
     async fn run(self: Arc<Self>, call: Call, deadline: Option<Instant>) -> crate::message::Reply {
         self.peer.export(call.args.exports());
-        let object = match parse_export_object_id(&call.object) {
+        let object = match parse_export_object_id(call.object.as_bytes()) {
             Some(id) => match self.peer.exported(id) {
                 Some(object) => object,
                 None => return Err(export_not_found(&call.object)),
@@ -45,7 +45,8 @@ impl LocalLink {
         let link: Arc<dyn Link> = self.clone();
         let scope = Scope::new(self.peer.clone(), link);
         let method = call.method;
-        let reply = match scope.enter(|| start(object, &method, call.args, deadline)) {
+        let refs = call.args.carries_references();
+        let reply = match scope.enter_if(refs, || start(object, &method, call.args, deadline)) {
             Started::Done(reply) => reply,
             Started::Running(future) => with_deadline(deadline, finish(&method, future)).await,
             Started::Blocking(blocking) => on_blocking_pool(&method, blocking, deadline).await,

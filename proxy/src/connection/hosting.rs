@@ -21,7 +21,7 @@ use rmi_core::invoke::{Started, finish, on_blocking_pool, start};
 use rmi_core::message::deadline_from;
 use rmi_core::object::with_deadline;
 use rmi_core::peer::{CallFuture, Link, Peer, export_not_found, parse_export_object_id};
-use rmi_core::{Call, Error, Message, Reply, TransportError};
+use rmi_core::{Call, Error, Inbound, Message, Reply, TransportError};
 
 use super::{CallFailure, ClientConnection};
 
@@ -71,18 +71,19 @@ impl ClientConnection {
                 return;
             }
             let message = tokio::select! {
-                message = reader.recv::<Message>() => message,
+                message = reader.recv::<Inbound>() => message,
                 () = self.peer.exports_released() => return,
             };
             match message {
-                Some(Ok(Message::Reply { id, reply })) => {
+                Some(Ok(Inbound::Reply { id, reply })) => {
                     self.note_reply();
                     let waker = self.pending().deliver(id, Ok(reply));
                     if let Some(waker) = waker {
                         waker.wake();
                     }
                 }
-                Some(Ok(other)) => self.incoming(other),
+                Some(Ok(Inbound::Other(other))) => self.incoming(*other),
+                Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     self.fail_all(match e {
                         TransportError::Auth(a) => Error::Auth(a),
@@ -108,8 +109,8 @@ impl ClientConnection {
             Message::Call { id, remaining, call } => {
                 let deadline = deadline_from(Instant::now(), remaining);
                 let Some(me) = self.me.upgrade() else { return };
-                let object =
-                    parse_export_object_id(&call.object).and_then(|export| self.peer.exported(export));
+                let object = parse_export_object_id(call.object.as_bytes())
+                    .and_then(|export| self.peer.exported(export));
                 let Some(object) = object else {
                     if !call.oneway {
                         let reply = Message::Reply { id, reply: Err(export_not_found(&call.object)) };
@@ -158,7 +159,8 @@ impl ClientConnection {
         deadline: Option<Instant>,
     ) -> Option<Reply> {
         let method = call.method;
-        let started = self.scope().enter(|| start(object, &method, call.args, deadline));
+        let refs = call.args.carries_references();
+        let started = self.scope.enter_if(refs, || start(object, &method, call.args, deadline));
         match started {
             Started::Done(reply) => Some(reply),
             Started::Blocking(blocking) => Some(on_blocking_pool(&method, blocking, deadline).await),
