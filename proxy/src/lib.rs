@@ -7,7 +7,10 @@
 //!
 //! # Layout
 //!
-//! - `proxy`: [`Proxy`], its builder, and [`IntoUri`].
+//! - `proxy`: [`Proxy`] and [`IntoUri`]; a proxy is given how to resolve
+//!   names when it is built, and knows nothing of name servers itself.
+//! - `builder`: [`ProxyBuilder`] and the constructors from the environment,
+//!   which give proxies the name server's resolution (`resolve`).
 //! - `batch`: [`Batch`], many calls to one object in one message.
 //! - `remote`: [`Remote`], a reference to an object passed as a value, and
 //!   the [`Interface`] a reference names.
@@ -31,6 +34,7 @@
 )]
 
 mod batch;
+mod builder;
 mod connection;
 mod naming;
 mod proxy;
@@ -38,13 +42,14 @@ mod remote;
 mod resolve;
 
 pub use batch::{Batch, BatchCall, BatchResults};
+pub use builder::ProxyBuilder;
 pub use connection::MAX_QUEUED_REQUESTS;
 pub use naming::{
     DISCOVERY_QUERY, MAX_NAME_LEN, MetaMatch, NAME_SERVER_OBJECT, NameFilter, NameServerApi,
     NameServerApiObject, NameServerApiProxy, NameServerProxy, NamingError, Registration, check_name,
     check_tag, locate_ns, locate_ns_with,
 };
-pub use proxy::{DAEMON_OBJECT, DEFAULT_CONNECT_TIMEOUT, IntoUri, Proxy, ProxyBuilder};
+pub use proxy::{DAEMON_OBJECT, DEFAULT_CONNECT_TIMEOUT, IntoUri, Proxy};
 pub use remote::{Implements, Interface, Remote};
 #[doc(hidden)]
 pub use rmi_core::Error;

@@ -191,7 +191,8 @@ impl NameServerProxy {
     ///
     /// A malformed URI or an invalid `RMI_*` variable.
     pub fn new(uri: impl IntoUri) -> Result<Self, Error> {
-        Ok(Self::from_proxy(Proxy::new(uri)?))
+        let config = Config::from_env()?;
+        Ok(Self::from_proxy(Options::direct(&config).proxy(uri.into_uri()?, config.call_timeout)))
     }
 
     /// A client over a proxy for the name server object.
@@ -376,7 +377,8 @@ pub async fn locate_ns(address: Option<&str>) -> Result<NameServerProxy, Error> 
 ///
 /// As [`locate_ns`].
 pub async fn locate_ns_with(config: &Config, address: Option<&str>) -> Result<NameServerProxy, Error> {
-    let options = Options::from_config(config);
+    // The name server's own URI needs no name to be resolved.
+    let options = Options::direct(config);
     locate(config, &options, address).await
 }
 
@@ -410,7 +412,7 @@ pub(crate) async fn locate(
     };
     let mut last = None;
     for uri in candidates {
-        let ns = NameServerProxy::from_proxy(options.proxy(Uri::Object(uri.clone()), config.call_timeout)?);
+        let ns = NameServerProxy::from_proxy(options.proxy(Uri::Object(uri.clone()), config.call_timeout));
         match ns.ping().await {
             Ok(()) => return Ok(ns),
             Err(e @ Error::Auth(_)) => return Err(e),

@@ -1,6 +1,8 @@
 //! The dynamic proxy: calls any method by name.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::connection::{CallFailure, ClientConnection};
-use crate::resolve;
 
 /// The object id of the daemon's own object (ping, describe, registered).
 pub const DAEMON_OBJECT: &str = "RMI.Daemon";
@@ -84,6 +85,12 @@ impl IntoUri for MetaUri {
     }
 }
 
+/// How a proxy turns an `RMINAME:` or `RMIMETA:` URI into an object's
+/// location (the name server's lookups, see `resolve`), given to it when it
+/// is built: the proxy itself knows nothing of name servers.
+pub(crate) type Resolver =
+    for<'a> fn(&'a Uri, &'a Options) -> Pin<Box<dyn Future<Output = Result<ObjectUri, Error>> + Send + 'a>>;
+
 /// Settings of a proxy and of the connection its clones share.
 #[derive(Clone, Debug)]
 pub(crate) struct Options {
@@ -92,22 +99,26 @@ pub(crate) struct Options {
     pub(crate) connect_timeout: Duration,
     /// How to find the name server when a name must be resolved.
     pub(crate) config: Config,
+    /// How names are resolved; `None` for a proxy that needs no name (of
+    /// a name server, or of a reference).
+    pub(crate) resolver: Option<Resolver>,
 }
 
 impl Options {
-    /// The settings `config` gives.
-    pub(crate) fn from_config(config: &Config) -> Self {
+    /// The settings `config` gives, for `RMI:` URIs only.
+    pub(crate) fn direct(config: &Config) -> Self {
         Options {
             key: config.hmac_key.clone(),
             max_message_size: config.max_message_size,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             config: config.clone(),
+            resolver: None,
         }
     }
 
     /// A proxy for `uri` with these settings.
-    pub(crate) fn proxy(&self, uri: Uri, timeout: Option<Duration>) -> Result<Proxy, Error> {
-        ProxyBuilder { uri: Ok(uri), options: self.clone(), timeout }.build()
+    pub(crate) fn proxy(&self, uri: Uri, timeout: Option<Duration>) -> Proxy {
+        Proxy::from_parts(uri, self.clone(), timeout)
     }
 }
 
@@ -171,100 +182,18 @@ impl fmt::Debug for Proxy {
     }
 }
 
-/// Builds a [`Proxy`] with settings other than the environment's.
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct ProxyBuilder {
-    uri: Result<Uri, Error>,
-    options: Options,
-    timeout: Option<Duration>,
-}
-
-impl ProxyBuilder {
-    /// The shared HMAC key (default: `RMI_HMAC_KEY`, or none).
-    pub fn key(mut self, key: Option<Key>) -> Self {
-        self.options.key = key;
-        self
-    }
-
-    /// How long each call waits for its reply (default: `RMI_CALL_TIMEOUT`).
-    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The largest message sent or accepted (default: `RMI_MAX_MESSAGE_SIZE`).
-    pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.options.max_message_size = bytes;
-        self
-    }
-
-    /// How long connecting may take when a call has no deadline
-    /// (default: 10 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.options.connect_timeout = timeout;
-        self
-    }
-
-    /// The proxy, not connected yet.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Uri`] when the URI was malformed.
-    pub fn build(self) -> Result<Proxy, Error> {
-        Ok(Proxy {
+impl Proxy {
+    /// A proxy for `uri` with `options`, not connected yet.
+    pub(crate) fn from_parts(uri: Uri, options: Options, timeout: Option<Duration>) -> Self {
+        Proxy {
             shared: Arc::new(Shared {
-                uri: self.uri?,
+                uri,
                 over: None,
-                options: self.options,
+                options,
                 state: Mutex::new(State::default()),
                 connecting: tokio::sync::Mutex::new(()),
             }),
-            timeout: self.timeout,
-        })
-    }
-}
-
-impl Proxy {
-    /// A proxy for the object at `uri`, configured from the `RMI_*`
-    /// environment variables; it connects on its first call.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Uri`] for a malformed URI, [`Error::Config`] for an invalid
-    /// `RMI_*` variable.
-    pub fn new(uri: impl IntoUri) -> Result<Self, Error> {
-        Self::builder_with_config(uri, &Config::from_env()?).build()
-    }
-
-    /// A proxy for `uri`, connected now so that a wrong address or key shows
-    /// at once.
-    ///
-    /// # Errors
-    ///
-    /// As [`Proxy::new`], and when the daemon cannot be reached or refuses
-    /// the connection.
-    pub async fn connect(uri: impl IntoUri) -> Result<Self, Error> {
-        let proxy = Self::new(uri)?;
-        proxy.connection().await?;
-        Ok(proxy)
-    }
-
-    /// A builder, starting from the `RMI_*` environment variables.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] for an invalid `RMI_*` variable.
-    pub fn builder(uri: impl IntoUri) -> Result<ProxyBuilder, Error> {
-        Ok(Self::builder_with_config(uri, &Config::from_env()?))
-    }
-
-    /// A builder starting from `config` instead of the environment.
-    pub fn builder_with_config(uri: impl IntoUri, config: &Config) -> ProxyBuilder {
-        ProxyBuilder {
-            uri: uri.into_uri(),
-            options: Options::from_config(config),
-            timeout: config.call_timeout,
+            timeout,
         }
     }
 
@@ -279,24 +208,12 @@ impl Proxy {
             shared: Arc::new(Shared {
                 uri,
                 over: Some(Over { link, object, import }),
-                options: Options::from_config(&config),
+                options: Options::direct(&config),
                 state: Mutex::new(State::default()),
                 connecting: tokio::sync::Mutex::new(()),
             }),
             timeout,
         }
-    }
-
-    /// A proxy for `uri` whose calls fail (the environment's settings were
-    /// invalid when a reference made it).
-    pub(crate) fn unreachable(uri: &ObjectUri) -> Self {
-        Self::builder_with_config(uri, &Config::default()).build().unwrap_or_else(|_| {
-            Proxy::over(
-                rmi_core::peer::LocalLink::new(Arc::new(Unreachable)),
-                Text::from(uri.object.as_str()),
-                None,
-            )
-        })
     }
 
     /// The reference this proxy was made from, if it is a reference's proxy.
@@ -581,7 +498,7 @@ impl Proxy {
 
     /// The live connection and the object's location, connecting (and
     /// resolving) first if needed.
-    async fn connection(&self) -> Result<(Arc<ClientConnection>, Text), Error> {
+    pub(crate) async fn connection(&self) -> Result<(Arc<ClientConnection>, Text), Error> {
         if let Some(found) = self.live_at(Instant::now()) {
             return Ok(found);
         }
@@ -600,13 +517,13 @@ impl Proxy {
         };
         let target = match &cached {
             Some(target) => target.clone(),
-            None => resolve::resolve(&self.shared.uri, &self.shared.options).await?,
+            None => self.resolve().await?,
         };
         let connection = match self.open(&target).await {
             Ok(connection) => (connection, target),
             Err(e) if by_name && cached.is_some() => {
                 // Where the name pointed last time is gone; ask again.
-                let fresh = resolve::resolve(&self.shared.uri, &self.shared.options).await?;
+                let fresh = self.resolve().await?;
                 if fresh == target {
                     return Err(e);
                 }
@@ -621,6 +538,15 @@ impl Proxy {
         state.object = object.clone();
         state.connection = Some(connection.clone());
         Ok((connection, object))
+    }
+
+    /// Where the proxy's URI points now.
+    async fn resolve(&self) -> Result<ObjectUri, Error> {
+        match (&self.shared.uri, self.shared.options.resolver) {
+            (Uri::Object(object), _) => Ok(object.clone()),
+            (uri, Some(resolve)) => resolve(uri, &self.shared.options).await,
+            (uri, None) => Err(Error::Protocol(format!("{uri}: this proxy resolves no names"))),
+        }
     }
 
     async fn open(&self, target: &ObjectUri) -> Result<Arc<ClientConnection>, Error> {
@@ -648,7 +574,7 @@ impl Proxy {
 }
 
 /// The object behind a proxy that cannot be reached.
-struct Unreachable;
+pub(crate) struct Unreachable;
 
 impl rmi_core::object::Exposed for Unreachable {
     fn type_name(&self) -> &'static str {

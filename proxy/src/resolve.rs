@@ -46,7 +46,7 @@ async fn name_server(at: Option<&HostPort>, options: &Options) -> Result<NameSer
         Some(hp) => {
             let uri =
                 ObjectUri { object: NAME_SERVER_OBJECT.to_owned(), location: Location::Tcp(hp.clone()) };
-            Ok(NameServerProxy::from_proxy(options.proxy(Uri::Object(uri), options.config.call_timeout)?))
+            Ok(NameServerProxy::from_proxy(options.proxy(Uri::Object(uri), options.config.call_timeout)))
         }
         None => naming::locate(&options.config, options, None).await,
     }
