@@ -90,7 +90,7 @@ impl Extra {
 
     /// The extra part of a value just encoded, from what it attached and
     /// exported.
-    #[inline]
+    #[inline(always)]
     fn of(attachments: Vec<Bytes>, exports: Exports) -> Option<Box<Extra>> {
         if attachments.is_empty() && exports.is_empty() {
             return None;
@@ -192,7 +192,10 @@ impl Encoded {
     /// When the bytes are not a `T`, or bytes or blobs are left over.
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, CodecError> {
         let bytes = self.body.as_slice();
-        let source = Source::List(self.blobs().to_vec().into_iter());
+        let source = Source::List(match &self.extra {
+            Some(extra) => extra.blobs.clone().into_iter(),
+            None => Vec::new().into_iter(),
+        });
         let (result, rest) =
             supply_attachments(self.body.backing(), source, || postcard::take_from_bytes::<T>(bytes));
         let (value, trailing) = result.map_err(codec_error)?;

@@ -265,8 +265,16 @@ impl Peer {
     /// Counts `exports` as sent over this connection: call it before the
     /// message that carries them is written. Returns whether this side had
     /// exported nothing before (a client then starts reading for calls).
+    #[inline]
     pub fn export(&self, exports: &Exports) -> bool {
-        if exports.is_empty() || self.closed.load(Ordering::Acquire) {
+        if exports.is_empty() {
+            return false;
+        }
+        self.export_all(exports)
+    }
+
+    fn export_all(&self, exports: &Exports) -> bool {
+        if self.closed.load(Ordering::Acquire) {
             return false;
         }
         let mut table = self.exports();

@@ -48,7 +48,7 @@ impl<'a> Reader<'a> {
         self.envelope.len().saturating_sub(self.at)
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn byte(&mut self) -> Result<u8, String> {
         let b = self.envelope.get(self.at).copied().ok_or("the message ends early")?;
         self.at += 1;
@@ -57,7 +57,7 @@ impl<'a> Reader<'a> {
 
     /// A varint of at most `bits` bits (postcard's encoding of integers):
     /// at most ceil(bits / 7) bytes, the last one using only the bits left.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn varint(&mut self, bits: u32) -> Result<u64, String> {
         // Most numbers here (ids of young connections, lengths of names,
         // enum variants) take one byte.
@@ -88,17 +88,17 @@ impl<'a> Reader<'a> {
         Err("a number is too long for its type".into())
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn u64(&mut self) -> Result<u64, String> {
         self.varint(64)
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn u32(&mut self) -> Result<u32, String> {
         u32::try_from(self.varint(32)?).map_err(|_| "a number is too large for its type".into())
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn bool(&mut self) -> Result<bool, String> {
         match self.byte()? {
             0 => Ok(false),

@@ -122,7 +122,7 @@ impl Wire for Inbound {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn encode_reply(reply: &Reply, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
     match reply {
         Ok(value) => {
