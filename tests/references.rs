@@ -378,3 +378,32 @@ async fn a_local_reference_is_called_as_a_remote_one() {
     // Outside a call, a reference cannot be serialized.
     assert!(serde_json::to_string(&counter).is_err());
 }
+
+/// Takes references of any interface.
+#[derive(Debug, Default)]
+pub struct AnyCaller;
+
+#[rmi::expose]
+impl AnyCaller {
+    /// Calls `method` on `target`, whatever its interface, by name.
+    pub async fn call_by_name(&self, target: Remote<rmi::Proxy>, method: String) -> Result<u32, rmi::Error> {
+        let interface = target.interface().to_owned();
+        let typed: Result<Remote<CounterProxy>, _> = target.clone().typed();
+        assert_eq!(typed.is_ok(), interface == "Counter");
+        target.proxy().call(&method, ()).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untyped_reference_takes_any_interface_and_is_called_by_name() {
+    let d = daemon_with(|d| {
+        d.register(AnyCaller, Some("any")).unwrap();
+    })
+    .await;
+    let any = AnyCallerProxy::new(d.daemon.uri_for("any")).unwrap();
+    let counter = Remote::<CounterProxy>::new(Counter::default());
+    assert_eq!(any.call_by_name(counter.clone().untyped(), "add".into()).await.unwrap(), 1);
+    assert_eq!(any.call_by_name(Remote::any(Arc::new(Counter::default())), "add".into()).await.unwrap(), 1);
+    let err = any.call_by_name(counter.untyped(), "nope".into()).await.unwrap_err();
+    assert!(err.to_string().contains("no exposed method \"nope\""), "{err}");
+}

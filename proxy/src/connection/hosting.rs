@@ -132,7 +132,9 @@ impl ClientConnection {
                     if let Ok(value) = &reply {
                         me.export(value.exports());
                     }
-                    let _ = me.writer.send_batched(&Message::Reply { id, reply });
+                    // Written at once from this task: a callback's reply has no
+                    // company to wait for.
+                    let _ = me.writer.send(&Message::Reply { id, reply });
                 });
             }
             Message::Cancel { id } => {
