@@ -9,6 +9,8 @@
 //! ```
 
 mod interface;
+#[path = "../common/serve.rs"]
+mod serve;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -67,27 +69,5 @@ impl Factory for Maker {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let bind = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".to_owned());
-    let daemon = rmi::Daemon::bind(&bind).await?;
-    let uri = daemon.register(FactoryObject(Maker::default()), Some(NAME))?;
-    let ns = match rmi::locate_ns(None).await {
-        Ok(ns) => {
-            ns.register(NAME, &uri).await?;
-            println!("Registered {NAME} with the name server at {}", ns.uri());
-            Some(ns)
-        }
-        Err(e) => {
-            println!("No name server ({e}); clients need the URI below");
-            None
-        }
-    };
-    println!("Ready. Object uri = {uri}");
-    tokio::select! {
-        served = daemon.serve() => served?,
-        _ = tokio::signal::ctrl_c() => daemon.shutdown(),
-    }
-    if let Some(ns) = ns {
-        let _ = ns.remove(NAME).await;
-    }
-    Ok(())
+    serve::serve_named(NAME, |daemon| daemon.register(FactoryObject(Maker::default()), Some(NAME))).await
 }
