@@ -25,11 +25,13 @@ use crate::frame::{LENGTH_PREFIX_LEN, TransportError};
 
 /// The protocol version this build speaks. Both sides must speak the same.
 ///
+/// Version 4 streams a method's results (items and credits, see
+/// [`crate::stream`]), and `describe` tells which methods stream.
 /// Version 3 makes the messages symmetric: either side calls the other's
 /// objects, and releases references (see [`crate::message::Message`]).
 /// Version 2 authenticates frames in sealed runs, one tag per run (see
 /// [`crate::frame`]); version 1 carried a tag in every frame.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 /// First bytes of every rmi greeting.
 const MAGIC: [u8; 4] = *b"RMI\0";
 /// Longest handshake message accepted: a little more than ours, so that a

@@ -17,6 +17,7 @@ use std::time::Instant;
 use crate::encoded::Encoded;
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::message::Reply;
+use crate::stream::Source;
 use crate::object::{BlockingCall, Dispatch, Exposed, ReplyFuture, sync_with_deadline, with_deadline};
 use futures::FutureExt;
 
@@ -32,6 +33,8 @@ pub enum Started {
     /// A call to run where it may block ([`run_blocking`], or
     /// [`on_blocking_pool`]).
     Blocking(BlockingCall),
+    /// A method that streams its results: the producer of its items.
+    Stream(Source),
 }
 
 /// Starts one call on `object`, catching a panic in a synchronous method.
@@ -48,6 +51,7 @@ pub fn start(object: Arc<dyn Exposed>, method: &str, args: Encoded, deadline: Op
         Ok(Dispatch::Ready(reply)) => Started::Done(reply),
         Ok(Dispatch::Pending(future)) => Started::Running(future),
         Ok(Dispatch::Blocking(call)) => Started::Blocking(call),
+        Ok(Dispatch::Stream(source)) => Started::Stream(source),
         Err(panic) => Started::Done(Err(panicked(method, panic))),
     }
 }
@@ -83,16 +87,30 @@ pub async fn finish(method: &str, future: ReplyFuture) -> Reply {
 }
 
 /// Runs one call on `object` to its end: a panic in the method becomes a
-/// remote error, and calls the method makes inherit the deadline.
+/// remote error, and calls the method makes inherit the deadline. A
+/// streaming method is refused: its results are not one reply.
 pub async fn run(object: Arc<dyn Exposed>, method: &str, args: Encoded, deadline: Option<Instant>) -> Reply {
-    match start(object, method, args, deadline) {
+    complete(start(object, method, args, deadline), method, deadline, "cannot be awaited as one reply").await
+}
+
+/// Runs a started call to its end where streams cannot go (a batch, a
+/// oneway call, a local reference): a streaming method is refused, `why`
+/// saying why.
+pub async fn complete(started: Started, method: &str, deadline: Option<Instant>, why: &str) -> Reply {
+    match started {
         Started::Done(reply) => reply,
         Started::Running(future) => with_deadline(deadline, finish(method, future)).await,
         Started::Blocking(call) => on_blocking_pool(method, call, deadline).await,
+        Started::Stream(_) => Err(stream_refused(method, why)),
     }
 }
 
-fn panicked(method: &str, panic: Box<dyn std::any::Any + Send>) -> RemoteError {
+/// The error for a streaming method called where streams cannot go.
+pub fn stream_refused(method: &str, why: &str) -> RemoteError {
+    RemoteError::new(RemoteErrorKind::BadArguments, format!("method {method:?} streams its results, which {why}"))
+}
+
+pub(crate) fn panicked(method: &str, panic: Box<dyn std::any::Any + Send>) -> RemoteError {
     let message = panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -33,6 +33,8 @@
 //!   `describe`'s answer, and the deadline a handled call passes on.
 //! - [`peer`]: objects as values: what each end of a connection exports to
 //!   the other, the references it holds (imports), and their release.
+//! - [`stream`]: [`stream::Stream`], a method's results streamed to its
+//!   caller in chunks, under credit-based flow control.
 //! - [`error`]: [`RemoteError`] (sent as data) and [`Error`] (what a caller
 //!   gets).
 //! - [`config`]: the `RMI_*` environment variables, read in one place.
@@ -63,6 +65,7 @@ pub mod message;
 pub mod net;
 pub mod object;
 pub mod peer;
+pub mod stream;
 #[doc(hidden)]
 pub mod testing;
 pub mod transport;

@@ -2,7 +2,9 @@
 //!
 //! Either side sends [`Message`]s: a [`Call`] with an id and a deadline, the
 //! cancellation of an earlier call, the reply to a call of the other side
-//! (same id), or the release of references the other side exported to it.
+//! (same id), the release of references the other side exported to it, and
+//! for a method that streams its results, its items and the credit its
+//! caller grants as it reads them (see [`crate::stream`]).
 //! A daemon answers each call that is not oneway with a reply carrying the
 //! same id, so many calls can be in flight on one connection and complete in
 //! any order (the shape of tarpc's `ClientMessage` and `Response`); a
@@ -99,6 +101,24 @@ pub enum Message {
         export: u64,
         /// How many references the sender received and dropped.
         count: u32,
+    },
+    /// The next items of the stream that answers call `id` (see
+    /// [`crate::stream`]): an encoded `Vec` of them. The stream ends with
+    /// the call's [`Message::Reply`].
+    Items {
+        /// The id of the call whose results these are.
+        id: u64,
+        /// The items.
+        items: Encoded,
+    },
+    /// The caller of call `id` has read `bytes` more of its stream's items
+    /// (as [`Encoded::wire_len`] counts them): the producer may send that
+    /// much more.
+    Credit {
+        /// The streaming call's id.
+        id: u64,
+        /// Bytes of items read since the last credit.
+        bytes: u64,
     },
 }
 

@@ -78,6 +78,10 @@ pub enum Dispatch {
     /// A synchronous method that may block: the daemon runs it on tokio's
     /// blocking pool, so that it holds up no other call.
     Blocking(BlockingCall),
+    /// A method that streams its results (it returns a
+    /// [`crate::stream::Stream`]): the producer the daemon polls for its
+    /// items.
+    Stream(crate::stream::Source),
 }
 
 /// An object a daemon can host. `#[rmi::expose]` implements it; you rarely

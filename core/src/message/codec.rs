@@ -19,6 +19,8 @@ const CALL: u64 = 0;
 const CANCEL: u64 = 1;
 const REPLY: u64 = 2;
 const RELEASE: u64 = 3;
+const ITEMS: u64 = 4;
+const CREDIT: u64 = 5;
 
 impl Wire for Message {
     fn encode(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
@@ -56,6 +58,17 @@ impl Wire for Message {
                 put_varint(out, *export);
                 put_varint(out, u64::from(*count));
             }
+            Message::Items { id, items } => {
+                out.reserve(12 + items.inline_len());
+                put_varint(out, ITEMS);
+                put_varint(out, *id);
+                items.encode_wire(out, attachments);
+            }
+            Message::Credit { id, bytes } => {
+                put_varint(out, CREDIT);
+                put_varint(out, *id);
+                put_varint(out, *bytes);
+            }
         }
     }
 
@@ -87,6 +100,11 @@ impl Wire for Message {
                 Message::Reply { id, reply: decode_reply(&mut r, attachments)? }
             }
             RELEASE => Message::Release { export: r.u64()?, count: r.u32()? },
+            ITEMS => {
+                let id = r.u64()?;
+                Message::Items { id, items: Encoded::decode_wire(&mut r, attachments)? }
+            }
+            CREDIT => Message::Credit { id: r.u64()?, bytes: r.u64()? },
             other => return Err(format!("unknown message kind {other}")),
         };
         if r.remaining() != 0 {
@@ -241,6 +259,12 @@ mod tests {
         }
 
         #[test]
+        fn items_and_credits_match_postcard(id in any::<u64>(), items in args(), bytes in any::<u64>()) {
+            check(&Message::Items { id, items });
+            check(&Message::Credit { id, bytes });
+        }
+
+        #[test]
         fn inbound_reads_what_message_writes(id in any::<u64>(), args in args(), export in any::<u64>()) {
             for message in [Message::Reply { id, reply: Ok(args.clone()) }, Message::Release { export, count: 1 }, Message::Cancel { id }] {
                 let (bytes, attached) = hand_bytes(&message);
@@ -298,5 +322,14 @@ mod tests {
         // A kind nobody knows.
         let err = Message::decode(&Bytes::from(vec![9u8, 0]), &mut Bytes::new()).unwrap_err();
         assert!(err.contains("unknown message kind 9"), "{err}");
+        // Items whose attachment is not there.
+        let mut out = Vec::new();
+        put_varint(&mut out, ITEMS);
+        put_varint(&mut out, 1);
+        put_varint(&mut out, 1);
+        put_varint(&mut out, 5000);
+        put_varint(&mut out, 0);
+        let err = Message::decode(&Bytes::from(out), &mut Bytes::new()).unwrap_err();
+        assert!(err.contains("past the end"), "{err}");
     }
 }

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::{CallFuture, Link, Peer, Scope, export_not_found, parse_export_object_id};
 use crate::error::Error;
-use crate::invoke::{Started, finish, on_blocking_pool, start};
+use crate::invoke::{complete, start};
 use crate::message::Call;
-use crate::object::{Exposed, with_deadline};
+use crate::object::Exposed;
 
 /// Calls a local object through the code a daemon runs calls with, so that
 /// a reference to a local object (one made here and never sent, or sent and
@@ -46,11 +46,8 @@ impl LocalLink {
         let scope = Scope::new(self.peer.clone(), link);
         let method = call.method;
         let refs = call.args.carries_references();
-        let reply = match scope.enter_if(refs, || start(object, &method, call.args, deadline)) {
-            Started::Done(reply) => reply,
-            Started::Running(future) => with_deadline(deadline, finish(&method, future)).await,
-            Started::Blocking(blocking) => on_blocking_pool(&method, blocking, deadline).await,
-        };
+        let started = scope.enter_if(refs, || start(object, &method, call.args, deadline));
+        let reply = complete(started, &method, deadline, "a local reference does not carry").await;
         // The reply "travels" to the caller here: what it exports, this
         // link's object space holds.
         if let Ok(value) = &reply {

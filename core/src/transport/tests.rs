@@ -356,9 +356,9 @@ async fn a_key_on_the_server_only_is_refused() {
 
 #[tokio::test]
 async fn a_version_mismatch_is_refused() {
-    // A version 2 peer (one-way messages) meets this version 3 one
-    // (symmetric messages), with and without a key.
-    assert_eq!(crate::handshake::PROTOCOL_VERSION, 3);
+    // A version 2 peer (one-way messages) meets this version 4 one
+    // (symmetric messages, streams), with and without a key.
+    assert_eq!(crate::handshake::PROTOCOL_VERSION, 4);
     for key in [None, Some(Key::from("k"))] {
         let (addr, mut rx) = echo_server(key.clone()).await;
         let mut stream = TcpStream::connect(addr).await.unwrap();
