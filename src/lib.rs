@@ -185,6 +185,7 @@
 //! This crate has no feature flags.
 
 pub use rmi_core::object::{MethodDescription, ObjectDescription};
+pub use rmi_core::stream::Stream;
 pub use rmi_core::{
     AuthError, Blob, Config, ConfigError, Error, Host, HostPort, Key, Location, MetaUri, NameUri, ObjectUri,
     RemoteError, RemoteErrorKind, Uri, UriError,
@@ -193,7 +194,7 @@ pub use rmi_daemon::{Daemon, DaemonBuilder, DaemonError, InstanceMode};
 pub use rmi_macros::{expose, nonblocking, oneway};
 pub use rmi_proxy::{
     Batch, BatchCall, BatchResults, Implements, Interface, IntoUri, MetaMatch, NameFilter, NameServerProxy,
-    NamingError, Proxy, ProxyBuilder, Registration, Remote, locate_ns, locate_ns_with,
+    NamingError, Proxy, ProxyBuilder, Registration, Remote, Streaming, locate_ns, locate_ns_with,
 };
 
 /// What generated code needs; not part of the API.

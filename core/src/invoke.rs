@@ -17,8 +17,8 @@ use std::time::Instant;
 use crate::encoded::Encoded;
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::message::Reply;
-use crate::stream::Source;
 use crate::object::{BlockingCall, Dispatch, Exposed, ReplyFuture, sync_with_deadline, with_deadline};
+use crate::stream::Source;
 use futures::FutureExt;
 
 /// A call started: done already (a `#[nonblocking]` method, or an error
@@ -53,6 +53,32 @@ pub fn start(object: Arc<dyn Exposed>, method: &str, args: Encoded, deadline: Op
         Ok(Dispatch::Blocking(call)) => Started::Blocking(call),
         Ok(Dispatch::Stream(source)) => Started::Stream(source),
         Err(panic) => Started::Done(Err(panicked(method, panic))),
+    }
+}
+
+/// As [`start`], for a call whose caller says whether it reads the
+/// results as a stream (`stream`): a caller and a method that disagree get
+/// a clear error, and a method that does not stream does not run.
+#[inline]
+pub fn start_as(
+    object: Arc<dyn Exposed>,
+    method: &str,
+    args: Encoded,
+    deadline: Option<Instant>,
+    stream: bool,
+) -> Started {
+    if stream && object.methods().iter().any(|m| m.name == method && !m.stream) {
+        return Started::Done(Err(RemoteError::new(
+            RemoteErrorKind::BadArguments,
+            format!("method {method:?} does not stream its results: call it for one reply"),
+        )));
+    }
+    match start(object, method, args, deadline) {
+        Started::Stream(_) if !stream => Started::Done(Err(stream_refused(
+            method,
+            "a call waiting for one reply cannot read: call it as a stream (`call_stream`, or the typed proxy)",
+        ))),
+        other => other,
     }
 }
 
@@ -107,7 +133,10 @@ pub async fn complete(started: Started, method: &str, deadline: Option<Instant>,
 
 /// The error for a streaming method called where streams cannot go.
 pub fn stream_refused(method: &str, why: &str) -> RemoteError {
-    RemoteError::new(RemoteErrorKind::BadArguments, format!("method {method:?} streams its results, which {why}"))
+    RemoteError::new(
+        RemoteErrorKind::BadArguments,
+        format!("method {method:?} streams its results, which {why}"),
+    )
 }
 
 pub(crate) fn panicked(method: &str, panic: Box<dyn std::any::Any + Send>) -> RemoteError {

@@ -40,18 +40,29 @@ pub struct Call {
     /// The caller does not wait: the daemon sends no response and runs the
     /// method on its own.
     pub oneway: bool,
+    /// The caller reads the results as a stream (see [`crate::stream`]):
+    /// only a method that streams them is run for it, and a streaming
+    /// method is run only for such a caller.
+    pub stream: bool,
 }
 
 impl Call {
     /// A call of `method` on `object` with `args` (already encoded).
     pub fn new(object: impl Into<Text>, method: impl Into<Text>, args: Encoded) -> Self {
-        Call { object: object.into(), method: method.into(), args, oneway: false }
+        Call { object: object.into(), method: method.into(), args, oneway: false, stream: false }
     }
 
     /// The same call, marked oneway.
     #[must_use]
     pub fn oneway(mut self) -> Self {
         self.oneway = true;
+        self
+    }
+
+    /// The same call, its results read as a stream.
+    #[must_use]
+    pub fn streaming(mut self) -> Self {
+        self.stream = true;
         self
     }
 }

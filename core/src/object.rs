@@ -28,6 +28,9 @@ pub struct MethodInfo {
     pub signature: &'static str,
     /// Whether callers do not wait for it (`#[oneway]`).
     pub oneway: bool,
+    /// Whether it streams its results (it returns a
+    /// [`crate::stream::Stream`]).
+    pub stream: bool,
 }
 
 /// One method of an object, as `describe` returns it.
@@ -39,6 +42,9 @@ pub struct MethodDescription {
     pub signature: String,
     /// Whether callers do not wait for it.
     pub oneway: bool,
+    /// Whether it streams its results (callers read them with
+    /// `call_stream`).
+    pub stream: bool,
 }
 
 /// An object hosted by a daemon, as `describe` returns it.
@@ -54,7 +60,12 @@ pub struct ObjectDescription {
 
 impl From<&MethodInfo> for MethodDescription {
     fn from(m: &MethodInfo) -> Self {
-        MethodDescription { name: m.name.to_owned(), signature: m.signature.to_owned(), oneway: m.oneway }
+        MethodDescription {
+            name: m.name.to_owned(),
+            signature: m.signature.to_owned(),
+            oneway: m.oneway,
+            stream: m.stream,
+        }
     }
 }
 

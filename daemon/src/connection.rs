@@ -30,9 +30,11 @@ use crate::callbacks::Callbacks;
 use crate::flow::{Flow, Held, HeldCall, Ticket};
 use crate::registry::Registry;
 use crate::state::Inner;
+use crate::streams::Streams;
 use crate::workers::Pool;
-use rmi_core::invoke::{Started, finish, on_blocking_pool, run_blocking, start};
+use rmi_core::invoke::{Started, complete, finish, run_blocking, start, start_as};
 use rmi_core::peer::{Peer, Scope, export_not_found, parse_export_object_id};
+use rmi_core::stream::Source;
 
 /// A call handed to a worker.
 struct Job {
@@ -71,6 +73,10 @@ struct Shared {
     callbacks: Arc<Callbacks>,
     /// What references in this connection's calls decode in.
     scope: Scope,
+    /// The streams its methods return, in flight.
+    streams: Streams,
+    /// Bytes that may wait in the writer before a stream waits to send.
+    max_queued: usize,
 }
 
 impl Shared {
@@ -90,8 +96,10 @@ impl Shared {
         let (method, started) = match work {
             Work::Call(object, call) => {
                 let scoped = call.args.carries_references() || object.per_connection();
-                let started =
-                    self.scope.enter_if(scoped, || start(object, &call.method, call.args, deadline));
+                let stream = call.stream;
+                let started = self
+                    .scope
+                    .enter_if(scoped, || start_as(object, &call.method, call.args, deadline, stream));
                 (call.method, started)
             }
             Work::Started(method, future) => (method, Started::Running(future)),
@@ -99,6 +107,7 @@ impl Shared {
         match started {
             Started::Done(reply) => self.complete(id, ticket, reply),
             Started::Blocking(call) => self.run_blocking(id, method, call, deadline, ticket),
+            Started::Stream(source) => self.clone().stream(id, source, ticket).await,
             Started::Running(future) => {
                 let (abort, registration) = AbortHandle::new_pair();
                 self.calls().insert(id, abort);
@@ -113,6 +122,38 @@ impl Shared {
                     }
                 }
             }
+        }
+    }
+
+    /// Produces the stream a call returned, to its end or its cancel; the
+    /// call holds its ticket until then.
+    async fn stream(self: Arc<Self>, id: u64, source: Source, ticket: Ticket) {
+        let (abort, registration) = AbortHandle::new_pair();
+        self.calls().insert(id, abort);
+        let produce = self.streams.produce(id, source, &self.writer, &self.peer, self.max_queued);
+        let produced = Abortable::new(produce, registration).await;
+        self.calls().remove(&id);
+        match produced {
+            Ok(end) => self.complete(id, ticket, end),
+            // Cancelled (the caller dropped its stream), or ended by the
+            // daemon's shutdown, which sent the end itself.
+            Err(_) => {
+                self.flow.finish(ticket, None);
+            }
+        }
+    }
+
+    /// Ends the streams in flight: the daemon is shutting down, and their
+    /// callers hear it at once rather than when the grace runs out.
+    fn end_streams(&self) {
+        for id in self.streams.ids() {
+            let Some(call) = self.calls().remove(&id) else { continue };
+            call.abort();
+            let error = RemoteError::new(
+                RemoteErrorKind::ShuttingDown,
+                "the daemon is shutting down: the stream ends",
+            );
+            self.reply(id, Err(error), true);
         }
     }
 
@@ -235,6 +276,8 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         ),
         pool: Pool::new(),
         tasks: TaskTracker::new(),
+        streams: Streams::default(),
+        max_queued: options.max_queued_per_connection,
     });
     let abort_calls = AbortOnDrop(shared.clone());
     let mut starter = Starter {
@@ -319,6 +362,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
             Some(Ok(Message::Release { export, count })) => {
                 shared.peer.release(export, count);
             }
+            Some(Ok(Message::Credit { id, bytes })) => shared.streams.grant(id, bytes),
             Some(Ok(_)) => {}
             Some(Err(e)) => {
                 log_broken(&peer, &e);
@@ -328,6 +372,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         }
     };
     if shut_down {
+        shared.end_streams();
         // Calls that never started: their callers hear why at once.
         while let Some(call) = held.pop() {
             let error = RemoteError::new(RemoteErrorKind::ShuttingDown, "the daemon is shutting down");
@@ -370,7 +415,11 @@ impl Starter<'_> {
         };
         let work = if self.here {
             let scoped = call.args.carries_references() || object.per_connection();
-            match shared.scope.enter_if(scoped, || start(object, &call.method, call.args, deadline)) {
+            let stream = call.stream;
+            match shared
+                .scope
+                .enter_if(scoped, || start_as(object, &call.method, call.args, deadline, stream))
+            {
                 Started::Done(reply) => {
                     let size = reply.as_ref().map_or(64, rmi_core::Encoded::wire_len);
                     shared.reply(id, reply, more || shared.flow.in_flight() > 1);
@@ -379,6 +428,10 @@ impl Starter<'_> {
                 }
                 Started::Blocking(run) => {
                     shared.run_blocking(id, call.method, run, deadline, ticket);
+                    return;
+                }
+                Started::Stream(source) => {
+                    shared.tasks.spawn(shared.clone().stream(id, source, ticket));
                     return;
                 }
                 Started::Running(future) => Work::Started(call.method, future),
@@ -423,11 +476,8 @@ impl Starter<'_> {
         let scope = self.shared.scope.clone();
         self.daemon.calls.spawn(async move {
             let scoped = call.args.carries_references() || object.per_connection();
-            let reply = match scope.enter_if(scoped, || start(object, &method, call.args, deadline)) {
-                Started::Done(reply) => reply,
-                Started::Running(future) => with_deadline(deadline, finish(&method, future)).await,
-                Started::Blocking(blocking) => on_blocking_pool(&method, blocking, deadline).await,
-            };
+            let started = scope.enter_if(scoped, || start(object, &method, call.args, deadline));
+            let reply = complete(started, &method, deadline, "a oneway call cannot return").await;
             if let Err(e) = reply {
                 tracing::info!(%method, "oneway call failed: {e}");
             }

@@ -17,6 +17,8 @@
 //! - `flow`: flow control: when a connection may start another call (room
 //!   for its reply, in the connection and in the daemon), and the calls it
 //!   holds until then.
+//! - `streams`: the streams a connection's methods return, produced as
+//!   their callers grant credit.
 //! - `workers`: the reusable tasks a connection's calls run on.
 //!
 //! This crate has no feature flags.
@@ -35,6 +37,7 @@ mod flow;
 mod instances;
 mod registry;
 mod state;
+mod streams;
 mod workers;
 
 pub use daemon::{

@@ -9,7 +9,7 @@ use rmi_core::peer::{Scope, current_scope};
 use rmi_core::{Encoded, RemoteError, RemoteErrorKind, Reply, Text};
 
 use crate::DaemonError;
-use rmi_core::invoke::{Started, finish, run_blocking, start};
+use rmi_core::invoke::{Started, finish, run_blocking, start, stream_refused};
 
 /// Id of the daemon's own object, which every daemon hosts.
 pub const DAEMON_OBJECT: &str = "RMI.Daemon";
@@ -117,17 +117,24 @@ pub(crate) struct DaemonObject {
 }
 
 const DAEMON_METHODS: [MethodInfo; 4] = [
-    MethodInfo { name: "ping", signature: "fn ping(&self)", oneway: false },
+    MethodInfo { name: "ping", signature: "fn ping(&self)", oneway: false, stream: false },
     MethodInfo {
         name: "describe",
         signature: "fn describe(&self, object: String) -> ObjectDescription",
         oneway: false,
+        stream: false,
     },
-    MethodInfo { name: "registered", signature: "fn registered(&self) -> Vec<String>", oneway: false },
+    MethodInfo {
+        name: "registered",
+        signature: "fn registered(&self) -> Vec<String>",
+        oneway: false,
+        stream: false,
+    },
     MethodInfo {
         name: "batch",
         signature: "fn batch(&self, object: String, calls: Vec<(String, Encoded)>) -> Vec<Result<Encoded, RemoteError>>",
         oneway: false,
+        stream: false,
     },
 ];
 
@@ -237,7 +244,7 @@ fn run_batch(target: Arc<dyn Exposed>, calls: Vec<(Text, Encoded)>, max_reply: u
     };
     batch.replies.replies.reserve(batch.calls.len());
     while let Some((method, args)) = batch.calls.next() {
-        match start(batch.target.clone(), &method, args, deadline) {
+        match no_stream(start(batch.target.clone(), &method, args, deadline), &method) {
             Started::Done(reply) => {
                 if !batch.replies.push(reply) {
                     break;
@@ -247,6 +254,17 @@ fn run_batch(target: Arc<dyn Exposed>, calls: Vec<(Text, Encoded)>, max_reply: u
         }
     }
     Dispatch::Ready(batch.replies.encode())
+}
+
+/// Why a batch refuses a streaming method.
+const IN_A_BATCH: &str = "a batch cannot carry: call it on its own";
+
+/// A call of a batch, a streaming method refused.
+fn no_stream(started: Started, method: &str) -> Started {
+    match started {
+        Started::Stream(_) => Started::Done(Err(stream_refused(method, IN_A_BATCH))),
+        other => other,
+    }
 }
 
 /// A batch whose calls have started to wait for something.
@@ -267,6 +285,7 @@ impl BatchRun {
             let reply = match started {
                 Started::Done(reply) => reply,
                 Started::Running(future) => finish(&method, future).await,
+                Started::Stream(_) => Err(stream_refused(&method, IN_A_BATCH)),
                 Started::Blocking(call) => {
                     let deadline = self.deadline;
                     let mut run = tokio::task::spawn_blocking(move || {
@@ -302,10 +321,11 @@ impl BatchRun {
     /// Starts one call of the batch, in the connection's scope.
     fn start(&self, method: &str, args: Encoded) -> Started {
         let target = self.target.clone();
-        match &self.scope {
+        let started = match &self.scope {
             Some(scope) => scope.enter(|| start(target, method, args, self.deadline)),
             None => start(target, method, args, self.deadline),
-        }
+        };
+        no_stream(started, method)
     }
 
     /// On a blocking thread, after `reply`: runs the calls that follow while
@@ -320,6 +340,7 @@ impl BatchRun {
             reply = match self.start(&method, args) {
                 Started::Done(reply) => reply,
                 Started::Blocking(call) => run_blocking(&method, call, self.deadline),
+                Started::Stream(_) => Err(stream_refused(&method, IN_A_BATCH)),
                 running @ Started::Running(_) => return Some((method, running)),
             };
         }

@@ -41,6 +41,8 @@ pub enum Ret {
     Fallible { ok: syn::Type },
     /// `impl Trait`, which cannot travel.
     Opaque(syn::Type),
+    /// `…Stream<T>` (`rmi::Stream<T>`): the results stream, `T` by `T`.
+    Stream { item: syn::Type },
 }
 
 pub struct Arg {
@@ -137,6 +139,13 @@ fn ret(output: &syn::ReturnType) -> Ret {
                 && let Some(syn::GenericArgument::Type(ok)) = args.args.first()
             {
                 return Ret::Fallible { ok: ok.clone() };
+            }
+            if let Some(seg) = last.filter(|s| s.ident == "Stream")
+                && let syn::PathArguments::AngleBracketed(args) = &seg.arguments
+                && args.args.len() == 1
+                && let Some(syn::GenericArgument::Type(item)) = args.args.first()
+            {
+                return Ret::Stream { item: item.clone() };
             }
             Ret::Value((**ty).clone())
         }

@@ -105,6 +105,11 @@ pub fn check(item: &syn::Item, model: &Model) -> syn::Result<()> {
             Ret::Opaque(ty) => {
                 errors.spanned(ty, "an `impl Trait` return value cannot travel back: name a concrete type")
             }
+            Ret::Stream { item } if m.oneway.is_some() => errors.spanned(
+                item,
+                "a #[oneway] method cannot stream its results: the caller does not wait for them; \
+                 remove #[oneway]",
+            ),
             Ret::Value(ty) | Ret::Fallible { ok: ty } if m.oneway.is_some() => errors.spanned(
                 ty,
                 "a #[oneway] method cannot return a value: the caller does not wait for it; \

@@ -25,6 +25,9 @@ use rmi_core::peer::{Peer, Scope};
 use rmi_core::{Call, Error, Inbound, Key, Location, Message, Reply, TransportError};
 
 mod hosting;
+mod streaming;
+
+pub(crate) use streaming::CREDIT_EVERY;
 
 /// Bytes of oneway calls that may wait in the queue before the caller waits
 /// for the flusher.
@@ -54,6 +57,9 @@ enum Slot {
     Waiting(Option<Waker>),
     /// Here it is.
     Done(Result<Reply, Error>),
+    /// A call whose results stream: its chunks of items as they come, then
+    /// its end (see `streaming`).
+    Stream(Box<streaming::StreamSlot>),
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +90,7 @@ impl Pending {
         let waker = match slot {
             Slot::Waiting(waker) => waker.take(),
             Slot::Done(_) => None,
+            Slot::Stream(stream) => return stream.end(outcome),
         };
         *slot = Slot::Done(outcome);
         waker
@@ -293,6 +300,7 @@ impl ClientConnection {
                     Some(Slot::Done(outcome)) => Poll::Ready(outcome),
                     _ => Poll::Pending,
                 },
+                Some(Slot::Stream(_)) => Poll::Ready(Err(not_a_stream())),
                 None => Poll::Ready(Err(pending.reason())),
             }
         })
@@ -329,19 +337,34 @@ impl ClientConnection {
                 }
                 Some(Ok(Inbound::Other(other))) => self.incoming(*other),
                 Some(Ok(_)) => {}
-                Some(Err(TransportError::Auth(e))) => return Err(self.fail_all(Error::Auth(e))),
-                Some(Err(e @ (TransportError::Malformed(_) | TransportError::FrameTooLarge { .. }))) => {
-                    return Err(self.fail_all(Error::Protocol(format!("the daemon sent {e}"))));
-                }
-                Some(Err(e)) => return Err(self.fail_all(Error::ConnectionLost(e.to_string()))),
-                None => {
-                    return Err(
-                        self.fail_all(Error::ConnectionLost("the daemon closed the connection".into()))
-                    );
-                }
+                Some(Err(e)) => return Err(self.fail_all(broken(e))),
+                None => return Err(self.fail_all(closed_by_daemon())),
             }
         }
         Err(Error::ConnectionLost("the connection closed".into()))
+    }
+
+    /// Reads one message for everyone: a reply goes to its caller, anything
+    /// else where it belongs (see `hosting`); a broken connection fails
+    /// every call, and is the error.
+    async fn read_one(&self, reader: &mut MessageReader) -> Result<(), Error> {
+        match reader.recv::<Inbound>().await {
+            Some(Ok(Inbound::Reply { id, reply })) => {
+                self.note_reply();
+                let waker = self.pending().deliver(id, Ok(reply));
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+                Ok(())
+            }
+            Some(Ok(Inbound::Other(other))) => {
+                self.incoming(*other);
+                Ok(())
+            }
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(self.fail_all(broken(e))),
+            None => Err(self.fail_all(closed_by_daemon())),
+        }
     }
 
     /// Whether call `id` has its reply, or may read for everyone now. The
@@ -361,6 +384,7 @@ impl ClientConnection {
                 Some(Slot::Done(outcome)) => Poll::Ready(Turn::Reply(outcome)),
                 _ => Poll::Pending,
             },
+            Some(Slot::Stream(_)) => Poll::Ready(Turn::Reply(Err(not_a_stream()))),
             None => Poll::Ready(Turn::Reply(Err(pending.reason()))),
         }
     }
@@ -370,6 +394,7 @@ impl ClientConnection {
     fn hand_off(&self) {
         let waker = self.pending().slots.values().find_map(|slot| match slot {
             Slot::Waiting(Some(waker)) => Some(waker.clone()),
+            Slot::Stream(stream) => stream.waiting(),
             _ => None,
         });
         if let Some(waker) = waker {
@@ -409,6 +434,28 @@ impl ClientConnection {
         self.writer.wait_below(ONEWAY_QUEUE_LIMIT).await;
         Ok(())
     }
+}
+
+/// What a broken connection means to its callers.
+fn broken(e: TransportError) -> Error {
+    match e {
+        TransportError::Auth(a) => Error::Auth(a),
+        e @ (TransportError::Malformed(_) | TransportError::FrameTooLarge { .. }) => {
+            Error::Protocol(format!("the daemon sent {e}"))
+        }
+        e => Error::ConnectionLost(e.to_string()),
+    }
+}
+
+/// A call waited on as one reply has a stream's slot: ids never mix, so
+/// this is a bug, reported rather than hung on.
+#[cold]
+fn not_a_stream() -> Error {
+    Error::Protocol("a call's reply was awaited on a streaming call's id".into())
+}
+
+fn closed_by_daemon() -> Error {
+    Error::ConnectionLost("the daemon closed the connection".into())
 }
 
 fn send_error(e: TransportError) -> Error {

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::connection::{CallFailure, ClientConnection};
+use crate::streaming::Streaming;
 
 /// The object id of the daemon's own object (ping, describe, registered).
 pub const DAEMON_OBJECT: &str = "RMI.Daemon";
@@ -295,6 +296,59 @@ impl Proxy {
                 std::any::type_name::<R>()
             ))
         })
+    }
+
+    /// Calls a method that streams its results (it returns an
+    /// `rmi::Stream<T>`): returns once the call is sent, with the stream of
+    /// its items as they come. Every outcome from the daemon, an unknown
+    /// method or bad arguments too, arrives through the stream.
+    ///
+    /// The proxy's timeout bounds each wait for the next chunk of items,
+    /// not the whole stream: for a stream of rare events, use a proxy
+    /// without one ([`Proxy::with_timeout`]).
+    ///
+    /// # Errors
+    ///
+    /// Connecting, or a connection that broke before the call was sent; a
+    /// proxy of a reference ([`crate::Remote`]) does not stream.
+    pub async fn call_stream<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<Streaming<T>, Error> {
+        self.call_stream_named(Text::from(method), args).await
+    }
+
+    /// As [`Proxy::call_stream`], with the method name as [`Text`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Proxy::call_stream`].
+    #[doc(hidden)]
+    pub async fn call_stream_named<T: DeserializeOwned>(
+        &self,
+        method: Text,
+        args: impl Serialize,
+    ) -> Result<Streaming<T>, Error> {
+        let args = self.encode(&args)?;
+        if self.shared.over.is_some() {
+            return Err(Error::Protocol(format!(
+                "{method:?} streams its results, and a proxy of a reference does not carry streams yet"
+            )));
+        }
+        for attempt in 0..2 {
+            let (connection, object) = self.connection().await?;
+            match connection.open_stream(Call::new(object, method.clone(), args.clone()).streaming()) {
+                Ok(id) => return Ok(Streaming::new(connection, id, method, self.timeout)),
+                Err(CallFailure::NotSent(e) | CallFailure::Failed(e)) => {
+                    self.forget(&connection);
+                    if attempt == 1 || matches!(e, Error::MessageTooLarge { .. }) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Err(Error::ConnectionLost("the connection closed twice in a row".into()))
     }
 
     /// Calls a oneway method: returns once the call is handed to the

@@ -43,6 +43,7 @@ impl Wire for Message {
                 put_bytes(out, call.method.as_bytes());
                 call.args.encode_wire(out, attachments);
                 out.push(u8::from(call.oneway));
+                out.push(u8::from(call.stream));
             }
             Message::Cancel { id } => {
                 put_varint(out, CANCEL);
@@ -92,7 +93,8 @@ impl Wire for Message {
                 let method = r.text()?;
                 let args = Encoded::decode_wire(&mut r, attachments)?;
                 let oneway = r.bool()?;
-                Message::Call { id, remaining, call: Call { object, method, args, oneway } }
+                let stream = r.bool()?;
+                Message::Call { id, remaining, call: Call { object, method, args, oneway, stream } }
             }
             CANCEL => Message::Cancel { id: r.u64()? },
             REPLY => {
@@ -239,8 +241,8 @@ mod tests {
     proptest! {
         #[test]
         fn calls_match_postcard(id in any::<u64>(), secs in proptest::option::of(any::<u64>()), nanos in 0u32..1_000_000_000,
-                                object in ".{0,40}", method in "[a-z_]{0,20}", args in args(), oneway in any::<bool>()) {
-            let call = Call { object: Text::from(object.as_str()), method: Text::from(method.as_str()), args, oneway };
+                                object in ".{0,40}", method in "[a-z_]{0,20}", args in args(), oneway in any::<bool>(), stream in any::<bool>()) {
+            let call = Call { object: Text::from(object.as_str()), method: Text::from(method.as_str()), args, oneway, stream };
             check(&Message::Call { id, remaining: secs.map(|s| Duration::new(s, nanos)), call });
             check(&Message::Cancel { id });
         }

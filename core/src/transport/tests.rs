@@ -363,12 +363,12 @@ async fn a_version_mismatch_is_refused() {
         let (addr, mut rx) = echo_server(key.clone()).await;
         let mut stream = TcpStream::connect(addr).await.unwrap();
         match client_handshake_as(&mut stream, key.as_ref(), 2).await {
-            Err(TransportError::Auth(AuthError::VersionMismatch { ours: 2, theirs: 3 })) => {}
+            Err(TransportError::Auth(AuthError::VersionMismatch { ours: 2, theirs: 4 })) => {}
             other => panic!("expected a version mismatch, got {other:?}"),
         }
         assert_eq!(
             server_auth_error(next_outcome(&mut rx).await),
-            AuthError::VersionMismatch { ours: 3, theirs: 2 }
+            AuthError::VersionMismatch { ours: 4, theirs: 2 }
         );
         good_client(addr, key.as_ref()).await;
     }

@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use futures::future::{AbortHandle, Abortable};
 use rmi_core::exports::Exports;
 use rmi_core::idmap::IdMap;
-use rmi_core::invoke::{Started, finish, on_blocking_pool, start};
+use rmi_core::invoke::{Started, finish, on_blocking_pool, start, stream_refused};
 use rmi_core::message::deadline_from;
 use rmi_core::object::with_deadline;
 use rmi_core::peer::{CallFuture, Link, Peer, export_not_found, parse_export_object_id};
-use rmi_core::{Call, Error, Inbound, Message, Reply, TransportError};
+use rmi_core::{Call, Error, Message, Reply};
 
 use super::{CallFailure, ClientConnection};
 
@@ -70,34 +70,12 @@ impl ClientConnection {
             if self.peer.export_count() == 0 || self.peer.is_closed() {
                 return;
             }
-            let message = tokio::select! {
-                message = reader.recv::<Inbound>() => message,
+            let read = tokio::select! {
+                read = self.read_one(&mut reader) => read,
                 () = self.peer.exports_released() => return,
             };
-            match message {
-                Some(Ok(Inbound::Reply { id, reply })) => {
-                    self.note_reply();
-                    let waker = self.pending().deliver(id, Ok(reply));
-                    if let Some(waker) = waker {
-                        waker.wake();
-                    }
-                }
-                Some(Ok(Inbound::Other(other))) => self.incoming(*other),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    self.fail_all(match e {
-                        TransportError::Auth(a) => Error::Auth(a),
-                        e @ (TransportError::Malformed(_) | TransportError::FrameTooLarge { .. }) => {
-                            Error::Protocol(format!("the daemon sent {e}"))
-                        }
-                        e => Error::ConnectionLost(e.to_string()),
-                    });
-                    return;
-                }
-                None => {
-                    self.fail_all(Error::ConnectionLost("the daemon closed the connection".into()));
-                    return;
-                }
+            if read.is_err() {
+                return;
             }
         }
     }
@@ -145,6 +123,7 @@ impl ClientConnection {
             Message::Release { export, count } => {
                 self.peer.release(export, count);
             }
+            Message::Items { id, items } => self.push_items(id, items),
             Message::Reply { .. } => {}
             _ => {}
         }
@@ -166,6 +145,7 @@ impl ClientConnection {
         match started {
             Started::Done(reply) => Some(reply),
             Started::Blocking(blocking) => Some(on_blocking_pool(&method, blocking, deadline).await),
+            Started::Stream(_) => Some(Err(stream_refused(&method, "a callback does not carry yet"))),
             Started::Running(future) => {
                 let (abort, registration) = AbortHandle::new_pair();
                 self.hosted().insert(id, abort);
