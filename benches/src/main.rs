@@ -99,13 +99,13 @@ fn serve(args: &[String]) -> anyhow::Result<()> {
     };
     runtime(args)?.block_on(async move {
         match system.as_str() {
-            "tcp-echo" | "tcp-sink" => {
+            "tcp-echo" | "tcp-sink" | "tcp-source" => {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                 ready(listener.local_addr()?.to_string());
-                if system == "tcp-echo" {
-                    tcp::serve_echo(listener).await
-                } else {
-                    tcp::serve_sink(listener).await
+                match system.as_str() {
+                    "tcp-echo" => tcp::serve_echo(listener).await,
+                    "tcp-sink" => tcp::serve_sink(listener).await,
+                    _ => tcp::serve_source(listener).await,
                 }
             }
             "tarpc" => tarpc_plain::serve("127.0.0.1:0", |a| ready(a.to_string())).await,
@@ -128,6 +128,8 @@ fn client(args: &[String]) -> anyhow::Result<()> {
             ("tcp", "pipe64") => tcp::pipelined(target, 64, plan).await,
             ("tcp", "clients8") => tcp::clients(target, 8, plan).await,
             ("tcp", "payload") => tcp::payload(target, plan).await,
+            ("tcp", "stream-items") => tcp::stream(target, false, plan).await,
+            ("tcp", "stream-chunks") => tcp::stream(target, true, plan).await,
             ("tarpc", "seq") => tarpc_plain::seq(target, plan).await,
             ("tarpc", "pipe64") => tarpc_plain::pipelined(target, 64, plan).await,
             ("tarpc", "clients8") => tarpc_plain::clients(target, 8, plan).await,
@@ -141,6 +143,8 @@ fn client(args: &[String]) -> anyhow::Result<()> {
             ("rmi", "oneway") => rmi_calls::oneway(target, key, plan).await,
             ("rmi", "batch") => rmi_calls::batch(target, key, plan).await,
             ("rmi", "payload") => rmi_calls::payload(target, key, plan).await,
+            ("rmi", "stream-items") => rmi_calls::stream(target, key, false, plan).await,
+            ("rmi", "stream-chunks") => rmi_calls::stream(target, key, true, plan).await,
             ("rmi", "lookup-seq") => rmi_calls::lookups(target, key, 1, plan).await,
             ("rmi", "lookup-pipe64") => rmi_calls::lookups(target, key, 64, plan).await,
             ("rmi", "register-seq") => rmi_calls::registrations(target, key, 1, plan).await,

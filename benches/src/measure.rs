@@ -151,6 +151,9 @@ impl Plan {
 /// The 10 MiB payload of the payload workloads.
 pub(crate) const PAYLOAD: usize = 10 << 20;
 
+/// The size of each chunk the chunk streams carry.
+pub(crate) const CHUNK: usize = 64 * 1024;
+
 /// Times `plan.transfers` sends of the 10 MiB payload, one after another
 /// (after one to warm up).
 pub(crate) async fn transfers<F>(plan: Plan, mut send: F) -> anyhow::Result<Outcome>

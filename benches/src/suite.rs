@@ -71,6 +71,12 @@ fn benches(rmi_threads: usize) -> Vec<Bench> {
         add(&format!("{name}.payload"), server, system, "payload", false, false, threads);
     }
     add("rmi.hmac.payload", "rmi", "rmi", "payload", true, false, rmi_threads);
+    // Streams: 8-byte items and 64 KiB chunks, read as fast as they come.
+    for (workload, suffix) in [("stream-items", "stream.items"), ("stream-chunks", "stream.chunks")] {
+        add(&format!("tcp.{suffix}"), "tcp-source", "tcp", workload, false, false, 1);
+        add(&format!("rmi.{suffix}"), "rmi", "rmi", workload, false, false, rmi_threads);
+        add(&format!("rmi.mt.{suffix}"), "rmi", "rmi", workload, false, false, 0);
+    }
     add("rmi.oneway", "rmi", "rmi", "oneway", false, false, rmi_threads);
     add("rmi.batch", "rmi", "rmi", "batch", false, false, rmi_threads);
     add("rmi.lookup.seq", "names", "rmi", "lookup-seq", false, false, rmi_threads);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use rmi::{Blob, Config, Key, NameServerProxy, Proxy, Remote};
 
 use crate::measure::{Gate, Outcome, PAYLOAD, Plan, concurrent, sequential, transfers};
@@ -69,6 +70,20 @@ impl Bench {
             }
         }
         Ok(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// `0..n`, streamed.
+    #[rmi::nonblocking]
+    pub fn numbers(&self, n: u64) -> rmi::Stream<u64> {
+        rmi::Stream::iter(0..n)
+    }
+
+    /// `n` chunks of 64 KiB, streamed (the same bytes each time, as the raw
+    /// TCP source writes them).
+    #[rmi::nonblocking]
+    pub fn chunks(&self, n: u64) -> rmi::Stream<Blob> {
+        let chunk = Blob::from(vec![3u8; crate::measure::CHUNK]);
+        rmi::Stream::iter((0..n).map(move |_| chunk.clone()))
     }
 
     /// Drops the reference it is given and returns a fresh one: a reference
@@ -278,6 +293,48 @@ pub(crate) async fn payload(uri: &str, key: Option<&str>, plan: Plan) -> anyhow:
         Ok(())
     })
     .await
+}
+
+/// A stream read as fast as it comes: 8-byte items (`chunks` false) or
+/// 64 KiB chunks, counted until the measuring window ends.
+pub(crate) async fn stream(
+    uri: &str,
+    key: Option<&str>,
+    chunks: bool,
+    plan: Plan,
+) -> anyhow::Result<Outcome> {
+    use futures::StreamExt;
+    let bench = proxy(uri, key)?;
+    bench.echo(0).await?;
+    let gate = Gate::new();
+    let reading = tokio::spawn({
+        let gate = gate.clone();
+        async move {
+            if chunks {
+                let mut stream = bench.chunks(u64::MAX).await?;
+                while gate.running() {
+                    let chunk = stream.next().await.context("the stream ended")??;
+                    anyhow::ensure!(chunk.len() == crate::measure::CHUNK);
+                    gate.done(1);
+                }
+            } else {
+                let mut stream = bench.numbers(u64::MAX).await?;
+                let mut expected = 0u64;
+                while gate.running() {
+                    for _ in 0..1024 {
+                        let n = stream.next().await.context("the stream ended")??;
+                        anyhow::ensure!(n == expected, "item {n} came as number {expected}");
+                        expected += 1;
+                    }
+                    gate.done(1024);
+                }
+            }
+            Ok(())
+        }
+    });
+    let outcome = gate.measure(plan.warmup, plan.window, vec![reading]).await?;
+    let bytes = chunks.then(|| outcome.ops * crate::measure::CHUNK as u64);
+    Ok(Outcome { bytes, ..outcome })
 }
 
 /// Name-server lookups of random names, `tasks` at a time on one connection.

@@ -1,11 +1,12 @@
 //! The limit: raw tokio TCP. An echo server for 8-byte ping-pong (one at a
 //! time, or 64 in flight), and a sink that reads length-prefixed payloads
-//! and answers each with 8 bytes.
+//! and answers each with 8 bytes, and a source that streams items or chunks
+//! as fast as the client reads.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::measure::{Gate, Outcome, PAYLOAD, Plan, concurrent, sequential, transfers};
+use crate::measure::{CHUNK, Gate, Outcome, PAYLOAD, Plan, concurrent, sequential, transfers};
 
 /// Echoes every byte back, in whatever pieces it arrives.
 pub(crate) async fn serve_echo(listener: TcpListener) -> anyhow::Result<()> {
@@ -47,6 +48,59 @@ pub(crate) async fn serve_sink(listener: TcpListener) -> anyhow::Result<()> {
             }
         });
     }
+}
+
+/// Streams to each client as fast as it reads: after the client's first
+/// byte (0: 8-byte items, numbered; 1: 64 KiB chunks), writes 64 KiB at a
+/// time until the client goes.
+pub(crate) async fn serve_source(listener: TcpListener) -> anyhow::Result<()> {
+    loop {
+        let (mut stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        tokio::spawn(async move {
+            let Ok(mode) = stream.read_u8().await else { return };
+            let mut buf = vec![3u8; CHUNK];
+            let mut next = 0u64;
+            loop {
+                if mode == 0 {
+                    // Numbered items, as rmi's stream numbers them.
+                    for item in buf.chunks_exact_mut(8) {
+                        item.copy_from_slice(&next.to_le_bytes());
+                        next += 1;
+                    }
+                }
+                if stream.write_all(&buf).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Reads what the source streams, counting 8-byte items (`chunks` false)
+/// or 64 KiB chunks.
+pub(crate) async fn stream(addr: &str, chunks: bool, plan: Plan) -> anyhow::Result<Outcome> {
+    let gate = Gate::new();
+    let mut stream = connect(addr).await?;
+    stream.write_u8(u8::from(chunks)).await?;
+    let reading = tokio::spawn({
+        let gate = gate.clone();
+        async move {
+            let mut buf = vec![0u8; CHUNK];
+            let mut partial = 0usize;
+            let unit = if chunks { CHUNK } else { 8 };
+            while gate.running() {
+                let n = stream.read(&mut buf).await?;
+                anyhow::ensure!(n > 0, "the source closed the connection");
+                gate.done(((partial + n) / unit) as u64);
+                partial = (partial + n) % unit;
+            }
+            Ok(())
+        }
+    });
+    let outcome = gate.measure(plan.warmup, plan.window, vec![reading]).await?;
+    let bytes = chunks.then(|| outcome.ops * CHUNK as u64);
+    Ok(Outcome { bytes, ..outcome })
 }
 
 async fn connect(addr: &str) -> anyhow::Result<TcpStream> {
