@@ -184,6 +184,7 @@
 //!
 //! This crate has no feature flags.
 
+pub use rmi_core::context::{CallContext, annotate, context, correlate};
 pub use rmi_core::object::{MethodDescription, ObjectDescription};
 pub use rmi_core::stream::Stream;
 pub use rmi_core::{

@@ -1,6 +1,7 @@
 //! Running one call on one object: a panic in the method becomes a remote
 //! error, a deadline that passed stops the call before it runs, and calls
-//! the method makes inherit its deadline.
+//! the method makes inherit its context (its deadline, its correlation id:
+//! see [`crate::context`]).
 //!
 //! Where a method runs is one rule: an `async` method runs on the runtime
 //! (it must not block); a synchronous method may block, so it runs on
@@ -12,12 +13,12 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
 
+use crate::context::CallContext;
 use crate::encoded::Encoded;
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::message::Reply;
-use crate::object::{BlockingCall, Dispatch, Exposed, ReplyFuture, sync_with_deadline, with_deadline};
+use crate::object::{BlockingCall, Dispatch, Exposed, ReplyFuture};
 use crate::stream::Source;
 use futures::FutureExt;
 
@@ -38,15 +39,15 @@ pub enum Started {
 }
 
 /// Starts one call on `object`, catching a panic in a synchronous method.
-pub fn start(object: Arc<dyn Exposed>, method: &str, args: Encoded, deadline: Option<Instant>) -> Started {
-    if deadline.is_some_and(|d| d <= Instant::now()) {
+pub fn start(object: Arc<dyn Exposed>, method: &str, args: Encoded, context: &CallContext) -> Started {
+    if context.deadline().is_some_and(|d| d <= std::time::Instant::now()) {
         return Started::Done(Err(RemoteError::new(
             RemoteErrorKind::DeadlineExceeded,
             "the call's deadline passed before it ran",
         )));
     }
     match std::panic::catch_unwind(AssertUnwindSafe(|| {
-        sync_with_deadline(deadline, || object.dispatch(method, args))
+        context.clone().sync_scope(|| object.dispatch(method, args))
     })) {
         Ok(Dispatch::Ready(reply)) => Started::Done(reply),
         Ok(Dispatch::Pending(future)) => Started::Running(future),
@@ -64,7 +65,7 @@ pub fn start_as(
     object: Arc<dyn Exposed>,
     method: &str,
     args: Encoded,
-    deadline: Option<Instant>,
+    context: &CallContext,
     stream: bool,
 ) -> Started {
     if stream && object.methods().iter().any(|m| m.name == method && !m.stream) {
@@ -73,7 +74,7 @@ pub fn start_as(
             format!("method {method:?} does not stream its results: call it for one reply"),
         )));
     }
-    match start(object, method, args, deadline) {
+    match start(object, method, args, context) {
         Started::Stream(_) if !stream => Started::Done(Err(stream_refused(
             method,
             "a call waiting for one reply cannot read: call it as a stream (`call_stream`, or the typed proxy)",
@@ -84,8 +85,8 @@ pub fn start_as(
 
 /// Runs a synchronous method's call, on the thread it may block: a panic
 /// becomes a remote error, and calls it makes inherit the deadline.
-pub fn run_blocking(method: &str, call: BlockingCall, deadline: Option<Instant>) -> Reply {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| sync_with_deadline(deadline, call))) {
+pub fn run_blocking(method: &str, call: BlockingCall, context: CallContext) -> Reply {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| context.sync_scope(call))) {
         Ok(reply) => reply,
         Err(panic) => Err(panicked(method, panic)),
     }
@@ -93,9 +94,9 @@ pub fn run_blocking(method: &str, call: BlockingCall, deadline: Option<Instant>)
 
 /// Runs a synchronous method's call on tokio's blocking pool and waits for
 /// its reply.
-pub async fn on_blocking_pool(method: &str, call: BlockingCall, deadline: Option<Instant>) -> Reply {
+pub async fn on_blocking_pool(method: &str, call: BlockingCall, context: CallContext) -> Reply {
     let name = method.to_owned();
-    match tokio::task::spawn_blocking(move || run_blocking(&name, call, deadline)).await {
+    match tokio::task::spawn_blocking(move || run_blocking(&name, call, context)).await {
         Ok(reply) => reply,
         Err(_) => Err(RemoteError::new(
             RemoteErrorKind::ShuttingDown,
@@ -115,18 +116,19 @@ pub async fn finish(method: &str, future: ReplyFuture) -> Reply {
 /// Runs one call on `object` to its end: a panic in the method becomes a
 /// remote error, and calls the method makes inherit the deadline. A
 /// streaming method is refused: its results are not one reply.
-pub async fn run(object: Arc<dyn Exposed>, method: &str, args: Encoded, deadline: Option<Instant>) -> Reply {
-    complete(start(object, method, args, deadline), method, deadline, "cannot be awaited as one reply").await
+pub async fn run(object: Arc<dyn Exposed>, method: &str, args: Encoded, context: CallContext) -> Reply {
+    let started = start(object, method, args, &context);
+    complete(started, method, context, "cannot be awaited as one reply").await
 }
 
 /// Runs a started call to its end where streams cannot go (a batch, a
 /// oneway call, a local reference): a streaming method is refused, `why`
 /// saying why.
-pub async fn complete(started: Started, method: &str, deadline: Option<Instant>, why: &str) -> Reply {
+pub async fn complete(started: Started, method: &str, context: CallContext, why: &str) -> Reply {
     match started {
         Started::Done(reply) => reply,
-        Started::Running(future) => with_deadline(deadline, finish(method, future)).await,
-        Started::Blocking(call) => on_blocking_pool(method, call, deadline).await,
+        Started::Running(future) => context.scope(finish(method, future)).await,
+        Started::Blocking(call) => on_blocking_pool(method, call, context).await,
         Started::Stream(_) => Err(stream_refused(method, why)),
     }
 }

@@ -35,6 +35,8 @@
 //!   the other, the references it holds (imports), and their release.
 //! - [`stream`]: [`stream::Stream`], a method's results streamed to its
 //!   caller in chunks, under credit-based flow control.
+//! - [`context`]: the caller's context inside a method ([`context::context`]),
+//!   and the correlation id and annotations calls carry.
 //! - [`error`]: [`RemoteError`] (sent as data) and [`Error`] (what a caller
 //!   gets).
 //! - [`config`]: the `RMI_*` environment variables, read in one place.
@@ -51,6 +53,7 @@
 pub mod auth;
 pub mod blob;
 pub mod config;
+pub mod context;
 pub mod encoded;
 pub mod error;
 pub mod exports;

@@ -44,18 +44,31 @@ pub struct Call {
     /// only a method that streams them is run for it, and a streaming
     /// method is run only for such a caller.
     pub stream: bool,
+    /// The caller's correlation id and annotations, if it sent any (see
+    /// [`crate::context`]).
+    pub meta: Option<Box<crate::context::CallMeta>>,
 }
 
 impl Call {
     /// A call of `method` on `object` with `args` (already encoded).
     pub fn new(object: impl Into<Text>, method: impl Into<Text>, args: Encoded) -> Self {
-        Call { object: object.into(), method: method.into(), args, oneway: false, stream: false }
+        Call { object: object.into(), method: method.into(), args, oneway: false, stream: false, meta: None }
     }
 
     /// The same call, marked oneway.
     #[must_use]
     pub fn oneway(mut self) -> Self {
         self.oneway = true;
+        self
+    }
+
+    /// The same call, carrying `meta` (a correlation id, annotations).
+    #[must_use]
+    #[inline]
+    pub fn with_meta(mut self, meta: Option<&std::sync::Arc<crate::context::CallMeta>>) -> Self {
+        if let Some(meta) = meta {
+            self.meta = Some(Box::new((**meta).clone()));
+        }
         self
     }
 

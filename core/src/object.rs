@@ -10,7 +10,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -215,25 +214,4 @@ pub fn describe(id: &str, object: &dyn Exposed) -> ObjectDescription {
     }
 }
 
-tokio::task_local! {
-    static DEADLINE: Option<Instant>;
-}
-
-/// Runs `future` as the handling of a call due by `deadline`: calls it makes
-/// to other objects inherit the deadline (see [`current_deadline`]).
-pub async fn with_deadline<F: Future>(deadline: Option<Instant>, future: F) -> F::Output {
-    DEADLINE.scope(deadline, future).await
-}
-
-/// Runs `f` (a synchronous method) as the handling of a call due by
-/// `deadline`.
-pub fn sync_with_deadline<R>(deadline: Option<Instant>, f: impl FnOnce() -> R) -> R {
-    DEADLINE.sync_scope(deadline, f)
-}
-
-/// The deadline of the call being handled on this task, if any: a proxy
-/// makes outgoing calls due no later than it, so a chain of calls shares one
-/// deadline.
-pub fn current_deadline() -> Option<Instant> {
-    DEADLINE.try_with(|d| *d).ok().flatten()
-}
+pub use crate::context::current_deadline;

@@ -17,12 +17,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::future::{AbortHandle, Abortable};
+use rmi_core::context::{CallContext, ConnectionInfo};
 use rmi_core::handshake::server_handshake;
 use rmi_core::idmap::IdMap;
 use rmi_core::link::{self, LinkOptions, MessageWriter};
 use rmi_core::message::deadline_from;
 use rmi_core::net::Connection;
-use rmi_core::object::{BlockingCall, Exposed, ReplyFuture, with_deadline};
+use rmi_core::object::{BlockingCall, Exposed, ReplyFuture};
 use rmi_core::{Call, Message, RemoteError, RemoteErrorKind, Reply, Text, TransportError};
 use tokio_util::task::TaskTracker;
 
@@ -40,7 +41,7 @@ use rmi_core::stream::Source;
 struct Job {
     id: u64,
     work: Work,
-    deadline: Option<Instant>,
+    context: CallContext,
     ticket: Ticket,
 }
 
@@ -75,6 +76,8 @@ struct Shared {
     scope: Scope,
     /// The streams its methods return, in flight.
     streams: Streams,
+    /// The connection, as its calls' context names it.
+    info: Arc<ConnectionInfo>,
     /// Bytes that may wait in the writer before a stream waits to send.
     max_queued: usize,
 }
@@ -92,27 +95,26 @@ impl Shared {
     }
 
     async fn run_job(self: &Arc<Self>, job: Job) {
-        let Job { id, work, deadline, ticket } = job;
+        let Job { id, work, context, ticket } = job;
         let (method, started) = match work {
             Work::Call(object, call) => {
                 let scoped = call.args.carries_references() || object.per_connection();
                 let stream = call.stream;
                 let started = self
                     .scope
-                    .enter_if(scoped, || start_as(object, &call.method, call.args, deadline, stream));
+                    .enter_if(scoped, || start_as(object, &call.method, call.args, &context, stream));
                 (call.method, started)
             }
             Work::Started(method, future) => (method, Started::Running(future)),
         };
         match started {
             Started::Done(reply) => self.complete(id, ticket, reply),
-            Started::Blocking(call) => self.run_blocking(id, method, call, deadline, ticket),
+            Started::Blocking(call) => self.run_blocking(id, method, call, context, ticket),
             Started::Stream(source) => self.clone().stream(id, source, ticket).await,
             Started::Running(future) => {
                 let (abort, registration) = AbortHandle::new_pair();
                 self.calls().insert(id, abort);
-                let finished =
-                    Abortable::new(with_deadline(deadline, finish(&method, future)), registration).await;
+                let finished = Abortable::new(context.scope(finish(&method, future)), registration).await;
                 self.calls().remove(&id);
                 match finished {
                     Ok(reply) => self.complete(id, ticket, reply),
@@ -164,12 +166,12 @@ impl Shared {
         id: u64,
         method: Text,
         call: BlockingCall,
-        deadline: Option<Instant>,
+        context: CallContext,
         ticket: Ticket,
     ) {
         let shared = self.clone();
         self.tasks.spawn_blocking(move || {
-            let reply = run_blocking(&method, call, deadline);
+            let reply = run_blocking(&method, call, context);
             shared.complete(id, ticket, reply);
         });
     }
@@ -278,6 +280,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         tasks: TaskTracker::new(),
         streams: Streams::default(),
         max_queued: options.max_queued_per_connection,
+        info: Arc::new(ConnectionInfo { id: daemon.next_connection_id(), peer: peer.clone() }),
     });
     let abort_calls = AbortOnDrop(shared.clone());
     let mut starter = Starter {
@@ -407,8 +410,9 @@ impl Starter<'_> {
     /// Starts `call`, which holds `ticket`; `more` says whether other
     /// requests are already here (their replies can go out together).
     fn begin(&mut self, call: HeldCall, ticket: Ticket, more: bool) {
-        let HeldCall { id, call, deadline } = call;
+        let HeldCall { id, mut call, deadline } = call;
         let shared = self.shared;
+        let context = CallContext::incoming(deadline, Some(shared.info.clone()), call.meta.take());
         let Some(object) = self.object(&call.object) else {
             shared.complete(id, ticket, Err(self.not_found(&call.object)));
             return;
@@ -418,7 +422,7 @@ impl Starter<'_> {
             let stream = call.stream;
             match shared
                 .scope
-                .enter_if(scoped, || start_as(object, &call.method, call.args, deadline, stream))
+                .enter_if(scoped, || start_as(object, &call.method, call.args, &context, stream))
             {
                 Started::Done(reply) => {
                     let size = reply.as_ref().map_or(64, rmi_core::Encoded::wire_len);
@@ -427,7 +431,7 @@ impl Starter<'_> {
                     return;
                 }
                 Started::Blocking(run) => {
-                    shared.run_blocking(id, call.method, run, deadline, ticket);
+                    shared.run_blocking(id, call.method, run, context, ticket);
                     return;
                 }
                 Started::Stream(source) => {
@@ -439,7 +443,7 @@ impl Starter<'_> {
         } else {
             Work::Call(object, call)
         };
-        let job = Job { id, work, deadline, ticket };
+        let job = Job { id, work, context, ticket };
         if let Some(job) = shared.pool.offer(job) {
             shared.tasks.spawn(worker(shared.clone(), job));
         }
@@ -466,7 +470,7 @@ impl Starter<'_> {
 
     /// Runs a oneway call: it belongs to the daemon, not the connection,
     /// and runs on after the client is gone.
-    fn oneway(&mut self, call: Call, deadline: Option<Instant>, peer: &str) {
+    fn oneway(&mut self, mut call: Call, deadline: Option<Instant>, peer: &str) {
         let Some(object) = self.object(&call.object) else {
             let e = self.not_found(&call.object);
             tracing::debug!(%peer, object = %call.object, "oneway call dropped: {e}");
@@ -474,10 +478,11 @@ impl Starter<'_> {
         };
         let method = call.method;
         let scope = self.shared.scope.clone();
+        let context = CallContext::incoming(deadline, Some(self.shared.info.clone()), call.meta.take());
         self.daemon.calls.spawn(async move {
             let scoped = call.args.carries_references() || object.per_connection();
-            let started = scope.enter_if(scoped, || start(object, &method, call.args, deadline));
-            let reply = complete(started, &method, deadline, "a oneway call cannot return").await;
+            let started = scope.enter_if(scoped, || start(object, &method, call.args, &context));
+            let reply = complete(started, &method, context, "a oneway call cannot return").await;
             if let Err(e) = reply {
                 tracing::info!(%method, "oneway call failed: {e}");
             }

@@ -237,6 +237,7 @@ impl DaemonBuilder {
                 shutdown: CancellationToken::new(),
                 calls: TaskTracker::new(),
                 connections: std::sync::atomic::AtomicUsize::new(0),
+                connection_ids: std::sync::atomic::AtomicU64::new(0),
                 output,
                 peers: Mutex::default(),
                 location,

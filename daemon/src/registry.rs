@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
-use rmi_core::object::{self, Dispatch, Exposed, MethodInfo, ObjectDescription, current_deadline};
+use rmi_core::context::CallContext;
+use rmi_core::object::{self, Dispatch, Exposed, MethodInfo, ObjectDescription};
 use rmi_core::peer::{Scope, current_scope};
 use rmi_core::{Encoded, RemoteError, RemoteErrorKind, Reply, Text};
 
@@ -234,17 +235,19 @@ impl Replies {
 /// in the returned future, and each run of calls that may block goes to the
 /// blocking pool together, on one thread.
 fn run_batch(target: Arc<dyn Exposed>, calls: Vec<(Text, Encoded)>, max_reply: usize) -> Dispatch {
-    let deadline = current_deadline();
+    // The batch's calls run in the batch's own context (its deadline, its
+    // caller's correlation id).
+    let context = rmi_core::context::context().unwrap_or_default();
     let mut batch = BatchRun {
         target,
         calls: calls.into_iter(),
         replies: Replies { replies: Vec::new(), size: 0, max: max_reply },
-        deadline,
+        context,
         scope: current_scope(),
     };
     batch.replies.replies.reserve(batch.calls.len());
     while let Some((method, args)) = batch.calls.next() {
-        match no_stream(start(batch.target.clone(), &method, args, deadline), &method) {
+        match no_stream(start(batch.target.clone(), &method, args, &batch.context), &method) {
             Started::Done(reply) => {
                 if !batch.replies.push(reply) {
                     break;
@@ -272,7 +275,7 @@ struct BatchRun {
     target: Arc<dyn Exposed>,
     calls: std::vec::IntoIter<(Text, Encoded)>,
     replies: Replies,
-    deadline: Option<std::time::Instant>,
+    context: CallContext,
     /// The connection's scope: references in the calls' arguments decode
     /// in it, wherever the calls start.
     scope: Option<Scope>,
@@ -287,9 +290,9 @@ impl BatchRun {
                 Started::Running(future) => finish(&method, future).await,
                 Started::Stream(_) => Err(stream_refused(&method, IN_A_BATCH)),
                 Started::Blocking(call) => {
-                    let deadline = self.deadline;
+                    let context = self.context.clone();
                     let mut run = tokio::task::spawn_blocking(move || {
-                        let reply = run_blocking(&method, call, deadline);
+                        let reply = run_blocking(&method, call, context);
                         let next = self.run_blocking_calls(reply);
                         (self, next)
                     });
@@ -322,8 +325,8 @@ impl BatchRun {
     fn start(&self, method: &str, args: Encoded) -> Started {
         let target = self.target.clone();
         let started = match &self.scope {
-            Some(scope) => scope.enter(|| start(target, method, args, self.deadline)),
-            None => start(target, method, args, self.deadline),
+            Some(scope) => scope.enter(|| start(target, method, args, &self.context)),
+            None => start(target, method, args, &self.context),
         };
         no_stream(started, method)
     }
@@ -339,7 +342,7 @@ impl BatchRun {
             let (method, args) = self.calls.next()?;
             reply = match self.start(&method, args) {
                 Started::Done(reply) => reply,
-                Started::Blocking(call) => run_blocking(&method, call, self.deadline),
+                Started::Blocking(call) => run_blocking(&method, call, self.context.clone()),
                 Started::Stream(_) => Err(stream_refused(&method, IN_A_BATCH)),
                 running @ Started::Running(_) => return Some((method, running)),
             };

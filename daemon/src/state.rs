@@ -38,6 +38,8 @@ pub(crate) struct Inner {
     pub(crate) calls: TaskTracker,
     /// Connections being served now.
     pub(crate) connections: std::sync::atomic::AtomicUsize,
+    /// The id the next connection is given (see `ConnectionInfo`).
+    pub(crate) connection_ids: std::sync::atomic::AtomicU64,
     /// What the daemon holds for its clients, all connections together.
     pub(crate) output: Arc<QueueBudget>,
     /// The object spaces of the connections (what each exported), to count
@@ -52,6 +54,11 @@ pub(crate) struct Inner {
 
 impl Inner {
     /// Counts the object space of a new connection.
+    /// A fresh connection id: 1, 2, 3… in the order connections arrive.
+    pub(crate) fn next_connection_id(&self) -> u64 {
+        self.connection_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+
     pub(crate) fn add_peer(&self, peer: &Arc<Peer>) {
         let mut peers = self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         peers.retain(|p| p.strong_count() > 0);

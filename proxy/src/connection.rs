@@ -143,6 +143,8 @@ pub(crate) struct ClientConnection {
     scope: Scope,
     /// This connection, to hand to the tasks it starts.
     me: Weak<ClientConnection>,
+    /// The connection as the context of the daemon's calls back names it.
+    info: Arc<rmi_core::context::ConnectionInfo>,
 }
 
 impl Drop for ClientConnection {
@@ -188,13 +190,17 @@ impl ClientConnection {
             writer,
             pending: Mutex::new(Pending::default()),
             reader: tokio::sync::Mutex::new(reader),
-            address,
+            address: address.clone(),
             opened: Instant::now(),
             last_reply: AtomicU64::new(0),
             peer,
             hosted: Mutex::default(),
             reading: AtomicBool::new(false),
             me: me.clone(),
+            info: Arc::new(rmi_core::context::ConnectionInfo {
+                id: next_connection_id(),
+                peer: address.clone(),
+            }),
         }))
     }
 
@@ -434,6 +440,13 @@ impl ClientConnection {
         self.writer.wait_below(ONEWAY_QUEUE_LIMIT).await;
         Ok(())
     }
+}
+
+/// A fresh id for a client's connection: 1, 2, 3… in the order this
+/// process opens them.
+fn next_connection_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed) + 1
 }
 
 /// What a broken connection means to its callers.

@@ -6,7 +6,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rmi_core::object::{ObjectDescription, current_deadline};
+use rmi_core::context::for_outgoing_call;
+use rmi_core::object::ObjectDescription;
 use rmi_core::peer::{Import, Link, Scope};
 use rmi_core::{Call, Config, Encoded, Error, Key, Location, MetaUri, NameUri, ObjectUri, Text, Uri};
 use serde::Serialize;
@@ -336,9 +337,11 @@ impl Proxy {
                 "{method:?} streams its results, and a proxy of a reference does not carry streams yet"
             )));
         }
+        let (_, meta) = for_outgoing_call();
         for attempt in 0..2 {
             let (connection, object) = self.connection().await?;
-            match connection.open_stream(Call::new(object, method.clone(), args.clone()).streaming()) {
+            let call = Call::new(object, method.clone(), args.clone()).streaming().with_meta(meta.as_ref());
+            match connection.open_stream(call) {
                 Ok(id) => return Ok(Streaming::new(connection, id, method, self.timeout)),
                 Err(CallFailure::NotSent(e) | CallFailure::Failed(e)) => {
                     self.forget(&connection);
@@ -374,12 +377,14 @@ impl Proxy {
     }
 
     pub(crate) async fn call_oneway_encoded(&self, method: Text, args: Encoded) -> Result<(), Error> {
+        let (_, meta) = for_outgoing_call();
         if let Some(over) = &self.shared.over {
-            return over.link.clone().call_oneway(Call::new(over.object.clone(), method, args)).await;
+            let call = Call::new(over.object.clone(), method, args).with_meta(meta.as_ref());
+            return over.link.clone().call_oneway(call).await;
         }
         for attempt in 0..2 {
             let (connection, object) = self.connection().await?;
-            let call = Call::new(object, method.clone(), args.clone());
+            let call = Call::new(object, method.clone(), args.clone()).with_meta(meta.as_ref());
             match connection.send_oneway(call).await {
                 Ok(()) => return Ok(()),
                 Err(CallFailure::NotSent(e)) | Err(CallFailure::Failed(e)) => {
@@ -418,12 +423,13 @@ impl Proxy {
     ) -> Result<(Encoded, Scope), Error> {
         let started = Instant::now();
         let mut deadline = timeout.and_then(|t| started.checked_add(t));
-        if let Some(inherited) = current_deadline() {
+        let (inherited, meta) = for_outgoing_call();
+        if let Some(inherited) = inherited {
             deadline = Some(deadline.map_or(inherited, |d| d.min(inherited)));
         }
         let waited = deadline.map(|d| d.saturating_duration_since(started));
         if let Some(over) = &self.shared.over {
-            let call = Call::new(over.object.clone(), method, args);
+            let call = Call::new(over.object.clone(), method, args).with_meta(meta.as_ref());
             let reply = over.link.clone().call(call, deadline, waited).await?;
             let scope = Scope::new(over.link.peer().clone(), over.link.clone());
             return Ok((reply?, scope));
@@ -443,7 +449,7 @@ impl Proxy {
             };
             let remaining =
                 if fresh { waited } else { deadline.map(|d| d.saturating_duration_since(Instant::now())) };
-            let call = Call::new(object, method.clone(), args.clone());
+            let call = Call::new(object, method.clone(), args.clone()).with_meta(meta.as_ref());
             match connection.send_call(call, deadline, waited, remaining).await {
                 Ok(reply) => return Ok((reply?, connection.scope())),
                 Err(CallFailure::NotSent(e)) => {

@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 
+use crate::context::CallMeta;
 use crate::encoded::Encoded;
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::frame::Wire;
@@ -44,6 +45,7 @@ impl Wire for Message {
                 call.args.encode_wire(out, attachments);
                 out.push(u8::from(call.oneway));
                 out.push(u8::from(call.stream));
+                encode_meta(call.meta.as_deref(), out);
             }
             Message::Cancel { id } => {
                 put_varint(out, CANCEL);
@@ -94,7 +96,8 @@ impl Wire for Message {
                 let args = Encoded::decode_wire(&mut r, attachments)?;
                 let oneway = r.bool()?;
                 let stream = r.bool()?;
-                Message::Call { id, remaining, call: Call { object, method, args, oneway, stream } }
+                let meta = decode_meta(&mut r)?;
+                Message::Call { id, remaining, call: Call { object, method, args, oneway, stream, meta } }
             }
             CANCEL => Message::Cancel { id: r.u64()? },
             REPLY => {
@@ -139,6 +142,55 @@ impl Wire for Inbound {
             return Err(format!("{} bytes left over after the message", r.remaining()));
         }
         Ok(Inbound::Reply { id, reply })
+    }
+}
+
+#[inline(always)]
+fn encode_meta(meta: Option<&CallMeta>, out: &mut Vec<u8>) {
+    let Some(meta) = meta else {
+        out.push(0);
+        return;
+    };
+    out.push(1);
+    match &meta.correlation {
+        None => out.push(0),
+        Some(id) => {
+            out.push(1);
+            put_str(out, id.as_str());
+        }
+    }
+    put_varint(out, meta.annotations.len() as u64);
+    for (key, value) in &meta.annotations {
+        put_str(out, key.as_str());
+        put_str(out, value.as_str());
+    }
+}
+
+/// Reads a call's meta, refusing one over the bounds (see
+/// [`CallMeta::check`]).
+#[inline]
+fn decode_meta(r: &mut Reader<'_>) -> Result<Option<Box<CallMeta>>, String> {
+    match r.byte()? {
+        0 => Ok(None),
+        1 => {
+            let correlation = match r.byte()? {
+                0 => None,
+                1 => Some(r.text()?),
+                _ => return Err("a correlation id is neither absent nor present".into()),
+            };
+            let count = r.u64()?;
+            if count > crate::context::MAX_ANNOTATIONS as u64 {
+                return Err(format!("a call carries {count} annotations, more than the allowed"));
+            }
+            let mut annotations = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                annotations.push((r.text()?, r.text()?));
+            }
+            let meta = CallMeta { correlation, annotations };
+            meta.check()?;
+            Ok(Some(Box::new(meta)))
+        }
+        _ => Err("a call's meta is neither absent nor present".into()),
     }
 }
 
@@ -241,8 +293,13 @@ mod tests {
     proptest! {
         #[test]
         fn calls_match_postcard(id in any::<u64>(), secs in proptest::option::of(any::<u64>()), nanos in 0u32..1_000_000_000,
-                                object in ".{0,40}", method in "[a-z_]{0,20}", args in args(), oneway in any::<bool>(), stream in any::<bool>()) {
-            let call = Call { object: Text::from(object.as_str()), method: Text::from(method.as_str()), args, oneway, stream };
+                                object in ".{0,40}", method in "[a-z_]{0,20}", args in args(), oneway in any::<bool>(), stream in any::<bool>(),
+                                meta in proptest::option::of((proptest::option::of(".{0,30}"), prop::collection::vec(("[a-z]{1,8}", ".{0,20}"), 0..4)))) {
+            let meta = meta.map(|(correlation, annotations)| Box::new(crate::context::CallMeta {
+                correlation: correlation.map(|c| Text::from(c.as_str())),
+                annotations: annotations.into_iter().map(|(k, v)| (Text::from(k.as_str()), Text::from(v.as_str()))).collect(),
+            }));
+            let call = Call { object: Text::from(object.as_str()), method: Text::from(method.as_str()), args, oneway, stream, meta };
             check(&Message::Call { id, remaining: secs.map(|s| Duration::new(s, nanos)), call });
             check(&Message::Cancel { id });
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::Import;
 use crate::encoded::Encoded;
 use crate::message::Call;
-use crate::object::{Dispatch, Exposed, MethodInfo, current_deadline};
+use crate::object::{Dispatch, Exposed, MethodInfo};
 
 /// The local stand-in for an imported reference passed on to a third
 /// party: an object that lives behind a connection (a client's callback,
@@ -46,8 +46,8 @@ impl Exposed for Forwarder {
     }
 
     fn dispatch(self: Arc<Self>, method: &str, args: Encoded) -> Dispatch {
-        let call = Call::new(self.import.object_id(), method, args);
-        let deadline = current_deadline();
+        let (deadline, meta) = crate::context::for_outgoing_call();
+        let call = Call::new(self.import.object_id(), method, args).with_meta(meta.as_ref());
         Dispatch::Pending(Box::pin(async move {
             match self.import.link().clone().call(call, deadline, None).await {
                 Ok(reply) => reply,

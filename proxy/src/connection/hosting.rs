@@ -15,11 +15,11 @@ use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::future::{AbortHandle, Abortable};
+use rmi_core::context::CallContext;
 use rmi_core::exports::Exports;
 use rmi_core::idmap::IdMap;
 use rmi_core::invoke::{Started, finish, on_blocking_pool, start, stream_refused};
 use rmi_core::message::deadline_from;
-use rmi_core::object::with_deadline;
 use rmi_core::peer::{CallFuture, Link, Peer, export_not_found, parse_export_object_id};
 use rmi_core::{Call, Error, Message, Reply};
 
@@ -136,21 +136,21 @@ impl ClientConnection {
         self: &Arc<Self>,
         id: u64,
         object: Arc<dyn rmi_core::object::Exposed>,
-        call: Call,
+        mut call: Call,
         deadline: Option<Instant>,
     ) -> Option<Reply> {
+        let context = CallContext::incoming(deadline, Some(self.info.clone()), call.meta.take());
         let method = call.method;
         let refs = call.args.carries_references();
-        let started = self.scope.enter_if(refs, || start(object, &method, call.args, deadline));
+        let started = self.scope.enter_if(refs, || start(object, &method, call.args, &context));
         match started {
             Started::Done(reply) => Some(reply),
-            Started::Blocking(blocking) => Some(on_blocking_pool(&method, blocking, deadline).await),
+            Started::Blocking(blocking) => Some(on_blocking_pool(&method, blocking, context).await),
             Started::Stream(_) => Some(Err(stream_refused(&method, "a callback does not carry yet"))),
             Started::Running(future) => {
                 let (abort, registration) = AbortHandle::new_pair();
                 self.hosted().insert(id, abort);
-                let finished =
-                    Abortable::new(with_deadline(deadline, finish(&method, future)), registration).await;
+                let finished = Abortable::new(context.scope(finish(&method, future)), registration).await;
                 self.hosted().remove(&id);
                 finished.ok()
             }

@@ -1,0 +1,271 @@
+//! The caller's context: what a method knows of the call it is handling,
+//! and what calls carry with them.
+//!
+//! Inside an exposed method, [`context()`] gives the connection the call
+//! came over (its id and the peer's address), the call's deadline, and the
+//! caller's correlation id and annotations. It is task-local: it follows
+//! the call across `.await`s (and into a synchronous method on the blocking
+//! pool), and calls the method makes through proxies carry its deadline and
+//! correlation id on, so a chain of servers shares one id. (A task the
+//! method spawns starts without it: run its future in
+//! [`CallContext::scope`] to carry it there.)
+//!
+//! A client sets what its calls carry with [`correlate`] (a correlation id,
+//! carried on by every server into the calls it makes in turn) and
+//! [`annotate`] (small key/value annotations for the called method only;
+//! at most [`MAX_ANNOTATIONS`] of them, and at most [`MAX_META_BYTES`]
+//! bytes in all with the correlation id).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::blob::Text;
+use crate::error::Error;
+
+/// Most annotations one call carries.
+pub const MAX_ANNOTATIONS: usize = 16;
+
+/// Most bytes a call's correlation id and annotations (keys and values)
+/// take together.
+pub const MAX_META_BYTES: usize = 4096;
+
+/// What a call carries beside its arguments: the caller's correlation id
+/// and annotations. Bounded (see [`CallMeta::check`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallMeta {
+    /// The id that ties the calls of one request together across servers.
+    pub correlation: Option<Text>,
+    /// Key/value annotations, for the called method only.
+    pub annotations: Vec<(Text, Text)>,
+}
+
+impl CallMeta {
+    /// Checks the bounds: at most [`MAX_ANNOTATIONS`] annotations, and
+    /// [`MAX_META_BYTES`] bytes in all.
+    ///
+    /// # Errors
+    ///
+    /// What is over which bound.
+    pub fn check(&self) -> Result<(), String> {
+        if self.annotations.len() > MAX_ANNOTATIONS {
+            return Err(format!(
+                "a call carries {} annotations, more than the {MAX_ANNOTATIONS} allowed",
+                self.annotations.len()
+            ));
+        }
+        let bytes = self.correlation.as_ref().map_or(0, |c| c.as_str().len())
+            + self.annotations.iter().map(|(k, v)| k.as_str().len() + v.as_str().len()).sum::<usize>();
+        if bytes > MAX_META_BYTES {
+            return Err(format!(
+                "a call's correlation id and annotations take {bytes} bytes, more than the {MAX_META_BYTES} allowed"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The annotation `key`, if the call carries it.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The connection a call came over, as its daemon knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The connection's id, unique within its daemon's life.
+    pub id: u64,
+    /// The peer's address (`ip:port`, or the socket path's peer).
+    pub peer: String,
+}
+
+/// What a handled call knows of itself: see [`context()`].
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    deadline: Option<Instant>,
+    connection: Option<Arc<ConnectionInfo>>,
+    /// What the call carried.
+    meta: Option<Arc<CallMeta>>,
+    /// What calls made here carry: the correlation id, and for a client's
+    /// own scope ([`annotate`]) its annotations.
+    outgoing: Option<Arc<CallMeta>>,
+}
+
+impl CallContext {
+    /// The context of a call received over `connection`, due by
+    /// `deadline`, carrying `meta`.
+    pub fn incoming(
+        deadline: Option<Instant>,
+        connection: Option<Arc<ConnectionInfo>>,
+        meta: Option<Box<CallMeta>>,
+    ) -> Self {
+        let meta: Option<Arc<CallMeta>> = meta.map(Arc::from);
+        // Only the correlation id goes on into the calls the method makes.
+        let outgoing = match &meta {
+            Some(m) if m.annotations.is_empty() => Some(m.clone()),
+            Some(m) => m
+                .correlation
+                .clone()
+                .map(|c| Arc::new(CallMeta { correlation: Some(c), annotations: Vec::new() })),
+            None => None,
+        };
+        CallContext { deadline, connection, meta, outgoing }
+    }
+
+    /// The call's deadline, if it has one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The id of the connection the call came over (`None` for a call of a
+    /// local object).
+    pub fn connection_id(&self) -> Option<u64> {
+        self.connection.as_ref().map(|c| c.id)
+    }
+
+    /// The address of the peer that made the call.
+    pub fn peer(&self) -> Option<&str> {
+        self.connection.as_ref().map(|c| c.peer.as_str())
+    }
+
+    /// The caller's correlation id, if it set one (or a caller up the
+    /// chain did).
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.meta.as_ref().and_then(|m| m.correlation.as_ref()).map(Text::as_str)
+    }
+
+    /// The annotation `key` the caller sent with the call.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.meta.as_ref().and_then(|m| m.annotation(key))
+    }
+
+    /// Every annotation the caller sent with the call.
+    pub fn annotations(&self) -> &[(Text, Text)] {
+        self.meta.as_ref().map_or(&[], |m| &m.annotations)
+    }
+
+    /// What a call made in this context carries, if anything.
+    pub fn outgoing(&self) -> Option<&Arc<CallMeta>> {
+        self.outgoing.as_ref()
+    }
+
+    /// Runs `future` in this context: in a task the method spawned, say,
+    /// so that its calls carry the deadline and correlation id on.
+    pub async fn scope<F: Future>(self, future: F) -> F::Output {
+        CONTEXT.scope(self, future).await
+    }
+
+    /// Runs `f` in this context.
+    pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        CONTEXT.sync_scope(self, f)
+    }
+}
+
+tokio::task_local! {
+    static CONTEXT: CallContext;
+}
+
+/// The context of the call being handled on this task (or set by
+/// [`correlate`] or [`annotate`]); `None` elsewhere.
+pub fn context() -> Option<CallContext> {
+    CONTEXT.try_with(Clone::clone).ok()
+}
+
+/// What a call made now carries from the current context: its deadline,
+/// and its correlation id and annotations.
+#[inline]
+pub fn for_outgoing_call() -> (Option<Instant>, Option<Arc<CallMeta>>) {
+    CONTEXT.try_with(|c| (c.deadline, c.outgoing.clone())).unwrap_or((None, None))
+}
+
+/// The deadline of the call being handled on this task, if any: a proxy
+/// makes outgoing calls due no later than it, so a chain of calls shares one
+/// deadline.
+pub fn current_deadline() -> Option<Instant> {
+    CONTEXT.try_with(|c| c.deadline).ok().flatten()
+}
+
+/// Runs `future` with every call made in it carrying `id` as its
+/// correlation id; the servers called carry it on into their own calls, so
+/// one id ties a request's calls together across a chain of servers.
+///
+/// # Errors
+///
+/// [`Error::Protocol`] when the id is longer than [`MAX_META_BYTES`].
+pub async fn correlate<F: Future>(id: impl Into<String>, future: F) -> Result<F::Output, Error> {
+    let mut context = context().unwrap_or_default();
+    let mut meta = context.outgoing.as_deref().cloned().unwrap_or_default();
+    meta.correlation = Some(Text::from(id.into()));
+    meta.check().map_err(Error::Protocol)?;
+    context.outgoing = Some(Arc::new(meta));
+    Ok(context.scope(future).await)
+}
+
+/// Runs `future` with every call made in it carrying `annotations` (and
+/// the current correlation id, if any). The called methods read them with
+/// [`CallContext::annotation`]; they do not go on into the calls those
+/// methods make.
+///
+/// # Errors
+///
+/// [`Error::Protocol`] when they are over the bounds ([`MAX_ANNOTATIONS`],
+/// [`MAX_META_BYTES`]).
+pub async fn annotate<F, K, V>(
+    annotations: impl IntoIterator<Item = (K, V)>,
+    future: F,
+) -> Result<F::Output, Error>
+where
+    F: Future,
+    K: Into<String>,
+    V: Into<String>,
+{
+    let mut context = context().unwrap_or_default();
+    let mut meta = context.outgoing.as_deref().cloned().unwrap_or_default();
+    meta.annotations =
+        annotations.into_iter().map(|(k, v)| (Text::from(k.into()), Text::from(v.into()))).collect();
+    meta.check().map_err(Error::Protocol)?;
+    context.outgoing = Some(Arc::new(meta));
+    Ok(context.scope(future).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_correlation_id_goes_on_and_annotations_do_not() {
+        assert!(context().is_none());
+        let inner = correlate("req-1", async {
+            annotate([("user", "ada")], async {
+                let c = context().unwrap();
+                let out = c.outgoing().unwrap();
+                assert_eq!(out.correlation.as_ref().unwrap().as_str(), "req-1");
+                assert_eq!(out.annotation("user"), Some("ada"));
+                // A server receiving that meta carries on the id only.
+                let received = CallContext::incoming(None, None, Some(Box::new((**out).clone())));
+                assert_eq!(received.correlation_id(), Some("req-1"));
+                assert_eq!(received.annotation("user"), Some("ada"));
+                let on = received.outgoing().unwrap();
+                assert_eq!(on.correlation.as_ref().unwrap().as_str(), "req-1");
+                assert!(on.annotations.is_empty());
+            })
+            .await
+            .unwrap();
+            current_deadline()
+        })
+        .await
+        .unwrap();
+        assert_eq!(inner, None);
+    }
+
+    #[tokio::test]
+    async fn annotations_are_bounded() {
+        let many = (0..=MAX_ANNOTATIONS).map(|i| (format!("k{i}"), "v".to_owned()));
+        let err = annotate(many, async {}).await.unwrap_err();
+        assert!(err.to_string().contains("more than the 16 allowed"), "{err}");
+        let err = correlate("x".repeat(MAX_META_BYTES + 1), async {}).await.unwrap_err();
+        assert!(err.to_string().contains("more than the 4096 allowed"), "{err}");
+    }
+}
