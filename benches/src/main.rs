@@ -1,6 +1,6 @@
 //! `rmi-bench`: rmi against the limit (raw tokio TCP), its peer (plain
 //! tarpc) and Pyro5, on loopback, every server and client in a process of its
-//! own; prints each rmi figure with its ratio to the matching baseline from
+//! own (and tonic's gRPC, from benches/grpc, with `--grpc`); prints each rmi figure with its ratio to the matching baseline from
 //! the same run. See `benches/README.md`.
 //!
 //! ```text
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
 }
 
 const HELP: &str = "\
-rmi-bench [--quick] [--repeat N] [--pyro] [--only NAMES] [--rmi-threads N] [--save FILE]
+rmi-bench [--quick] [--repeat N] [--pyro] [--grpc] [--only NAMES] [--rmi-threads N] [--save FILE]
 
 Runs every benchmark: raw TCP, plain tarpc and rmi (and Pyro5 with --pyro),
 each server and client in its own process, unpinned and pinned to CPU 0;
@@ -59,6 +59,7 @@ prints each figure with its ratio to the matching baseline.
   --quick          shorter runs, one round (rougher figures)
   --repeat N       rounds (default 3; 1 with --quick); each figure is the median
   --pyro           also run benches/pyro5 (creates benches/pyro5/.venv with Pyro5 from PyPI)
+  --grpc           also run tonic (gRPC), built by benches/grpc/build.sh (installs protoc with apt-get)
   --only NAMES     comma-separated run names to keep (see the table's first column)
   --rmi-threads N  worker threads of rmi's processes (1: current-thread runtime; default 1);
                    the rmi.mt.* runs always use tokio's default multi-thread runtime

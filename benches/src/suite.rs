@@ -22,31 +22,39 @@ struct Bench {
     key: bool,
     pinned: bool,
     threads: usize,
+    /// Run by the tonic baseline's own binary (benches/grpc), not this one.
+    grpc: bool,
 }
 
 /// What each system's processes run on: tarpc as its users run it (tokio's
 /// multi-thread runtime, one worker per core); raw TCP on a current-thread
 /// runtime (the limit); rmi as `--rmi-threads` says, and `rmi.mt.*` on
 /// tokio's default multi-thread runtime.
-fn benches(rmi_threads: usize) -> Vec<Bench> {
+fn benches(rmi_threads: usize, grpc: bool) -> Vec<Bench> {
     let mut all = Vec::new();
-    let mut add = |name: &str, server, client, workload, key, pinned, threads| {
-        all.push(Bench { name: name.to_owned(), server, client, workload, key, pinned, threads });
+    let mut add = |name: &str, server: &'static str, client, workload, key, pinned, threads| {
+        let grpc = server == "tonic";
+        all.push(Bench { name: name.to_owned(), server, client, workload, key, pinned, threads, grpc });
     };
     // Grouped by workload, so that each figure and its baselines are measured
     // within seconds of each other on a shared machine.
     // rmi.mt.*: rmi on tokio's default multi-thread runtime (`--threads 0`),
     // as `#[tokio::main]` users run it, beside its current-thread figures.
-    let systems = [
+    // tonic (with --grpc) on tokio's default multi-thread runtime, as its
+    // users run it.
+    let all_systems = [
         ("tcp", "tcp", "tcp-echo", 1),
         ("tarpc", "tarpc", "tarpc", 2),
+        ("tonic", "tonic", "tonic", 0),
         ("rmi", "rmi", "rmi", rmi_threads),
         ("rmi.mt", "rmi", "rmi", 0),
     ];
+    let systems: Vec<_> = all_systems.into_iter().filter(|(name, ..)| grpc || *name != "tonic").collect();
+    let systems = systems.as_slice();
     for (workload, suffix, pinned) in
         [("seq", "seq", false), ("seq", "seq.pinned", true), ("pipe64", "pipe64", false)]
     {
-        for (name, system, server, threads) in systems {
+        for &(name, system, server, threads) in systems {
             add(&format!("{name}.{suffix}"), server, system, workload, false, pinned, threads);
         }
         add(&format!("rmi.hmac.{suffix}"), "rmi", "rmi", workload, true, pinned, rmi_threads);
@@ -63,10 +71,10 @@ fn benches(rmi_threads: usize) -> Vec<Bench> {
             add(name, "rmi", "rmi", "refs", false, pinned, rmi_threads);
         }
     }
-    for (name, system, server, threads) in systems {
+    for &(name, system, server, threads) in systems {
         add(&format!("{name}.clients8"), server, system, "clients8", false, false, threads);
     }
-    for (name, system, server, threads) in systems {
+    for &(name, system, server, threads) in systems {
         let server = if system == "tcp" { "tcp-sink" } else { server };
         add(&format!("{name}.payload"), server, system, "payload", false, false, threads);
     }
@@ -74,6 +82,9 @@ fn benches(rmi_threads: usize) -> Vec<Bench> {
     // Streams: 8-byte items and 64 KiB chunks, read as fast as they come.
     for (workload, suffix) in [("stream-items", "stream.items"), ("stream-chunks", "stream.chunks")] {
         add(&format!("tcp.{suffix}"), "tcp-source", "tcp", workload, false, false, 1);
+        if grpc {
+            add(&format!("tonic.{suffix}"), "tonic", "tonic", workload, false, false, 0);
+        }
         add(&format!("rmi.{suffix}"), "rmi", "rmi", workload, false, false, rmi_threads);
         add(&format!("rmi.mt.{suffix}"), "rmi", "rmi", workload, false, false, 0);
     }
@@ -88,8 +99,28 @@ fn benches(rmi_threads: usize) -> Vec<Bench> {
 
 const BENCH_KEY: &str = "benchmark-key";
 
-fn command(pinned: bool) -> anyhow::Result<Command> {
-    let exe = std::env::current_exe()?;
+/// Builds the tonic baseline (benches/grpc/build.sh: protoc from the
+/// system's packages, then cargo) and returns its binary.
+fn build_grpc() -> anyhow::Result<PathBuf> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("grpc").join("build.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running benches/grpc/build.sh")?;
+    anyhow::ensure!(output.status.success(), "benches/grpc/build.sh failed: {}", output.status);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let path = stdout.lines().last().context("benches/grpc/build.sh printed no binary")?;
+    Ok(PathBuf::from(path.trim()))
+}
+
+fn command(bench: &Bench, grpc: Option<&PathBuf>) -> anyhow::Result<Command> {
+    let exe = match (bench.grpc, grpc) {
+        (true, Some(path)) => path.clone(),
+        (true, None) => anyhow::bail!("{} needs the tonic baseline (--grpc)", bench.name),
+        (false, _) => std::env::current_exe()?,
+    };
+    let pinned = bench.pinned;
     Ok(if pinned {
         let mut c = Command::new("taskset");
         c.arg("-c").arg("0").arg(exe);
@@ -109,8 +140,8 @@ impl Drop for Server {
     }
 }
 
-fn start_server(bench: &Bench) -> anyhow::Result<(Server, String)> {
-    let mut c = command(bench.pinned)?;
+fn start_server(bench: &Bench, grpc: Option<&PathBuf>) -> anyhow::Result<(Server, String)> {
+    let mut c = command(bench, grpc)?;
     c.args(["serve", bench.server, "--threads", &bench.threads.to_string()]);
     if bench.key {
         c.args(["--key", BENCH_KEY]);
@@ -125,8 +156,8 @@ fn start_server(bench: &Bench) -> anyhow::Result<(Server, String)> {
     Ok((server, target))
 }
 
-fn run_client(bench: &Bench, target: &str, quick: bool) -> anyhow::Result<Outcome> {
-    let mut c = command(bench.pinned)?;
+fn run_client(bench: &Bench, target: &str, quick: bool, grpc: Option<&PathBuf>) -> anyhow::Result<Outcome> {
+    let mut c = command(bench, grpc)?;
     c.args(["client", bench.client, bench.workload, target, "--threads", &bench.threads.to_string()]);
     if bench.key {
         c.args(["--key", BENCH_KEY]);
@@ -183,7 +214,13 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let repeat: usize =
         flag(args, "--repeat").unwrap_or(if quick { "1" } else { "3" }).parse().context("--repeat")?;
     let only: Option<Vec<&str>> = flag(args, "--only").map(|o| o.split(',').collect());
-    let chosen: Vec<Bench> = benches(rmi_threads)
+    let grpc = if args.iter().any(|a| a == "--grpc") {
+        eprintln!("building the tonic baseline (benches/grpc/build.sh)…");
+        Some(build_grpc()?)
+    } else {
+        None
+    };
+    let chosen: Vec<Bench> = benches(rmi_threads, grpc.is_some())
         .into_iter()
         .filter(|b| only.as_ref().is_none_or(|o| o.iter().any(|n| b.name.starts_with(n))))
         .collect();
@@ -202,8 +239,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         let mut this_round = BTreeMap::new();
         for bench in in_order(&chosen, round % 2 == 0) {
             eprint!("{:<24}", bench.name);
-            let (server, target) = start_server(bench)?;
-            let outcome = run_client(bench, &target, quick)?;
+            let (server, target) = start_server(bench, grpc.as_ref())?;
+            let outcome = run_client(bench, &target, quick, grpc.as_ref())?;
             drop(server);
             eprintln!("{}", report::summary(&outcome));
             samples.entry(bench.name.clone()).or_default().push(outcome.clone());
