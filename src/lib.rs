@@ -184,14 +184,14 @@
 //!
 //! This crate has no feature flags.
 
-pub use rmi_core::context::{CallContext, annotate, context, correlate};
+pub use rmi_core::context::{CallContext, ConnectionInfo, annotate, context, correlate};
 pub use rmi_core::object::{MethodDescription, ObjectDescription};
 pub use rmi_core::stream::Stream;
 pub use rmi_core::{
     AuthError, Blob, Config, ConfigError, Error, Host, HostPort, Key, Location, MetaUri, NameUri, ObjectUri,
     RemoteError, RemoteErrorKind, Uri, UriError,
 };
-pub use rmi_daemon::{Daemon, DaemonBuilder, DaemonError, InstanceMode};
+pub use rmi_daemon::{CallInfo, CallOutcome, Daemon, DaemonBuilder, DaemonError, Hooks, InstanceMode};
 pub use rmi_macros::{expose, nonblocking, oneway};
 pub use rmi_proxy::{
     Batch, BatchCall, BatchResults, Implements, Interface, IntoUri, MetaMatch, NameFilter, NameServerProxy,

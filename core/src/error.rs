@@ -42,12 +42,15 @@ pub enum RemoteErrorKind {
     ShuttingDown,
     /// The reply could not be encoded, or another failure inside the daemon.
     Internal,
+    /// The daemon's hooks refused the call (see the daemon's `Hooks`): not
+    /// allowed for this caller.
+    Refused,
 }
 
 impl RemoteErrorKind {
     /// The kinds in the order of their wire indices (their declaration order,
     /// as postcard numbers enum variants).
-    const ALL: [RemoteErrorKind; 9] = [
+    const ALL: [RemoteErrorKind; 10] = [
         RemoteErrorKind::ObjectNotFound,
         RemoteErrorKind::MethodNotFound,
         RemoteErrorKind::BadArguments,
@@ -57,6 +60,7 @@ impl RemoteErrorKind {
         RemoteErrorKind::DeadlineExceeded,
         RemoteErrorKind::ShuttingDown,
         RemoteErrorKind::Internal,
+        RemoteErrorKind::Refused,
     ];
 
     /// The kind's number on the wire.
@@ -82,6 +86,7 @@ impl fmt::Display for RemoteErrorKind {
             RemoteErrorKind::DeadlineExceeded => "deadline exceeded on the daemon",
             RemoteErrorKind::ShuttingDown => "daemon shutting down",
             RemoteErrorKind::Internal => "internal daemon error",
+            RemoteErrorKind::Refused => "call refused",
         })
     }
 }
@@ -246,6 +251,10 @@ pub enum Error {
     /// could be sent. The daemon may or may not have run the call.
     #[error("connection lost: {0}")]
     ConnectionLost(String),
+    /// The daemon refused the connection after its handshake (its hooks'
+    /// validation), saying why; the call did not run.
+    #[error("the daemon refused the connection: {0}")]
+    Refused(String),
     /// A message was larger than the size limit; nothing was sent.
     #[error("message of {size} bytes exceeds the limit of {max} bytes (RMI_MAX_MESSAGE_SIZE)")]
     MessageTooLarge {

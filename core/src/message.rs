@@ -144,6 +144,13 @@ pub enum Message {
         /// Bytes of items read since the last credit.
         bytes: u64,
     },
+    /// The sender closes the connection, and says why (a daemon refusing a
+    /// connection its hooks did not validate): the receiver's calls on it
+    /// fail with the reason.
+    Close {
+        /// Why.
+        reason: Text,
+    },
 }
 
 /// A message as a client reads it: a reply (what nearly every message to a

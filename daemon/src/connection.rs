@@ -29,11 +29,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::callbacks::Callbacks;
 use crate::flow::{Flow, Held, HeldCall, Ticket};
+use crate::hooks::{Hooks, Traced};
 use crate::registry::Registry;
 use crate::state::Inner;
 use crate::streams::Streams;
 use crate::workers::Pool;
-use rmi_core::invoke::{Started, complete, finish, run_blocking, start, start_as};
+use rmi_core::invoke::{Started, complete, finish, run_blocking, start_as};
 use rmi_core::peer::{Peer, Scope, export_not_found, parse_export_object_id};
 use rmi_core::stream::Source;
 
@@ -78,6 +79,8 @@ struct Shared {
     streams: Streams,
     /// The connection, as its calls' context names it.
     info: Arc<ConnectionInfo>,
+    /// The daemon's hooks, if it has any.
+    hooks: Option<Arc<dyn Hooks>>,
     /// Bytes that may wait in the writer before a stream waits to send.
     max_queued: usize,
 }
@@ -98,19 +101,18 @@ impl Shared {
         let Job { id, work, context, ticket } = job;
         let (method, started) = match work {
             Work::Call(object, call) => {
-                let scoped = call.args.carries_references() || object.per_connection();
-                let stream = call.stream;
-                let started = self
-                    .scope
-                    .enter_if(scoped, || start_as(object, &call.method, call.args, &context, stream));
-                (call.method, started)
+                let (method, started, traced) = self.start_call(object, call, &context);
+                if let Started::Stream(source) = started {
+                    return self.clone().stream(id, source, ticket, traced).await;
+                }
+                (method, started)
             }
             Work::Started(method, future) => (method, Started::Running(future)),
         };
         match started {
             Started::Done(reply) => self.complete(id, ticket, reply),
             Started::Blocking(call) => self.run_blocking(id, method, call, context, ticket),
-            Started::Stream(source) => self.clone().stream(id, source, ticket).await,
+            Started::Stream(source) => self.clone().stream(id, source, ticket, None).await,
             Started::Running(future) => {
                 let (abort, registration) = AbortHandle::new_pair();
                 self.calls().insert(id, abort);
@@ -129,20 +131,36 @@ impl Shared {
 
     /// Produces the stream a call returned, to its end or its cancel; the
     /// call holds its ticket until then.
-    async fn stream(self: Arc<Self>, id: u64, source: Source, ticket: Ticket) {
+    async fn stream(self: Arc<Self>, id: u64, source: Source, ticket: Ticket, traced: Option<Traced>) {
         let (abort, registration) = AbortHandle::new_pair();
         self.calls().insert(id, abort);
         let produce = self.streams.produce(id, source, &self.writer, &self.peer, self.max_queued);
         let produced = Abortable::new(produce, registration).await;
         self.calls().remove(&id);
         match produced {
-            Ok(end) => self.complete(id, ticket, end),
+            Ok(end) => {
+                if let Some(traced) = traced {
+                    traced.ended(&end);
+                }
+                self.complete(id, ticket, end);
+            }
             // Cancelled (the caller dropped its stream), or ended by the
             // daemon's shutdown, which sent the end itself.
             Err(_) => {
                 self.flow.finish(ticket, None);
             }
         }
+    }
+
+    /// Starts a call of `object` (see [`start_call`]).
+    #[inline]
+    fn start_call(
+        &self,
+        object: Arc<dyn Exposed>,
+        call: Call,
+        context: &CallContext,
+    ) -> (Text, Started, Option<Traced>) {
+        start_call(&self.scope, self.hooks.as_ref(), &self.info, object, call, context)
     }
 
     /// Ends the streams in flight: the daemon is shutting down, and their
@@ -261,6 +279,15 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         .write_timeout(options.write_timeout)
         .budget(daemon.output.clone());
     let (mut reader, writer) = link::split_with(connection, session, link);
+    let info = Arc::new(ConnectionInfo { id: daemon.next_connection_id(), peer: peer.clone() });
+    if let Some(hooks) = &options.hooks {
+        if let Err(reason) = hooks.0.validate(&info) {
+            tracing::info!(%peer, "refused a connection: {reason}");
+            refuse(&mut reader, &writer, &reason).await;
+            return;
+        }
+        hooks.0.connected(&info);
+    }
     let space = Peer::new();
     daemon.add_peer(&space);
     let callbacks = Callbacks::new(writer.clone(), space.clone(), peer.clone());
@@ -280,7 +307,8 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         tasks: TaskTracker::new(),
         streams: Streams::default(),
         max_queued: options.max_queued_per_connection,
-        info: Arc::new(ConnectionInfo { id: daemon.next_connection_id(), peer: peer.clone() }),
+        info: info.clone(),
+        hooks: options.hooks.as_ref().map(|h| h.0.clone()),
     });
     let abort_calls = AbortOnDrop(shared.clone());
     let mut starter = Starter {
@@ -391,7 +419,11 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
     shared.tasks.close();
     shared.tasks.wait().await;
     shared.writer.close();
-    // Everything exported over the connection goes with it.
+    if let Some(hooks) = &shared.hooks {
+        hooks.disconnected(&shared.info);
+    }
+    // Everything exported over the connection goes with it (its session
+    // instances too).
     shared.peer.close();
     tracing::debug!(%peer, "connection closed");
 }
@@ -418,12 +450,8 @@ impl Starter<'_> {
             return;
         };
         let work = if self.here {
-            let scoped = call.args.carries_references() || object.per_connection();
-            let stream = call.stream;
-            match shared
-                .scope
-                .enter_if(scoped, || start_as(object, &call.method, call.args, &context, stream))
-            {
+            let (method, started, traced) = shared.start_call(object, call, &context);
+            match started {
                 Started::Done(reply) => {
                     let size = reply.as_ref().map_or(64, rmi_core::Encoded::wire_len);
                     shared.reply(id, reply, more || shared.flow.in_flight() > 1);
@@ -431,14 +459,14 @@ impl Starter<'_> {
                     return;
                 }
                 Started::Blocking(run) => {
-                    shared.run_blocking(id, call.method, run, context, ticket);
+                    shared.run_blocking(id, method, run, context, ticket);
                     return;
                 }
                 Started::Stream(source) => {
-                    shared.tasks.spawn(shared.clone().stream(id, source, ticket));
+                    shared.tasks.spawn(shared.clone().stream(id, source, ticket, traced));
                     return;
                 }
-                Started::Running(future) => Work::Started(call.method, future),
+                Started::Running(future) => Work::Started(method, future),
             }
         } else {
             Work::Call(object, call)
@@ -476,18 +504,69 @@ impl Starter<'_> {
             tracing::debug!(%peer, object = %call.object, "oneway call dropped: {e}");
             return;
         };
-        let method = call.method;
         let scope = self.shared.scope.clone();
-        let context = CallContext::incoming(deadline, Some(self.shared.info.clone()), call.meta.take());
+        let hooks = self.shared.hooks.clone();
+        let info = self.shared.info.clone();
+        let context = CallContext::incoming(deadline, Some(info.clone()), call.meta.take());
         self.daemon.calls.spawn(async move {
-            let scoped = call.args.carries_references() || object.per_connection();
-            let started = scope.enter_if(scoped, || start(object, &method, call.args, &context));
+            let (method, started, _) = start_call(&scope, hooks.as_ref(), &info, object, call, &context);
             let reply = complete(started, &method, context, "a oneway call cannot return").await;
             if let Err(e) = reply {
                 tracing::info!(%method, "oneway call failed: {e}");
             }
         });
     }
+}
+
+/// Tells a client its connection is refused, and why, then reads what it
+/// sends until it closes (for at most a second), so that closing does not
+/// reset the connection before the client has read the reason.
+async fn refuse(reader: &mut link::MessageReader, writer: &MessageWriter, reason: &str) {
+    let _ = writer.send(&Message::Close { reason: Text::from(reason) });
+    writer.close();
+    let drain = async { while let Some(Ok(_)) = reader.recv::<Message>().await {} };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+/// Starts a call of `object` in the connection's `scope` (when its
+/// arguments carry references, or the object lives per connection): the
+/// `hooks` asked first, if the daemon has any (a refusal is the call's
+/// reply), and the call traced for them to its end; the caller's and the
+/// method's idea of streaming checked. Returns the method's name, the
+/// started call, and for a stream its trace (ended with the stream).
+#[inline]
+fn start_call(
+    scope: &Scope,
+    hooks: Option<&Arc<dyn Hooks>>,
+    info: &Arc<ConnectionInfo>,
+    object: Arc<dyn Exposed>,
+    call: Call,
+    context: &CallContext,
+) -> (Text, Started, Option<Traced>) {
+    let scoped = call.args.carries_references() || object.per_connection();
+    let Some(hooks) = hooks else {
+        let started =
+            scope.enter_if(scoped, || start_as(object, &call.method, call.args, context, call.stream));
+        return (call.method, started, None);
+    };
+    let traced = match Traced::start(hooks, info, &call.object, &call.method, call.oneway) {
+        Ok(traced) => traced,
+        Err(reason) => {
+            let refused = RemoteError::new(RemoteErrorKind::Refused, format!("refused: {reason}"));
+            return (call.method, Started::Done(Err(refused)), None);
+        }
+    };
+    let started = scope.enter_if(scoped, || start_as(object, &call.method, call.args, context, call.stream));
+    let started = match started {
+        Started::Done(reply) => {
+            traced.ended(&reply);
+            Started::Done(reply)
+        }
+        Started::Running(future) => Started::Running(traced.around(future)),
+        Started::Blocking(run) => Started::Blocking(traced.around_blocking(run)),
+        Started::Stream(source) => return (call.method, Started::Stream(source), Some(traced)),
+    };
+    (call.method, started, None)
 }
 
 fn log_broken(peer: &str, e: &TransportError) {

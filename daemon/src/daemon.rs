@@ -208,6 +208,14 @@ impl DaemonBuilder {
         self
     }
 
+    /// The application's [`Hooks`](crate::Hooks): told of each connection
+    /// and each call, and able to refuse them (access logs, per-method
+    /// metrics, authorization). None by default.
+    pub fn hooks(mut self, hooks: impl crate::Hooks) -> Self {
+        self.options.hooks = Some(crate::hooks::SharedHooks(Arc::new(hooks)));
+        self
+    }
+
     /// Binds `address`: `host:port` (port 0 for a free one), `[::1]:port`, or
     /// `./u:<path>` for a Unix socket.
     ///
@@ -304,6 +312,7 @@ impl Daemon {
                 write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
                 idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
                 advertise: None,
+                hooks: None,
             },
         }
     }

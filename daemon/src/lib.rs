@@ -14,6 +14,8 @@
 //!   over the connection the client opened.
 //! - `connection`: one client connection: handshake, reading loop, calls
 //!   started where they belong (workers, the blocking pool), cancellation.
+//! - `hooks`: [`Hooks`], the application told of each connection and call,
+//!   and able to refuse them.
 //! - `flow`: flow control: when a connection may start another call (room
 //!   for its reply, in the connection and in the daemon), and the calls it
 //!   holds until then.
@@ -34,6 +36,7 @@ mod callbacks;
 mod connection;
 mod daemon;
 mod flow;
+mod hooks;
 mod instances;
 mod registry;
 mod state;
@@ -46,5 +49,6 @@ pub use daemon::{
     DEFAULT_SHUTDOWN_GRACE, DEFAULT_WRITE_TIMEOUT, Daemon, DaemonBuilder, DaemonError,
 };
 pub use flow::HELD_LIMIT;
+pub use hooks::{CallInfo, CallOutcome, Hooks};
 pub use instances::InstanceMode;
 pub use registry::DAEMON_OBJECT;

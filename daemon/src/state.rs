@@ -26,6 +26,8 @@ pub(crate) struct Options {
     pub(crate) write_timeout: Option<Duration>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) advertise: Option<Host>,
+    /// The application's hooks, if it gave any.
+    pub(crate) hooks: Option<crate::hooks::SharedHooks>,
 }
 
 /// Everything the daemon's tasks share.

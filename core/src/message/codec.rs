@@ -22,6 +22,7 @@ const REPLY: u64 = 2;
 const RELEASE: u64 = 3;
 const ITEMS: u64 = 4;
 const CREDIT: u64 = 5;
+const CLOSE: u64 = 6;
 
 impl Wire for Message {
     fn encode(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
@@ -72,6 +73,10 @@ impl Wire for Message {
                 put_varint(out, *id);
                 put_varint(out, *bytes);
             }
+            Message::Close { reason } => {
+                put_varint(out, CLOSE);
+                put_str(out, reason.as_str());
+            }
         }
     }
 
@@ -110,6 +115,7 @@ impl Wire for Message {
                 Message::Items { id, items: Encoded::decode_wire(&mut r, attachments)? }
             }
             CREDIT => Message::Credit { id: r.u64()?, bytes: r.u64()? },
+            CLOSE => Message::Close { reason: r.text()? },
             other => return Err(format!("unknown message kind {other}")),
         };
         if r.remaining() != 0 {
@@ -306,7 +312,7 @@ mod tests {
 
         #[test]
         fn replies_match_postcard(id in any::<u64>(), args in args(), message in ".{0,60}",
-                                  chain in prop::collection::vec(".{0,20}", 0..5), kind in 0u32..9) {
+                                  chain in prop::collection::vec(".{0,20}", 0..5), kind in 0u32..10) {
             check(&Message::Reply { id, reply: Ok(args) });
             let kind = RemoteErrorKind::from_wire_index(kind).unwrap();
             check(&Message::Reply { id, reply: Err(RemoteError::with_chain(kind, message, chain)) });
@@ -321,6 +327,7 @@ mod tests {
         fn items_and_credits_match_postcard(id in any::<u64>(), items in args(), bytes in any::<u64>()) {
             check(&Message::Items { id, items });
             check(&Message::Credit { id, bytes });
+            check(&Message::Close { reason: Text::from(format!("refused {id}").as_str()) });
         }
 
         #[test]
@@ -347,12 +354,12 @@ mod tests {
 
     #[test]
     fn error_kinds_have_postcard_indices() {
-        for index in 0..9 {
+        for index in 0..10 {
             let kind = RemoteErrorKind::from_wire_index(index).unwrap();
             assert_eq!(postcard::to_allocvec(&kind).unwrap(), [index as u8]);
             assert_eq!(kind.wire_index(), index);
         }
-        assert_eq!(RemoteErrorKind::from_wire_index(9), None);
+        assert_eq!(RemoteErrorKind::from_wire_index(10), None);
     }
 
     #[test]

@@ -124,6 +124,9 @@ impl ClientConnection {
                 self.peer.release(export, count);
             }
             Message::Items { id, items } => self.push_items(id, items),
+            Message::Close { reason } => {
+                self.fail_all(Error::Refused(reason.as_str().to_owned()));
+            }
             Message::Reply { .. } => {}
             _ => {}
         }
