@@ -55,6 +55,9 @@ pub struct ObjectDescription {
     pub type_name: String,
     /// Its exposed methods, in the order they were declared.
     pub methods: Vec<MethodDescription>,
+    /// How its instances are made: `single` (one object, as registered),
+    /// `session` (one per client connection) or `percall`.
+    pub instance_mode: String,
 }
 
 impl From<&MethodInfo> for MethodDescription {
@@ -114,6 +117,12 @@ pub trait Exposed: Send + Sync + 'static {
     /// connection's scope (see [`crate::peer::Scope`]) whatever they carry.
     fn per_connection(&self) -> bool {
         false
+    }
+
+    /// How its instances are made, for `describe`: `single` (one object),
+    /// or for a daemon's factory `session` or `percall`.
+    fn instance_mode(&self) -> &'static str {
+        "single"
     }
 
     /// Runs `method` with `args`, or gets it ready to run: the arguments are
@@ -211,6 +220,7 @@ pub fn describe(id: &str, object: &dyn Exposed) -> ObjectDescription {
         object: id.to_owned(),
         type_name: object.type_name().to_owned(),
         methods: object.methods().iter().map(MethodDescription::from).collect(),
+        instance_mode: object.instance_mode().to_owned(),
     }
 }
 

@@ -95,6 +95,14 @@ impl Exposed for Instances {
         self.mode == InstanceMode::Session
     }
 
+    fn instance_mode(&self) -> &'static str {
+        match self.mode {
+            InstanceMode::Single => "single",
+            InstanceMode::Session => "session",
+            InstanceMode::PerCall => "percall",
+        }
+    }
+
     fn dispatch(self: Arc<Self>, method: &str, args: Encoded) -> Dispatch {
         // The instance goes with the call: a per-call one is dropped when the
         // method is done with it (its future, or its blocking call), before

@@ -82,6 +82,17 @@ pub(crate) async fn run(command: Command, common: &Common, config: Config) -> an
             let mode = if any { MetaMatch::Any } else { MetaMatch::All };
             print_registrations(&ns.yplookup(tags, mode).await?, json);
         }
+        Command::Describe { name } => {
+            let found = ns.lookup_registration(&name).await?;
+            let proxy = rmi_proxy::Proxy::builder_with_config(&found.uri, &config)
+                .build()
+                .with_context(|| format!("cannot call {}", found.uri))?;
+            let described = proxy
+                .describe()
+                .await
+                .with_context(|| format!("cannot ask {} to describe {}", found.uri, found.uri.object))?;
+            print_description(&found, &described, json);
+        }
         Command::Count => {
             let count = ns.count().await?;
             if json {
@@ -100,6 +111,37 @@ pub(crate) async fn run(command: Command, common: &Common, config: Config) -> an
         }
     }
     Ok(())
+}
+
+fn print_description(r: &Registration, d: &rmi_core::object::ObjectDescription, json: bool) {
+    if json {
+        let methods: Vec<_> = d
+            .methods
+            .iter()
+            .map(|m| json!({ "name": m.name, "signature": m.signature, "oneway": m.oneway, "stream": m.stream }))
+            .collect();
+        let described = json!({
+            "name": r.name,
+            "uri": r.uri.to_string(),
+            "type": d.type_name,
+            "instance_mode": d.instance_mode,
+            "methods": methods,
+        });
+        println!("{described}");
+        return;
+    }
+    println!("{} --> {}", r.name, r.uri);
+    println!("    type: {}", d.type_name);
+    println!("    instances: {}", d.instance_mode);
+    println!("    methods:");
+    for m in &d.methods {
+        let flags = match (m.oneway, m.stream) {
+            (true, _) => "   [oneway]",
+            (_, true) => "   [stream]",
+            _ => "",
+        };
+        println!("        {}{flags}", m.signature);
+    }
 }
 
 fn registration_json(r: &Registration) -> serde_json::Value {

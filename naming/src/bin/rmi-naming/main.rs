@@ -161,6 +161,12 @@ enum Command {
         #[arg(required = true)]
         tags: Vec<String>,
     },
+    /// Show a registered object's type, instance mode and methods, with
+    /// their signatures and oneway/stream flags (asks the object's daemon).
+    Describe {
+        /// The name.
+        name: String,
+    },
     /// How many names are registered.
     Count,
     /// Check that the name server answers.
