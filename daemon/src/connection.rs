@@ -101,7 +101,7 @@ impl Shared {
         let Job { id, work, context, ticket } = job;
         let (method, started) = match work {
             Work::Call(object, call) => {
-                let (method, started, traced) = self.start_call(object, call, &context);
+                let (method, started, traced) = self.start_call(id, object, call, &context);
                 if let Started::Stream(source) = started {
                     return self.clone().stream(id, source, ticket, traced).await;
                 }
@@ -156,11 +156,12 @@ impl Shared {
     #[inline]
     fn start_call(
         &self,
+        id: u64,
         object: Arc<dyn Exposed>,
         call: Call,
         context: &CallContext,
     ) -> (Text, Started, Option<Traced>) {
-        start_call(&self.scope, self.hooks.as_ref(), &self.info, object, call, context)
+        start_call(&self.scope, self.hooks.as_ref(), &self.info, (id, object, call), context)
     }
 
     /// Ends the streams in flight: the daemon is shutting down, and their
@@ -450,7 +451,7 @@ impl Starter<'_> {
             return;
         };
         let work = if self.here {
-            let (method, started, traced) = shared.start_call(object, call, &context);
+            let (method, started, traced) = shared.start_call(id, object, call, &context);
             match started {
                 Started::Done(reply) => {
                     let size = reply.as_ref().map_or(64, rmi_core::Encoded::wire_len);
@@ -509,7 +510,7 @@ impl Starter<'_> {
         let info = self.shared.info.clone();
         let context = CallContext::incoming(deadline, Some(info.clone()), call.meta.take());
         self.daemon.calls.spawn(async move {
-            let (method, started, _) = start_call(&scope, hooks.as_ref(), &info, object, call, &context);
+            let (method, started, _) = start_call(&scope, hooks.as_ref(), &info, (0, object, call), &context);
             let reply = complete(started, &method, context, "a oneway call cannot return").await;
             if let Err(e) = reply {
                 tracing::info!(%method, "oneway call failed: {e}");
@@ -539,17 +540,17 @@ fn start_call(
     scope: &Scope,
     hooks: Option<&Arc<dyn Hooks>>,
     info: &Arc<ConnectionInfo>,
-    object: Arc<dyn Exposed>,
-    call: Call,
+    (id, object, call): (u64, Arc<dyn Exposed>, Call),
     context: &CallContext,
 ) -> (Text, Started, Option<Traced>) {
     let scoped = call.args.carries_references() || object.per_connection();
-    let Some(hooks) = hooks else {
+    if !Traced::wanted(hooks) {
         let started =
             scope.enter_if(scoped, || start_as(object, &call.method, call.args, context, call.stream));
         return (call.method, started, None);
-    };
-    let traced = match Traced::start(hooks, info, &call.object, &call.method, call.oneway) {
+    }
+    let described = (&call.object, &call.method, id, call.oneway);
+    let traced = match Traced::start(hooks, info, described, context.correlation_id()) {
         Ok(traced) => traced,
         Err(reason) => {
             let refused = RemoteError::new(RemoteErrorKind::Refused, format!("refused: {reason}"));

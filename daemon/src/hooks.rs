@@ -116,7 +116,9 @@ impl std::fmt::Debug for SharedHooks {
 /// with the outcome set, or as cancelled (or as a panic, if dropped while
 /// unwinding).
 pub(crate) struct Traced {
-    hooks: Arc<dyn Hooks>,
+    hooks: Option<Arc<dyn Hooks>>,
+    /// The call's span, when `rmi` is logged at debug level.
+    span: Option<tracing::Span>,
     connection: Arc<ConnectionInfo>,
     object: Text,
     method: Text,
@@ -126,17 +128,39 @@ pub(crate) struct Traced {
 }
 
 impl Traced {
-    /// Traces a call about to start, asking [`Hooks::before_call`] first:
-    /// `Err` is the refusal, already traced.
+    /// Whether calls are traced at all: the daemon has hooks, or `rmi` is
+    /// logged at debug level.
+    #[inline]
+    pub(crate) fn wanted(hooks: Option<&Arc<dyn Hooks>>) -> bool {
+        hooks.is_some() || tracing::enabled!(tracing::Level::DEBUG)
+    }
+
+    /// Traces a call about to start (call `id` of its connection, carrying
+    /// `correlation`), asking [`Hooks::before_call`] first: `Err` is the
+    /// refusal, already traced.
     pub(crate) fn start(
-        hooks: &Arc<dyn Hooks>,
+        hooks: Option<&Arc<dyn Hooks>>,
         connection: &Arc<ConnectionInfo>,
-        object: &Text,
-        method: &Text,
-        oneway: bool,
+        call: (&Text, &Text, u64, bool),
+        correlation: Option<&str>,
     ) -> Result<Traced, String> {
+        let (object, method, id, oneway) = call;
+        let span = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+            tracing::debug_span!(
+                "rmi.serve",
+                object = object.as_str(),
+                method = method.as_str(),
+                id,
+                correlation = correlation.unwrap_or(""),
+                peer = connection.peer.as_str(),
+            )
+        });
+        if let Some(span) = &span {
+            span.in_scope(|| tracing::debug!(oneway, "call started"));
+        }
         let mut traced = Traced {
-            hooks: hooks.clone(),
+            hooks: hooks.cloned(),
+            span,
             connection: connection.clone(),
             object: object.clone(),
             method: method.clone(),
@@ -144,9 +168,13 @@ impl Traced {
             started: Instant::now(),
             outcome: None,
         };
-        match hooks.before_call(&traced.info()) {
-            Ok(()) => Ok(traced),
-            Err(reason) => {
+        let refusal = match &traced.hooks {
+            Some(hooks) => hooks.before_call(&traced.info()).err(),
+            None => None,
+        };
+        match refusal {
+            None => Ok(traced),
+            Some(reason) => {
                 traced.outcome = Some(CallOutcome::Failed(RemoteErrorKind::Refused));
                 Err(reason)
             }
@@ -170,11 +198,16 @@ impl Traced {
     /// `future`, reporting its reply when it is done (or its cancel, when
     /// it is dropped before).
     pub(crate) fn around(self, future: ReplyFuture) -> ReplyFuture {
-        Box::pin(async move {
-            let reply = future.await;
-            self.ended(&reply);
-            reply
-        })
+        use tracing::Instrument;
+        let span = self.span.clone().unwrap_or_else(tracing::Span::none);
+        Box::pin(
+            async move {
+                let reply = future.await;
+                self.ended(&reply);
+                reply
+            }
+            .instrument(span),
+        )
     }
 
     /// `call`, reporting its reply (or its panic).
@@ -183,6 +216,7 @@ impl Traced {
         call: rmi_core::object::BlockingCall,
     ) -> rmi_core::object::BlockingCall {
         Box::new(move || {
+            let _entered = self.span.clone().map(|span| span.entered());
             let reply = call();
             self.ended(&reply);
             reply
@@ -198,6 +232,13 @@ impl Drop for Traced {
             CallOutcome::Cancelled
         });
         let elapsed = self.started.elapsed();
-        self.hooks.after_call(&self.info(), outcome, elapsed);
+        if let Some(span) = &self.span {
+            span.in_scope(|| {
+                tracing::debug!(?outcome, elapsed_us = elapsed.as_micros() as u64, "call ended")
+            });
+        }
+        if let Some(hooks) = &self.hooks {
+            hooks.after_call(&self.info(), outcome, elapsed);
+        }
     }
 }

@@ -415,7 +415,49 @@ impl Proxy {
 
     /// As [`Proxy::call_encoded`], with the scope the reply decodes in (the
     /// connection it came over: references in it are that connection's).
+    #[inline]
     pub(crate) async fn call_scoped(
+        &self,
+        method: Text,
+        args: Encoded,
+        timeout: Option<Duration>,
+    ) -> Result<(Encoded, Scope), Error> {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return self.call_untraced(method, args, timeout).await;
+        }
+        self.call_traced(method, args, timeout).await
+    }
+
+    /// As [`Proxy::call_scoped`], in a span of its own (`rmi=debug`), with
+    /// an event when it ends.
+    #[cold]
+    async fn call_traced(
+        &self,
+        method: Text,
+        args: Encoded,
+        timeout: Option<Duration>,
+    ) -> Result<(Encoded, Scope), Error> {
+        use tracing::Instrument;
+        let correlation = rmi_core::context::for_outgoing_call()
+            .1
+            .and_then(|m| m.correlation.as_ref().map(|c| c.as_str().to_owned()));
+        let span = tracing::debug_span!(
+            "rmi.call",
+            uri = %self.shared.uri,
+            method = method.as_str(),
+            correlation = correlation.as_deref().unwrap_or(""),
+        );
+        let started = Instant::now();
+        let outcome = self.call_untraced(method, args, timeout).instrument(span.clone()).await;
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        span.in_scope(|| match &outcome {
+            Ok(_) => tracing::debug!(elapsed_us, "call returned"),
+            Err(e) => tracing::debug!(elapsed_us, error = %e, "call failed"),
+        });
+        outcome
+    }
+
+    async fn call_untraced(
         &self,
         method: Text,
         args: Encoded,
