@@ -173,6 +173,61 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Streams
+//!
+//! A method that returns a [`Stream`] sends its items as they come; the
+//! caller reads them from a [`Streaming`], under credit its reading grants
+//! (a slow consumer bounds the producer). Dropping the `Streaming` stops
+//! the producer.
+//!
+//! ```no_run
+//! use futures::StreamExt;
+//!
+//! # #[derive(Default)]
+//! pub struct Numbers;
+//!
+//! #[rmi::expose]
+//! impl Numbers {
+//!     /// `0..n`, streamed.
+//!     #[rmi::nonblocking]
+//!     pub fn count(&self, n: u64) -> rmi::Stream<u64> {
+//!         rmi::Stream::iter(0..n)
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), rmi::Error> {
+//! let numbers = NumbersProxy::new("RMINAME:example.numbers")?;
+//! let mut items = numbers.count(1_000_000).await?;
+//! while let Some(n) = items.next().await {
+//!     if n? == 10 {
+//!         break; // dropping `items` stops the producer
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # The caller's context, hooks and tracing
+//!
+//! Inside a method, [`context()`] tells the connection, the peer, the
+//! deadline and the caller's correlation id; [`correlate`] sets the id a
+//! client's calls (and every call they lead to) carry, [`annotate`] small
+//! annotations for the called method. [`DaemonBuilder::hooks`] takes the
+//! application's [`Hooks`]: connection validation, connect and disconnect,
+//! and every call before (refusable) and after (outcome, elapsed). Every
+//! call is a `tracing` span on both sides at debug level.
+//!
+//! ```no_run
+//! # async fn demo(proxy: rmi::Proxy) -> Result<(), rmi::Error> {
+//! // Client: one id for the whole request, through every server it reaches.
+//! let n: u64 = rmi::correlate("req-42", proxy.call("work", ())).await??;
+//! # Ok(()) }
+//! // Server, inside an exposed method:
+//! fn who_called() -> String {
+//!     let c = rmi::context().expect("inside a method");
+//!     format!("{:?} from {:?}", c.correlation_id(), c.peer())
+//! }
+//! ```
+//!
 //! Large binary arguments and results travel without copies as [`Blob`].
 //!
 //! # Layout

@@ -57,7 +57,8 @@ async fn describe_prints_methods_flags_and_instance_mode() {
     let d = TestDaemon::start(builder()).await;
     let sensor = d.daemon.register(Sensor, Some("sensor")).unwrap();
     ns.register("lab.sensor", &sensor).await.unwrap();
-    let per_client = d.daemon.register_factory(InstanceMode::Session, Calculator::default, Some("calc")).unwrap();
+    let per_client =
+        d.daemon.register_factory(InstanceMode::Session, Calculator::default, Some("calc")).unwrap();
     ns.register("lab.calc", &per_client).await.unwrap();
 
     let (ok, out, err) = describe(port, &["describe", "lab.sensor"]).await;

@@ -214,3 +214,18 @@ async fn a_closed_connection_stops_every_stream_on_it() {
     assert!(matches!(end, Some(Err(Error::ConnectionLost(_)))), "{end:?}");
     eventually("the daemon's streams gone", || d.daemon.connections() == 0).await;
 }
+
+#[tokio::test]
+async fn a_stream_is_produced_in_its_calls_context() {
+    let (_d, numbers, _) = numbers().await;
+    for blocking in [false, true] {
+        let stream = rmi::correlate("req-s", async {
+            if blocking { numbers.context_seen_blocking().await } else { numbers.context_seen().await }
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let items: Vec<String> = stream.map(Result::unwrap).collect().await;
+        assert_eq!(items, ["req-s peer=true", "req-s peer=true"], "blocking: {blocking}");
+    }
+}

@@ -211,6 +211,7 @@ impl Drop for DecodingGuard {
 
 /// Runs `f` (which encodes something) with large blobs collected as
 /// attachments; returns its result and the attachments in order.
+#[inline(always)]
 pub(crate) fn collect_attachments<R>(f: impl FnOnce() -> R) -> (R, Vec<Bytes>) {
     let mut guard = EncodingGuard(Some(ENCODING.replace(Some(Vec::new()))));
     let result = f();
@@ -221,6 +222,7 @@ pub(crate) fn collect_attachments<R>(f: impl FnOnce() -> R) -> (R, Vec<Bytes>) {
 
 /// Runs `f` (which decodes something out of `backing`) with attachments
 /// taken from `source`; returns its result and what is left of the source.
+#[inline(always)]
 pub(crate) fn supply_attachments<R>(
     backing: Option<Bytes>,
     source: Source,

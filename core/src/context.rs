@@ -82,36 +82,78 @@ pub struct ConnectionInfo {
 }
 
 /// What a handled call knows of itself: see [`context()`].
+///
+/// Small to move (its deadline and one shared pointer): a call that carries
+/// no meta shares its connection's part ([`ConnectionContext`]).
 #[derive(Debug, Clone, Default)]
 pub struct CallContext {
     deadline: Option<Instant>,
+    rest: Option<Arc<Rest>>,
+}
+
+/// What a call's context shares: its connection, what it carried, and
+/// what calls made in it carry.
+#[derive(Debug, Default)]
+struct Rest {
     connection: Option<Arc<ConnectionInfo>>,
     /// What the call carried.
-    meta: Option<Arc<CallMeta>>,
+    meta: Option<CallMeta>,
     /// What calls made here carry: the correlation id, and for a client's
     /// own scope ([`annotate`]) its annotations.
     outgoing: Option<Arc<CallMeta>>,
 }
 
+/// A connection's part of its calls' contexts, made once per connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionContext(Arc<Rest>);
+
+impl ConnectionContext {
+    /// The part of the contexts of the calls received over `connection`.
+    pub fn new(connection: Option<Arc<ConnectionInfo>>) -> Self {
+        ConnectionContext(Arc::new(Rest { connection, meta: None, outgoing: None }))
+    }
+
+    /// The context of a call received over this connection, due by
+    /// `deadline`, carrying `meta`.
+    #[inline]
+    pub fn call(&self, deadline: Option<Instant>, meta: Option<Box<CallMeta>>) -> CallContext {
+        match meta {
+            None => CallContext { deadline, rest: Some(self.0.clone()) },
+            Some(meta) => CallContext::carrying(deadline, self.0.connection.clone(), *meta),
+        }
+    }
+}
+
 impl CallContext {
     /// The context of a call received over `connection`, due by
-    /// `deadline`, carrying `meta`.
+    /// `deadline`, carrying `meta` (see [`ConnectionContext::call`] for
+    /// many calls of one connection).
     pub fn incoming(
         deadline: Option<Instant>,
         connection: Option<Arc<ConnectionInfo>>,
         meta: Option<Box<CallMeta>>,
     ) -> Self {
-        let meta: Option<Arc<CallMeta>> = meta.map(Arc::from);
+        match meta {
+            None => CallContext {
+                deadline,
+                rest: Some(Arc::new(Rest { connection, meta: None, outgoing: None })),
+            },
+            Some(meta) => CallContext::carrying(deadline, connection, *meta),
+        }
+    }
+
+    #[cold]
+    fn carrying(deadline: Option<Instant>, connection: Option<Arc<ConnectionInfo>>, meta: CallMeta) -> Self {
         // Only the correlation id goes on into the calls the method makes.
-        let outgoing = match &meta {
-            Some(m) if m.annotations.is_empty() => Some(m.clone()),
-            Some(m) => m
-                .correlation
-                .clone()
-                .map(|c| Arc::new(CallMeta { correlation: Some(c), annotations: Vec::new() })),
-            None => None,
-        };
-        CallContext { deadline, connection, meta, outgoing }
+        let outgoing = meta
+            .correlation
+            .clone()
+            .map(|c| Arc::new(CallMeta { correlation: Some(c), annotations: Vec::new() }));
+        CallContext { deadline, rest: Some(Arc::new(Rest { connection, meta: Some(meta), outgoing })) }
+    }
+
+    fn meta(&self) -> Option<&CallMeta> {
+        self.rest.as_ref().and_then(|r| r.meta.as_ref())
     }
 
     /// The call's deadline, if it has one.
@@ -122,33 +164,41 @@ impl CallContext {
     /// The id of the connection the call came over (`None` for a call of a
     /// local object).
     pub fn connection_id(&self) -> Option<u64> {
-        self.connection.as_ref().map(|c| c.id)
+        self.rest.as_ref().and_then(|r| r.connection.as_ref()).map(|c| c.id)
     }
 
     /// The address of the peer that made the call.
     pub fn peer(&self) -> Option<&str> {
-        self.connection.as_ref().map(|c| c.peer.as_str())
+        self.rest.as_ref().and_then(|r| r.connection.as_ref()).map(|c| c.peer.as_str())
     }
 
     /// The caller's correlation id, if it set one (or a caller up the
     /// chain did).
     pub fn correlation_id(&self) -> Option<&str> {
-        self.meta.as_ref().and_then(|m| m.correlation.as_ref()).map(Text::as_str)
+        self.meta().and_then(|m| m.correlation.as_ref()).map(Text::as_str)
     }
 
     /// The annotation `key` the caller sent with the call.
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.meta.as_ref().and_then(|m| m.annotation(key))
+        self.meta().and_then(|m| m.annotation(key))
     }
 
     /// Every annotation the caller sent with the call.
     pub fn annotations(&self) -> &[(Text, Text)] {
-        self.meta.as_ref().map_or(&[], |m| &m.annotations)
+        self.meta().map_or(&[], |m| &m.annotations)
     }
 
     /// What a call made in this context carries, if anything.
     pub fn outgoing(&self) -> Option<&Arc<CallMeta>> {
-        self.outgoing.as_ref()
+        self.rest.as_ref().and_then(|r| r.outgoing.as_ref())
+    }
+
+    /// The same context, its calls carrying `outgoing`.
+    fn with_outgoing(&self, outgoing: CallMeta) -> CallContext {
+        let connection = self.rest.as_ref().and_then(|r| r.connection.clone());
+        let meta = self.rest.as_ref().and_then(|r| r.meta.clone());
+        let rest = Rest { connection, meta, outgoing: Some(Arc::new(outgoing)) };
+        CallContext { deadline: self.deadline, rest: Some(Arc::new(rest)) }
     }
 
     /// Runs `future` in this context: in a task the method spawned, say,
@@ -167,24 +217,64 @@ tokio::task_local! {
     static CONTEXT: CallContext;
 }
 
+thread_local! {
+    /// The context of a synchronous dispatch running on this thread right
+    /// now (see [`sync_borrowed`]): it comes before the task's.
+    static SYNC: std::cell::RefCell<Option<CallContext>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f`, a synchronous dispatch, with `context` current, without
+/// cloning it: it is moved in for `f` and back out after (after a panic
+/// too). What the dispatch path every call takes uses, instead of a
+/// task-local scope that would need a clone of its own.
+#[inline]
+pub(crate) fn sync_borrowed<R>(context: &mut CallContext, f: impl FnOnce() -> R) -> R {
+    struct Back<'a> {
+        target: &'a mut CallContext,
+        previous: Option<CallContext>,
+    }
+    impl Drop for Back<'_> {
+        #[inline]
+        fn drop(&mut self) {
+            let previous = self.previous.take();
+            if let Some(back) = SYNC.with(|s| s.replace(previous)) {
+                *self.target = back;
+            }
+        }
+    }
+    let previous = SYNC.with(|s| s.replace(Some(std::mem::take(context))));
+    let _back = Back { target: context, previous };
+    f()
+}
+
+/// Reads the current context: a synchronous dispatch's, else the task's.
+#[inline]
+fn with_current<R>(f: impl Fn(&CallContext) -> R) -> Option<R> {
+    let sync = SYNC.with(|s| s.borrow().as_ref().map(&f));
+    match sync {
+        Some(r) => Some(r),
+        None => CONTEXT.try_with(|c| f(c)).ok(),
+    }
+}
+
 /// The context of the call being handled on this task (or set by
 /// [`correlate`] or [`annotate`]); `None` elsewhere.
 pub fn context() -> Option<CallContext> {
-    CONTEXT.try_with(Clone::clone).ok()
+    with_current(Clone::clone)
 }
 
 /// What a call made now carries from the current context: its deadline,
 /// and its correlation id and annotations.
 #[inline]
 pub fn for_outgoing_call() -> (Option<Instant>, Option<Arc<CallMeta>>) {
-    CONTEXT.try_with(|c| (c.deadline, c.outgoing.clone())).unwrap_or((None, None))
+    with_current(|c| (c.deadline, c.outgoing().cloned())).unwrap_or((None, None))
 }
 
 /// The deadline of the call being handled on this task, if any: a proxy
 /// makes outgoing calls due no later than it, so a chain of calls shares one
 /// deadline.
 pub fn current_deadline() -> Option<Instant> {
-    CONTEXT.try_with(|c| c.deadline).ok().flatten()
+    with_current(|c| c.deadline).flatten()
 }
 
 /// Runs `future` with every call made in it carrying `id` as its
@@ -195,12 +285,11 @@ pub fn current_deadline() -> Option<Instant> {
 ///
 /// [`Error::Protocol`] when the id is longer than [`MAX_META_BYTES`].
 pub async fn correlate<F: Future>(id: impl Into<String>, future: F) -> Result<F::Output, Error> {
-    let mut context = context().unwrap_or_default();
-    let mut meta = context.outgoing.as_deref().cloned().unwrap_or_default();
+    let context = context().unwrap_or_default();
+    let mut meta = context.outgoing().map(|m| (**m).clone()).unwrap_or_default();
     meta.correlation = Some(Text::from(id.into()));
     meta.check().map_err(Error::Protocol)?;
-    context.outgoing = Some(Arc::new(meta));
-    Ok(context.scope(future).await)
+    Ok(context.with_outgoing(meta).scope(future).await)
 }
 
 /// Runs `future` with every call made in it carrying `annotations` (and
@@ -221,13 +310,12 @@ where
     K: Into<String>,
     V: Into<String>,
 {
-    let mut context = context().unwrap_or_default();
-    let mut meta = context.outgoing.as_deref().cloned().unwrap_or_default();
+    let context = context().unwrap_or_default();
+    let mut meta = context.outgoing().map(|m| (**m).clone()).unwrap_or_default();
     meta.annotations =
         annotations.into_iter().map(|(k, v)| (Text::from(k.into()), Text::from(v.into()))).collect();
     meta.check().map_err(Error::Protocol)?;
-    context.outgoing = Some(Arc::new(meta));
-    Ok(context.scope(future).await)
+    Ok(context.with_outgoing(meta).scope(future).await)
 }
 
 #[cfg(test)]

@@ -39,7 +39,8 @@ pub enum Started {
 }
 
 /// Starts one call on `object`, catching a panic in a synchronous method.
-pub fn start(object: Arc<dyn Exposed>, method: &str, args: Encoded, context: &CallContext) -> Started {
+#[inline]
+pub fn start(object: Arc<dyn Exposed>, method: &str, args: Encoded, context: &mut CallContext) -> Started {
     if context.deadline().is_some_and(|d| d <= std::time::Instant::now()) {
         return Started::Done(Err(RemoteError::new(
             RemoteErrorKind::DeadlineExceeded,
@@ -47,7 +48,7 @@ pub fn start(object: Arc<dyn Exposed>, method: &str, args: Encoded, context: &Ca
         )));
     }
     match std::panic::catch_unwind(AssertUnwindSafe(|| {
-        context.clone().sync_scope(|| object.dispatch(method, args))
+        crate::context::sync_borrowed(context, || object.dispatch(method, args))
     })) {
         Ok(Dispatch::Ready(reply)) => Started::Done(reply),
         Ok(Dispatch::Pending(future)) => Started::Running(future),
@@ -60,12 +61,12 @@ pub fn start(object: Arc<dyn Exposed>, method: &str, args: Encoded, context: &Ca
 /// As [`start`], for a call whose caller says whether it reads the
 /// results as a stream (`stream`): a caller and a method that disagree get
 /// a clear error, and a method that does not stream does not run.
-#[inline]
+#[inline(always)]
 pub fn start_as(
     object: Arc<dyn Exposed>,
     method: &str,
     args: Encoded,
-    context: &CallContext,
+    context: &mut CallContext,
     stream: bool,
 ) -> Started {
     if stream && object.methods().iter().any(|m| m.name == method && !m.stream) {
@@ -117,7 +118,8 @@ pub async fn finish(method: &str, future: ReplyFuture) -> Reply {
 /// remote error, and calls the method makes inherit the deadline. A
 /// streaming method is refused: its results are not one reply.
 pub async fn run(object: Arc<dyn Exposed>, method: &str, args: Encoded, context: CallContext) -> Reply {
-    let started = start(object, method, args, &context);
+    let mut context = context;
+    let started = start(object, method, args, &mut context);
     complete(started, method, context, "cannot be awaited as one reply").await
 }
 

@@ -66,10 +66,21 @@ impl Call {
     #[must_use]
     #[inline]
     pub fn with_meta(mut self, meta: Option<&std::sync::Arc<crate::context::CallMeta>>) -> Self {
-        if let Some(meta) = meta {
-            self.meta = Some(Box::new((**meta).clone()));
-        }
+        self.attach(meta);
         self
+    }
+
+    /// Makes the call carry `meta` (a correlation id, annotations), in place.
+    #[inline(always)]
+    pub fn attach(&mut self, meta: Option<&std::sync::Arc<crate::context::CallMeta>>) {
+        if let Some(meta) = meta {
+            self.attach_meta(meta);
+        }
+    }
+
+    #[cold]
+    fn attach_meta(&mut self, meta: &crate::context::CallMeta) {
+        self.meta = Some(Box::new(meta.clone()));
     }
 
     /// The same call, its results read as a stream.

@@ -113,13 +113,17 @@ impl<T: Serialize + Send + 'static> Stream<T> {
         I: IntoIterator<Item = T> + Send + 'static,
     {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<T>(64);
+        // The iterator runs in the context of the call that made it.
+        let context = crate::context::context().unwrap_or_default();
         let mut started = Some(move || {
-            for item in items {
-                if tx.blocking_send(item).is_err() {
-                    // The stream was dropped: stop producing.
-                    return;
+            context.sync_scope(|| {
+                for item in items {
+                    if tx.blocking_send(item).is_err() {
+                        // The stream was dropped: stop producing.
+                        return;
+                    }
                 }
-            }
+            });
         });
         let stream = futures::stream::poll_fn(move |cx| {
             if let Some(produce) = started.take() {
@@ -171,8 +175,10 @@ impl Source {
         T: Serialize + Send + 'static,
         F: FnOnce() -> Stream<T> + Send + 'static,
     {
+        // The method runs in its call's context, on the pool's thread too.
+        let context = crate::context::context().unwrap_or_default();
         Source::after(async move {
-            match tokio::task::spawn_blocking(method).await {
+            match tokio::task::spawn_blocking(move || context.sync_scope(method)).await {
                 Ok(stream) => stream,
                 Err(e) if e.is_panic() => Stream {
                     items: Box::pin(futures::stream::once(async move {

@@ -48,6 +48,12 @@ impl<'a> Reader<'a> {
         self.envelope.len().saturating_sub(self.at)
     }
 
+    /// The next byte, not taken.
+    #[inline(always)]
+    pub(crate) fn peek(&self) -> Option<u8> {
+        self.envelope.get(self.at).copied()
+    }
+
     #[inline(always)]
     pub(crate) fn byte(&mut self) -> Result<u8, String> {
         let b = self.envelope.get(self.at).copied().ok_or("the message ends early")?;

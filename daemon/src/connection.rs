@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::future::{AbortHandle, Abortable};
-use rmi_core::context::{CallContext, ConnectionInfo};
+use rmi_core::context::{CallContext, ConnectionContext, ConnectionInfo};
 use rmi_core::handshake::server_handshake;
 use rmi_core::idmap::IdMap;
 use rmi_core::link::{self, LinkOptions, MessageWriter};
@@ -81,6 +81,8 @@ struct Shared {
     info: Arc<ConnectionInfo>,
     /// The daemon's hooks, if it has any.
     hooks: Option<Arc<dyn Hooks>>,
+    /// Its calls' contexts' shared part.
+    contexts: ConnectionContext,
     /// Bytes that may wait in the writer before a stream waits to send.
     max_queued: usize,
 }
@@ -98,12 +100,12 @@ impl Shared {
     }
 
     async fn run_job(self: &Arc<Self>, job: Job) {
-        let Job { id, work, context, ticket } = job;
+        let Job { id, work, mut context, ticket } = job;
         let (method, started) = match work {
             Work::Call(object, call) => {
-                let (method, started, traced) = self.start_call(id, object, call, &context);
+                let (method, started, traced) = self.start_call(id, object, call, &mut context);
                 if let Started::Stream(source) = started {
-                    return self.clone().stream(id, source, ticket, traced).await;
+                    return self.clone().stream(id, source, ticket, traced, context).await;
                 }
                 (method, started)
             }
@@ -112,7 +114,7 @@ impl Shared {
         match started {
             Started::Done(reply) => self.complete(id, ticket, reply),
             Started::Blocking(call) => self.run_blocking(id, method, call, context, ticket),
-            Started::Stream(source) => self.clone().stream(id, source, ticket, None).await,
+            Started::Stream(source) => self.clone().stream(id, source, ticket, None, context).await,
             Started::Running(future) => {
                 let (abort, registration) = AbortHandle::new_pair();
                 self.calls().insert(id, abort);
@@ -131,10 +133,20 @@ impl Shared {
 
     /// Produces the stream a call returned, to its end or its cancel; the
     /// call holds its ticket until then.
-    async fn stream(self: Arc<Self>, id: u64, source: Source, ticket: Ticket, traced: Option<Traced>) {
+    async fn stream(
+        self: Arc<Self>,
+        id: u64,
+        source: Source,
+        ticket: Ticket,
+        traced: Option<Traced>,
+        context: CallContext,
+    ) {
         let (abort, registration) = AbortHandle::new_pair();
         self.calls().insert(id, abort);
-        let produce = self.streams.produce(id, source, &self.writer, &self.peer, self.max_queued);
+        // The producer runs in its call's context (its peer, its
+        // correlation id), as the method did.
+        let produce =
+            context.scope(self.streams.produce(id, source, &self.writer, &self.peer, self.max_queued));
         let produced = Abortable::new(produce, registration).await;
         self.calls().remove(&id);
         match produced {
@@ -159,7 +171,7 @@ impl Shared {
         id: u64,
         object: Arc<dyn Exposed>,
         call: Call,
-        context: &CallContext,
+        context: &mut CallContext,
     ) -> (Text, Started, Option<Traced>) {
         start_call(&self.scope, self.hooks.as_ref(), &self.info, (id, object, call), context)
     }
@@ -308,6 +320,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         tasks: TaskTracker::new(),
         streams: Streams::default(),
         max_queued: options.max_queued_per_connection,
+        contexts: ConnectionContext::new(Some(info.clone())),
         info: info.clone(),
         hooks: options.hooks.as_ref().map(|h| h.0.clone()),
     });
@@ -445,13 +458,13 @@ impl Starter<'_> {
     fn begin(&mut self, call: HeldCall, ticket: Ticket, more: bool) {
         let HeldCall { id, mut call, deadline } = call;
         let shared = self.shared;
-        let context = CallContext::incoming(deadline, Some(shared.info.clone()), call.meta.take());
+        let mut context = shared.contexts.call(deadline, call.meta.take());
         let Some(object) = self.object(&call.object) else {
             shared.complete(id, ticket, Err(self.not_found(&call.object)));
             return;
         };
         let work = if self.here {
-            let (method, started, traced) = shared.start_call(id, object, call, &context);
+            let (method, started, traced) = shared.start_call(id, object, call, &mut context);
             match started {
                 Started::Done(reply) => {
                     let size = reply.as_ref().map_or(64, rmi_core::Encoded::wire_len);
@@ -464,7 +477,7 @@ impl Starter<'_> {
                     return;
                 }
                 Started::Stream(source) => {
-                    shared.tasks.spawn(shared.clone().stream(id, source, ticket, traced));
+                    shared.tasks.spawn(shared.clone().stream(id, source, ticket, traced, context));
                     return;
                 }
                 Started::Running(future) => Work::Started(method, future),
@@ -508,9 +521,10 @@ impl Starter<'_> {
         let scope = self.shared.scope.clone();
         let hooks = self.shared.hooks.clone();
         let info = self.shared.info.clone();
-        let context = CallContext::incoming(deadline, Some(info.clone()), call.meta.take());
+        let mut context = self.shared.contexts.call(deadline, call.meta.take());
         self.daemon.calls.spawn(async move {
-            let (method, started, _) = start_call(&scope, hooks.as_ref(), &info, (0, object, call), &context);
+            let (method, started, _) =
+                start_call(&scope, hooks.as_ref(), &info, (0, object, call), &mut context);
             let reply = complete(started, &method, context, "a oneway call cannot return").await;
             if let Err(e) = reply {
                 tracing::info!(%method, "oneway call failed: {e}");
@@ -541,7 +555,7 @@ fn start_call(
     hooks: Option<&Arc<dyn Hooks>>,
     info: &Arc<ConnectionInfo>,
     (id, object, call): (u64, Arc<dyn Exposed>, Call),
-    context: &CallContext,
+    context: &mut CallContext,
 ) -> (Text, Started, Option<Traced>) {
     let scoped = call.args.carries_references() || object.per_connection();
     if !Traced::wanted(hooks) {

@@ -247,7 +247,7 @@ fn run_batch(target: Arc<dyn Exposed>, calls: Vec<(Text, Encoded)>, max_reply: u
     };
     batch.replies.replies.reserve(batch.calls.len());
     while let Some((method, args)) = batch.calls.next() {
-        match no_stream(start(batch.target.clone(), &method, args, &batch.context), &method) {
+        match no_stream(start(batch.target.clone(), &method, args, &mut batch.context), &method) {
             Started::Done(reply) => {
                 if !batch.replies.push(reply) {
                     break;
@@ -322,11 +322,11 @@ impl BatchRun {
     }
 
     /// Starts one call of the batch, in the connection's scope.
-    fn start(&self, method: &str, args: Encoded) -> Started {
+    fn start(&mut self, method: &str, args: Encoded) -> Started {
         let target = self.target.clone();
         let started = match &self.scope {
-            Some(scope) => scope.enter(|| start(target, method, args, &self.context)),
-            None => start(target, method, args, &self.context),
+            Some(scope) => scope.enter(|| start(target, method, args, &mut self.context)),
+            None => start(target, method, args, &mut self.context),
         };
         no_stream(started, method)
     }

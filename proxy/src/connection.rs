@@ -144,7 +144,7 @@ pub(crate) struct ClientConnection {
     /// This connection, to hand to the tasks it starts.
     me: Weak<ClientConnection>,
     /// The connection as the context of the daemon's calls back names it.
-    info: Arc<rmi_core::context::ConnectionInfo>,
+    contexts: rmi_core::context::ConnectionContext,
 }
 
 impl Drop for ClientConnection {
@@ -197,10 +197,9 @@ impl ClientConnection {
             hosted: Mutex::default(),
             reading: AtomicBool::new(false),
             me: me.clone(),
-            info: Arc::new(rmi_core::context::ConnectionInfo {
-                id: next_connection_id(),
-                peer: address.clone(),
-            }),
+            contexts: rmi_core::context::ConnectionContext::new(Some(Arc::new(
+                rmi_core::context::ConnectionInfo { id: next_connection_id(), peer: address.clone() },
+            ))),
         }))
     }
 

@@ -422,10 +422,12 @@ impl Proxy {
         args: Encoded,
         timeout: Option<Duration>,
     ) -> Result<(Encoded, Scope), Error> {
-        if !tracing::enabled!(tracing::Level::DEBUG) {
-            return self.call_untraced(method, args, timeout).await;
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            // Boxed, so that the untraced call's future stays as small as
+            // it was without tracing.
+            return Box::pin(self.call_traced(method, args, timeout)).await;
         }
-        self.call_traced(method, args, timeout).await
+        self.call_untraced(method, args, timeout).await
     }
 
     /// As [`Proxy::call_scoped`], in a span of its own (`rmi=debug`), with
@@ -491,7 +493,8 @@ impl Proxy {
             };
             let remaining =
                 if fresh { waited } else { deadline.map(|d| d.saturating_duration_since(Instant::now())) };
-            let call = Call::new(object, method.clone(), args.clone()).with_meta(meta.as_ref());
+            let mut call = Call::new(object, method.clone(), args.clone());
+            call.attach(meta.as_ref());
             match connection.send_call(call, deadline, waited, remaining).await {
                 Ok(reply) => return Ok((reply?, connection.scope())),
                 Err(CallFailure::NotSent(e)) => {

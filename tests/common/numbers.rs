@@ -31,6 +31,14 @@ fn rss() -> usize {
     kib * 1024
 }
 
+/// The current context's correlation id, and whether it knows its peer.
+fn seen() -> String {
+    let context = rmi::context();
+    let correlation = context.as_ref().and_then(|c| c.correlation_id()).unwrap_or("none").to_owned();
+    let peer = context.as_ref().and_then(|c| c.peer()).is_some();
+    format!("{correlation} peer={peer}")
+}
+
 /// Counts what a producer made, and whether it was dropped.
 #[derive(Debug, Default)]
 pub struct Tally {
@@ -110,6 +118,18 @@ impl Numbers {
         rmi::Stream::blocking((0..n).map(move |i| {
             Blob::from((0..size).map(|k| ((i + u64::from(k)) % 251) as u8).collect::<Vec<u8>>())
         }))
+    }
+
+    /// What the producer sees of its call's context, item by item: the
+    /// correlation id, and whether it knows the peer.
+    pub async fn context_seen(&self) -> rmi::Stream<String> {
+        rmi::Stream::new(futures::stream::iter(0..2).map(|_| seen()))
+    }
+
+    /// The same, from an iterator on the blocking pool.
+    pub fn context_seen_blocking(&self) -> rmi::Stream<String> {
+        let first = seen();
+        rmi::Stream::blocking(std::iter::once(first).chain((0..1).map(|_| seen())))
     }
 
     /// A plain method beside the streams.

@@ -101,7 +101,13 @@ impl Wire for Message {
                 let args = Encoded::decode_wire(&mut r, attachments)?;
                 let oneway = r.bool()?;
                 let stream = r.bool()?;
-                let meta = decode_meta(&mut r)?;
+                // Most calls carry no meta: one byte, read here.
+                let meta = if r.peek() == Some(0) {
+                    r.byte()?;
+                    None
+                } else {
+                    decode_meta(&mut r)?
+                };
                 Message::Call { id, remaining, call: Call { object, method, args, oneway, stream, meta } }
             }
             CANCEL => Message::Cancel { id: r.u64()? },
@@ -153,10 +159,14 @@ impl Wire for Inbound {
 
 #[inline(always)]
 fn encode_meta(meta: Option<&CallMeta>, out: &mut Vec<u8>) {
-    let Some(meta) = meta else {
-        out.push(0);
-        return;
-    };
+    match meta {
+        None => out.push(0),
+        Some(meta) => encode_some_meta(meta, out),
+    }
+}
+
+#[cold]
+fn encode_some_meta(meta: &CallMeta, out: &mut Vec<u8>) {
     out.push(1);
     match &meta.correlation {
         None => out.push(0),
@@ -174,7 +184,7 @@ fn encode_meta(meta: Option<&CallMeta>, out: &mut Vec<u8>) {
 
 /// Reads a call's meta, refusing one over the bounds (see
 /// [`CallMeta::check`]).
-#[inline]
+#[cold]
 fn decode_meta(r: &mut Reader<'_>) -> Result<Option<Box<CallMeta>>, String> {
     match r.byte()? {
         0 => Ok(None),

@@ -46,8 +46,8 @@ impl LocalLink {
         let scope = Scope::new(self.peer.clone(), link);
         let method = call.method;
         let refs = call.args.carries_references();
-        let context = crate::context::CallContext::incoming(deadline, None, call.meta);
-        let started = scope.enter_if(refs, || start(object, &method, call.args, &context));
+        let mut context = crate::context::CallContext::incoming(deadline, None, call.meta);
+        let started = scope.enter_if(refs, || start(object, &method, call.args, &mut context));
         let reply = complete(started, &method, context, "a local reference does not carry").await;
         // The reply "travels" to the caller here: what it exports, this
         // link's object space holds.

@@ -15,7 +15,6 @@ use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::future::{AbortHandle, Abortable};
-use rmi_core::context::CallContext;
 use rmi_core::exports::Exports;
 use rmi_core::idmap::IdMap;
 use rmi_core::invoke::{Started, finish, on_blocking_pool, start, stream_refused};
@@ -142,10 +141,10 @@ impl ClientConnection {
         mut call: Call,
         deadline: Option<Instant>,
     ) -> Option<Reply> {
-        let context = CallContext::incoming(deadline, Some(self.info.clone()), call.meta.take());
+        let mut context = self.contexts.call(deadline, call.meta.take());
         let method = call.method;
         let refs = call.args.carries_references();
-        let started = self.scope.enter_if(refs, || start(object, &method, call.args, &context));
+        let started = self.scope.enter_if(refs, || start(object, &method, call.args, &mut context));
         match started {
             Started::Done(reply) => Some(reply),
             Started::Blocking(blocking) => Some(on_blocking_pool(&method, blocking, context).await),
