@@ -66,3 +66,54 @@ async fn the_autoproxy_client_uses_its_thingies_and_the_server_releases_them() {
          Alive in the server after dropping them: 0\n"
     );
 }
+
+#[tokio::test]
+async fn the_stream_client_takes_five_lines_and_the_server_stops_its_producer() {
+    let mut server = spawn_example("stream_server", &["127.0.0.1:0"], &[]);
+    let mut lines = server.lines();
+    let ready = server.wait_for_line(&mut lines, |l| l.starts_with("Ready. Object uri = ")).await;
+    let uri = ready.trim_start_matches("Ready. Object uri = ").to_owned();
+    assert!(uri.starts_with("RMI:example.stream@127.0.0.1:"), "{uri}");
+
+    let client = spawn_example("stream_client", &[&uri, "--take", "5"], &[]);
+    let (status, out) = client.output().await;
+    assert!(status.success(), "{status}: {out}");
+    assert_eq!(out, "Prime 1: 2\nPrime 2: 3\nPrime 3: 5\nPrime 4: 7\nPrime 5: 11\n");
+
+    // The client dropped its stream: the server dropped the producer, which
+    // had made at least the five lines and, held back by the flow control,
+    // far from the million it would make for a client that reads them all.
+    server.wait_for_line(&mut lines, |l| l == "Streaming 1000000 primes").await;
+    let stopped = server.wait_for_line(&mut lines, |l| l.starts_with("Stopped after ")).await;
+    let made: u64 = stopped
+        .strip_prefix("Stopped after ")
+        .and_then(|l| l.strip_suffix(" lines: the client went away"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stopped:?}"));
+    assert!((5..1_000_000).contains(&made), "{stopped}");
+}
+
+#[tokio::test]
+async fn the_stream_client_reads_a_file_the_server_offers_to_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("three.txt");
+    // A last line without its newline, a CRLF and a byte that is not UTF-8.
+    std::fs::write(&file, b"alpha\nbeta\r\ng\xffmma").unwrap();
+    let mut server = spawn_example("stream_server", &["--file", file.to_str().unwrap()], &[]);
+    let mut lines = server.lines();
+    server.wait_for_line(&mut lines, |l| l == "Offering primes, three.txt").await;
+    let ready = server.wait_for_line(&mut lines, |l| l.starts_with("Ready. Object uri = ")).await;
+    let uri = ready.trim_start_matches("Ready. Object uri = ").to_owned();
+
+    let client = spawn_example("stream_client", &[&uri, "--source", "three.txt"], &[]);
+    let (status, out) = client.output().await;
+    assert!(status.success(), "{status}: {out}");
+    assert_eq!(out, "alpha\nbeta\ng\u{fffd}mma\n");
+    server.wait_for_line(&mut lines, |l| l == "Sent all 3 lines of three.txt").await;
+
+    // A source the server does not offer: the stream's error, exit status 1.
+    let client = spawn_example("stream_client", &[&uri, "--source", "/etc/passwd"], &[]);
+    let (status, out) = client.output().await;
+    assert!(!status.success(), "{status}: {out}");
+    assert_eq!(out, "");
+}

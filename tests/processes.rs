@@ -48,26 +48,49 @@ async fn the_chain_topology_across_five_processes() {
         let mut server = spawn_example("chain_server", &[n, next], &as_refs(&env));
         let mut lines = server.lines();
         server.wait_for_line(&mut lines, |l| l.starts_with(&format!("Server {n} ready"))).await;
-        servers.push((n, server, lines));
+        servers.push((n, next, server, lines));
     }
     let client = spawn_example("chain_client", &[], &as_refs(&env));
     let (status, out) = client.output().await;
     assert!(status.success(), "{status}: {out}");
+    let (first, result) = out.split_once('\n').unwrap_or_else(|| panic!("{out:?}"));
+    let id = first
+        .strip_prefix("Calling link 1 with correlation id ")
+        .unwrap_or_else(|| panic!("no correlation id in {first:?}"));
+    assert!(id.starts_with("chain-") && !id.contains(' '), "{id:?}");
     assert_eq!(
-        out,
+        result,
         "Result=[\"passed on from 1\", \"passed on from 2\", \"passed on from 3\", \"complete at 1\"]\n"
     );
-    for (n, server, lines) in &mut servers {
-        let next = match *n {
-            "1" => "2",
-            "2" => "3",
-            _ => "1",
-        };
-        let expected = format!("{n} forwarding the message to the object {next}");
+    // Every server printed the client's id with its pass.
+    expect_passes(&mut servers, id).await;
+
+    // An id of the caller's choosing goes round the same way.
+    let client = spawn_example("chain_client", &["--correlation-id", "req-42"], &as_refs(&env));
+    let (status, out) = client.output().await;
+    assert!(status.success(), "{status}: {out}");
+    assert!(out.starts_with("Calling link 1 with correlation id req-42\nResult=["), "{out}");
+    expect_passes(&mut servers, "req-42").await;
+}
+
+/// One chain server: its number, the next one's, the process, its output.
+type ChainServer = (
+    &'static str,
+    &'static str,
+    common::Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+);
+
+/// Waits until each chain server printed its pass of a round that carried
+/// the correlation id `id`, and server 1 that the chain closed.
+async fn expect_passes(servers: &mut [ChainServer], id: &str) {
+    for (n, next, server, lines) in servers.iter_mut() {
+        let expected = format!("{n} forwarding the message to the object {next} [correlation id {id}]");
         server.wait_for_line(lines, |l| l == expected).await;
     }
-    let (_, server1, lines1) = &mut servers[0];
-    server1.wait_for_line(lines1, |l| l == "Back at 1; the chain is closed!").await;
+    let (_, _, server1, lines1) = &mut servers[0];
+    let closed = format!("Back at 1; the chain is closed! [correlation id {id}]");
+    server1.wait_for_line(lines1, |l| l == closed).await;
 }
 
 /// A registration the name server acknowledged: name, URI, tags.

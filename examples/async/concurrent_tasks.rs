@@ -21,15 +21,24 @@
 //! integers, C(n, i) = C(n, i - 1) · (n - i + 1) / i, which divides exactly
 //! at each step (the seed divides floats and prints `184756.0`).
 
-#[allow(dead_code)]
-#[path = "../common/flags.rs"]
-mod flags;
+#[path = "../common/seconds.rs"]
+mod seconds;
 
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::Parser;
 
-const USAGE: &str = "usage: concurrent_tasks [--step <seconds>]   (default 1)";
+/// Runs factorial(10), fibonacci(10) and binomial_coefficient(20, 10) as
+/// three tasks on one thread; each step prints a line and sleeps, so the
+/// lines interleave.
+#[derive(Debug, Parser)]
+#[command(name = "concurrent_tasks")]
+struct Cli {
+    /// The sleep after each step, in seconds.
+    #[arg(long, value_name = "SECONDS", value_parser = seconds::parse, default_value = "1")]
+    step: Duration,
+}
 
 /// n!, one step per factor.
 async fn factorial(n: u64, step: Duration) -> u64 {
@@ -70,8 +79,7 @@ async fn binomial_coefficient(n: u64, k: u64, step: Duration) -> u64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let flags = flags::Flags::parse(USAGE, &["--step"], &[])?;
-    let step = flags.seconds("--step", Duration::from_secs(1))?;
+    let Cli { step } = Cli::parse();
     let tasks = [
         tokio::spawn(factorial(10, step)),
         tokio::spawn(fibonacci(10, step)),

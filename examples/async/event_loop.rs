@@ -24,21 +24,70 @@
 //! work is an async sleep, which would let other tasks run meanwhile.
 
 #[allow(dead_code)]
-#[path = "../common/flags.rs"]
-mod flags;
-#[allow(dead_code)]
 mod rng;
+#[path = "../common/seconds.rs"]
+mod seconds;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::Parser;
 use rng::SplitMix64;
 use tokio::sync::mpsc;
 
-const USAGE: &str =
-    "usage: event_loop [--end <s>] [--delay <s>] [--a <lo-hi>] [--b <lo-hi>] [--c <lo-hi>] [--seed <n>]
-  (defaults: --end 60 --delay 1 --a 0-5 --b 3-7 --c 5-10, all in seconds)";
+/// An event loop of three callbacks, task A, B and C: each works a random
+/// time, then schedules the next (A → B → C → A …) a delay later, until the
+/// loop's clock passes the end time. All times are in seconds; the defaults
+/// are the seed's (a run of about a minute).
+#[derive(Debug, Parser)]
+#[command(
+    name = "event_loop",
+    after_help = "Example, in a few seconds: event_loop --end 3 --delay 0.2 --a 0-0.5 --b 0.3-0.7 --c 0.5-1"
+)]
+struct Cli {
+    /// When the callbacks stop scheduling each other, from the loop's start.
+    #[arg(long, value_name = "SECONDS", value_parser = seconds::parse, default_value = "60")]
+    end: Duration,
+
+    /// How long after a callback the next one runs.
+    #[arg(long, value_name = "SECONDS", value_parser = seconds::parse, default_value = "1")]
+    delay: Duration,
+
+    /// The range of task A's work time.
+    #[arg(long, value_name = "LOW-HIGH", value_parser = work_range, default_value = "0-5")]
+    a: WorkRange,
+
+    /// The range of task B's work time.
+    #[arg(long, value_name = "LOW-HIGH", value_parser = work_range, default_value = "3-7")]
+    b: WorkRange,
+
+    /// The range of task C's work time.
+    #[arg(long, value_name = "LOW-HIGH", value_parser = work_range, default_value = "5-10")]
+    c: WorkRange,
+
+    /// The seed of the random work times, to replay a run (default: one
+    /// from the clock).
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+}
+
+/// How long a task may work: from `low` to `high`.
+#[derive(Debug, Clone, Copy)]
+struct WorkRange {
+    low: Duration,
+    high: Duration,
+}
+
+/// Parses `low-high` in seconds (`0-5`, `0.1-0.25`).
+fn work_range(text: &str) -> Result<WorkRange, String> {
+    let (low, high) = text.split_once('-').ok_or_else(|| format!("{text:?} is not <low>-<high>"))?;
+    let (low, high) = (seconds::parse(low)?, seconds::parse(high)?);
+    if low > high {
+        return Err(format!("{text:?} ends before it starts"));
+    }
+    Ok(WorkRange { low, high })
+}
 
 /// The three callbacks.
 #[derive(Debug, Clone, Copy)]
@@ -69,7 +118,7 @@ struct EventLoop {
     /// How long after a callback the next one runs (the seed's 1 s).
     delay: Duration,
     /// The range of each task's work time: A, B, C.
-    work: [(Duration, Duration); 3],
+    work: [WorkRange; 3],
     /// `stop()` sends here; `main` waits for it.
     stop: mpsc::UnboundedSender<()>,
 }
@@ -100,7 +149,7 @@ impl EventLoop {
     /// callback, or stops the loop when the next would start past the end.
     async fn run(self: Arc<Self>, task: Task, mut rng: SplitMix64) {
         println!("task_{task:?} called");
-        let (low, high) = self.work[task as usize];
+        let WorkRange { low, high } = self.work[task as usize];
         tokio::time::sleep(rng.between(low, high)).await;
         if self.time() + self.delay < self.end {
             self.call_later(self.delay, task.next(), rng);
@@ -110,32 +159,18 @@ impl EventLoop {
     }
 }
 
-/// Parses `low-high` in seconds (`0-5`, `0.1-0.25`).
-fn range(flags: &flags::Flags, name: &str, default: (u64, u64)) -> anyhow::Result<(Duration, Duration)> {
-    let Some(text) = flags.text(name) else {
-        return Ok((Duration::from_secs(default.0), Duration::from_secs(default.1)));
-    };
-    let parse = |s: &str| s.trim().parse::<f64>().ok().and_then(|s| Duration::try_from_secs_f64(s).ok());
-    let (low, high) = text
-        .split_once('-')
-        .and_then(|(low, high)| Some((parse(low)?, parse(high)?)))
-        .filter(|(low, high)| low <= high)
-        .with_context(|| format!("{name} {text:?}: expected <low>-<high> in seconds\n{USAGE}"))?;
-    Ok((low, high))
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let flags = flags::Flags::parse(USAGE, &["--end", "--delay", "--a", "--b", "--c", "--seed"], &[])?;
+    let cli = Cli::parse();
     let (stop, mut stopped) = mpsc::unbounded_channel();
     let event_loop = Arc::new(EventLoop {
         start: Instant::now(),
-        end: flags.seconds("--end", Duration::from_secs(60))?,
-        delay: flags.seconds("--delay", Duration::from_secs(1))?,
-        work: [range(&flags, "--a", (0, 5))?, range(&flags, "--b", (3, 7))?, range(&flags, "--c", (5, 10))?],
+        end: cli.end,
+        delay: cli.delay,
+        work: [cli.a, cli.b, cli.c],
         stop,
     });
-    let rng = SplitMix64::new(flags.get("--seed", SplitMix64::clock_seed())?);
+    let rng = SplitMix64::new(cli.seed.unwrap_or_else(SplitMix64::clock_seed));
     event_loop.call_later(Duration::ZERO, Task::A, rng);
     // run_forever: until a callback stops the loop.
     stopped.recv().await.context("the loop ended without being stopped")?;

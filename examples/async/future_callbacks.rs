@@ -19,18 +19,41 @@
 //! for any N: [`Natural`] is a small big-integer type that multiplies by a
 //! machine word, which is all a factorial needs.
 
-#[allow(dead_code)]
-#[path = "../common/flags.rs"]
-mod flags;
+#[path = "../common/seconds.rs"]
+mod seconds;
 
 use std::fmt;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use clap::Parser;
 use tokio::sync::oneshot;
 
-const USAGE: &str = "usage: future_callbacks <N1> <N2> [--sum-step <seconds>] [--factorial-step <seconds>]
-  (defaults 1 and 2 seconds per step)";
+/// Two coroutines fill two futures, one with 1 + 2 + … + N1, the other with
+/// N2! (exact, however large); a callback on each prints its result as soon
+/// as it is set.
+#[derive(Debug, Parser)]
+#[command(
+    name = "future_callbacks",
+    after_help = "Example: future_callbacks 50 50 --sum-step 0 --factorial-step 0"
+)]
+struct Cli {
+    /// Sum the integers 1 to N1.
+    #[arg(value_name = "N1")]
+    n1: u32,
+
+    /// Compute N2!.
+    #[arg(value_name = "N2")]
+    n2: u32,
+
+    /// The sleep after each step of the sum, in seconds.
+    #[arg(long, value_name = "SECONDS", value_parser = seconds::parse, default_value = "1")]
+    sum_step: Duration,
+
+    /// The sleep after each step of the factorial, in seconds.
+    #[arg(long, value_name = "SECONDS", value_parser = seconds::parse, default_value = "2")]
+    factorial_step: Duration,
+}
 
 /// A natural number of any size, in base 10⁹ digits, least significant
 /// first: printing it in decimal is then just printing the digits.
@@ -133,12 +156,7 @@ fn add_done_callback<T: Send + 'static>(
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let flags = flags::Flags::parse(USAGE, &["--sum-step", "--factorial-step"], &[])?;
-    let [n1, n2] = flags.positional() else { bail!("{USAGE}") };
-    let n1: u32 = n1.parse().with_context(|| format!("N1 {n1:?} is not a natural number\n{USAGE}"))?;
-    let n2: u32 = n2.parse().with_context(|| format!("N2 {n2:?} is not a natural number\n{USAGE}"))?;
-    let sum_step = flags.seconds("--sum-step", Duration::from_secs(1))?;
-    let factorial_step = flags.seconds("--factorial-step", Duration::from_secs(2))?;
+    let Cli { n1, n2, sum_step, factorial_step } = Cli::parse();
 
     let (sum, sum_future) = oneshot::channel();
     let (factorial, factorial_future) = oneshot::channel();

@@ -30,17 +30,30 @@
 //! would otherwise be a future of infinite size.
 
 #[allow(dead_code)]
-#[path = "../common/flags.rs"]
-mod flags;
-#[allow(dead_code)]
 mod rng;
+#[path = "../common/seconds.rs"]
+mod seconds;
 
 use std::time::Duration;
 
+use clap::Parser;
 use rng::SplitMix64;
 
-const USAGE: &str =
-    "usage: state_machine [--seed <n>] [--step <seconds>]   (default: a seed from the clock, 1 s)";
+/// A finite-state machine of coroutines: states S0 to S4 call each other on
+/// random 0/1 transitions until the end state, then the start state prints
+/// the path taken.
+#[derive(Debug, Parser)]
+#[command(name = "state_machine")]
+struct Cli {
+    /// The seed of the random transitions, to replay a run (default: one
+    /// from the clock, printed on stderr).
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+
+    /// How long each state waits before it moves on, in seconds.
+    #[arg(long, value_name = "SECONDS", value_parser = seconds::parse, default_value = "1")]
+    step: Duration,
+}
 
 /// What the states share: the random draws and the time each state takes.
 #[derive(Debug)]
@@ -114,10 +127,10 @@ async fn end_state(_machine: &mut Machine, entered_with: u8) -> String {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let flags = flags::Flags::parse(USAGE, &["--seed", "--step"], &[])?;
-    let seed = flags.get("--seed", SplitMix64::clock_seed())?;
-    let step = flags.seconds("--step", Duration::from_secs(1))?;
-    if flags.text("--seed").is_none() {
+    let cli = Cli::parse();
+    let seed = cli.seed.unwrap_or_else(SplitMix64::clock_seed);
+    let step = cli.step;
+    if cli.seed.is_none() {
         eprintln!("(seed {seed}: --seed {seed} replays this run)");
     }
     start_state(&mut Machine { rng: SplitMix64::new(seed), step }).await;

@@ -12,12 +12,24 @@ mod interface;
 
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use interface::FactoryProxy;
+
+/// Asks the autoproxy server's factory for two thingies, uses them through
+/// their proxies, and drops them: the server releases them at once.
+#[derive(Debug, Parser)]
+#[command(name = "autoproxy_client")]
+struct Cli {
+    /// The factory's URI, as the server printed it; the default is looked up
+    /// in the name server.
+    #[arg(default_value = "RMINAME:example.autoproxy")]
+    uri: String,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let uri = std::env::args().nth(1).unwrap_or_else(|| "RMINAME:example.autoproxy".to_owned());
-    let factory = FactoryProxy::new(uri.as_str())?;
+    let cli = Cli::parse();
+    let factory = FactoryProxy::new(cli.uri.as_str())?;
     let first = factory.create("first".into()).await?.proxy();
     let second = factory.create("second".into()).await?.proxy();
     second.set_value(99).await?;

@@ -15,6 +15,7 @@ mod serve;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use clap::Parser;
 use interface::{Factory, FactoryObject, Thingy, ThingyObject, ThingyProxy};
 use rmi::Remote;
 
@@ -67,7 +68,21 @@ impl Factory for Maker {
     }
 }
 
+/// Hosts a factory whose create returns new objects by reference (Pyro's
+/// autoproxy), each released when its client drops it or goes away.
+/// Registers example.autoproxy with the name server when there is one. Stop
+/// it with Ctrl-C.
+#[derive(Debug, Parser)]
+#[command(name = "autoproxy_server")]
+struct Cli {
+    /// Where to listen, as host:port; port 0 picks a free one.
+    #[arg(default_value = "127.0.0.1:0")]
+    bind: String,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    serve::serve_named(NAME, |daemon| daemon.register(FactoryObject(Maker::default()), Some(NAME))).await
+    let cli = Cli::parse();
+    serve::serve_named(&cli.bind, NAME, |daemon| daemon.register(FactoryObject(Maker::default()), Some(NAME)))
+        .await
 }

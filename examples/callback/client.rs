@@ -11,6 +11,7 @@
 #[allow(dead_code)]
 mod interface;
 
+use clap::Parser;
 use interface::{JobsProxy, Progress, ProgressObject};
 use rmi::Remote;
 
@@ -23,10 +24,22 @@ impl Progress for Printer {
     }
 }
 
+/// Starts a job of 4 steps on the callback server and prints its progress as
+/// the server reports it, through a local object passed with the call (no
+/// daemon and no open port here).
+#[derive(Debug, Parser)]
+#[command(name = "callback_client")]
+struct Cli {
+    /// The server's URI, as it printed it; the default is looked up in the
+    /// name server.
+    #[arg(default_value = "RMINAME:example.callback")]
+    uri: String,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let uri = std::env::args().nth(1).unwrap_or_else(|| "RMINAME:example.callback".to_owned());
-    let jobs = JobsProxy::new(uri.as_str())?;
+    let cli = Cli::parse();
+    let jobs = JobsProxy::new(cli.uri.as_str())?;
     println!("Starting a job of 4 steps");
     let summary = jobs.run(4, Remote::new(ProgressObject(Printer))).await?;
     println!("Job done: {summary}");

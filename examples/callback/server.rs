@@ -18,6 +18,7 @@ mod serve;
 
 use std::time::Duration;
 
+use clap::Parser;
 use interface::{Jobs, JobsObject, ProgressProxy};
 use rmi::Remote;
 
@@ -42,7 +43,19 @@ impl Jobs for Worker {
     }
 }
 
+/// Runs long jobs and calls each client back with its progress, over the
+/// connection the client opened. Registers example.callback with the name
+/// server when there is one. Stop it with Ctrl-C.
+#[derive(Debug, Parser)]
+#[command(name = "callback_server")]
+struct Cli {
+    /// Where to listen, as host:port; port 0 picks a free one.
+    #[arg(default_value = "127.0.0.1:0")]
+    bind: String,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    serve::serve_named(NAME, |daemon| daemon.register(JobsObject(Worker), Some(NAME))).await
+    let cli = Cli::parse();
+    serve::serve_named(&cli.bind, NAME, |daemon| daemon.register(JobsObject(Worker), Some(NAME))).await
 }

@@ -1,26 +1,28 @@
-//! How the small example servers (greeting, callback, autoproxy) serve their
-//! one object: bound where the first argument says (127.0.0.1:0 by default),
-//! registered with the name server when there is one, served until Ctrl-C,
-//! and removed from the name server on the way out.
+//! How the small example servers (greeting, callback, autoproxy, stream)
+//! serve their one object: bound where their command line says
+//! (127.0.0.1:0 by default), registered with the name server when there is
+//! one, served until Ctrl-C, and removed from the name server on the way
+//! out.
 //!
-//! Each server includes it with `#[path = "../common/serve.rs"] mod serve;`.
+//! Each server includes it with `#[path = "../common/serve.rs"] mod serve;`
+//! and passes the bind address from its own clap arguments.
 
 use rmi::{Daemon, DaemonError, ObjectUri};
 
-/// Binds a daemon, lets `register` register the object as `name` in it,
-/// registers it with the name server too (if `rmi::locate_ns` finds one),
-/// prints its URI and serves until Ctrl-C.
+/// Binds a daemon at `bind`, lets `register` register the object as `name`
+/// in it, registers it with the name server too (if `rmi::locate_ns` finds
+/// one), prints its URI and serves until Ctrl-C.
 ///
 /// # Errors
 ///
 /// The bind address is bad or taken, the name server refused the name, or
 /// the daemon stopped with an error.
 pub(crate) async fn serve_named(
+    bind: &str,
     name: &str,
     register: impl FnOnce(&Daemon) -> Result<ObjectUri, DaemonError>,
 ) -> anyhow::Result<()> {
-    let bind = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".to_owned());
-    let daemon = Daemon::bind(&bind).await?;
+    let daemon = Daemon::bind(bind).await?;
     let uri = register(&daemon)?;
     let ns = match rmi::locate_ns(None).await {
         Ok(ns) => {

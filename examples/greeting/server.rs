@@ -16,6 +16,7 @@ mod interface;
 #[path = "../common/serve.rs"]
 mod serve;
 
+use clap::Parser;
 use interface::{Greeting, GreetingObject};
 
 /// The name clients look up.
@@ -30,7 +31,20 @@ impl Greeting for GreetingMaker {
     }
 }
 
+/// Hosts a greeting object and registers it with the name server as
+/// example.greeting (without a name server, clients need the URI it prints).
+/// Stop it with Ctrl-C.
+#[derive(Debug, Parser)]
+#[command(name = "greeting_server")]
+struct Cli {
+    /// Where to listen, as host:port; port 0 picks a free one.
+    #[arg(default_value = "127.0.0.1:0")]
+    bind: String,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    serve::serve_named(NAME, |daemon| daemon.register(GreetingObject(GreetingMaker), Some(NAME))).await
+    let cli = Cli::parse();
+    serve::serve_named(&cli.bind, NAME, |daemon| daemon.register(GreetingObject(GreetingMaker), Some(NAME)))
+        .await
 }

@@ -12,9 +12,6 @@
 //! leaves a file that looks complete. A mismatch or a connection that
 //! closes early is an error (exit status 1).
 
-#[allow(dead_code)]
-#[path = "../common/flags.rs"]
-mod flags;
 mod transfer;
 
 use std::io::Write;
@@ -22,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use clap::Parser;
 use sha2::Digest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -33,16 +31,27 @@ const DEFAULT_ADDRESS: &str = "127.0.0.1:60000";
 /// How long the client waits for a connection or for the next bytes.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-const USAGE: &str =
-    "usage: file_client [--connect <host:port>] [--out <file>]   (default 127.0.0.1:60000, received.txt)";
+/// Greets the file server, receives its file, checks its size and SHA-256,
+/// and writes it to --out. The bytes go to <OUT>.part while they arrive,
+/// renamed to <OUT> only when both match; a mismatch or a transfer cut short
+/// is an error (exit status 1).
+#[derive(Debug, Parser)]
+#[command(name = "file_client")]
+struct Cli {
+    /// The file server's address.
+    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_ADDRESS)]
+    connect: String,
+
+    /// Where to write the file.
+    #[arg(long, value_name = "FILE", default_value = "received.txt")]
+    out: PathBuf,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let flags = flags::Flags::parse(USAGE, &["--connect", "--out"], &[])?;
-    let address = flags.text("--connect").unwrap_or(DEFAULT_ADDRESS);
-    let out = PathBuf::from(flags.text("--out").unwrap_or("received.txt"));
+    let Cli { connect: address, out } = Cli::parse();
     let partial = PathBuf::from(format!("{}.part", out.display()));
-    let received = receive(address, &partial).await;
+    let received = receive(&address, &partial).await;
     let (size, digest) = match received {
         Ok(done) => done,
         Err(e) => {

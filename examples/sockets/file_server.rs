@@ -15,9 +15,6 @@
 //! (logged on stderr). The file is opened afresh for each client, so it may
 //! be replaced between transfers. Stop it with Ctrl-C.
 
-#[allow(dead_code)]
-#[path = "../common/flags.rs"]
-mod flags;
 mod transfer;
 
 use std::io::Read;
@@ -27,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use clap::Parser;
 use sha2::Digest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
@@ -38,15 +36,28 @@ const DEFAULT_ADDRESS: &str = "127.0.0.1:60000";
 /// How long a client may take to greet the server.
 const GREETING_TIMEOUT: Duration = Duration::from_secs(10);
 
-const USAGE: &str = "usage: file_server <file> [--bind <host:port>]   (default 127.0.0.1:60000)";
+/// A plain TCP server (no rmi) that sends FILE to every client that greets
+/// it, framed so that the client can check it: its size, its bytes in 64 KiB
+/// chunks, then its SHA-256. Each client is served on a task of its own; the
+/// file is opened afresh for each. Stop it with Ctrl-C.
+#[derive(Debug, Parser)]
+#[command(name = "file_server")]
+struct Cli {
+    /// The file to send.
+    file: PathBuf,
+
+    /// Where to listen, as host:port; port 0 picks a free one (the first line
+    /// says which).
+    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_ADDRESS)]
+    bind: String,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let flags = flags::Flags::parse(USAGE, &["--bind"], &[])?;
-    let [file] = flags.positional() else { bail!("{USAGE}") };
-    let file: Arc<Path> = PathBuf::from(file).into();
+    let cli = Cli::parse();
+    let file: Arc<Path> = cli.file.into();
     let size = std::fs::metadata(&file).with_context(|| format!("cannot read {}", file.display()))?.len();
-    let address = flags.text("--bind").unwrap_or(DEFAULT_ADDRESS);
+    let address = cli.bind.as_str();
     let listener = TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))?;
     println!("File server listening on {}", listener.local_addr()?);
     println!("Serving {} ({size} bytes)", file.display());

@@ -7,13 +7,10 @@
 //! Time connection server:Mon Nov 24 22:17:03 2025 UTC
 //! ```
 
-#[allow(dead_code)]
-#[path = "../common/flags.rs"]
-mod flags;
-
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::Parser;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -23,19 +20,22 @@ const DEFAULT_ADDRESS: &str = "127.0.0.1:9999";
 /// The most the client reads, as the seed's `recv(1024)`.
 const MAX_REPLY: u64 = 1024;
 
-const USAGE: &str = "usage: time_client [<host:port>]   (default 127.0.0.1:9999)";
-
 /// How long the client waits for the server.
 const PATIENCE: Duration = Duration::from_secs(10);
 
+/// Connects to the time server, reads what it sends (up to 1024 bytes, until
+/// it closes) and prints it.
+#[derive(Debug, Parser)]
+#[command(name = "time_client")]
+struct Cli {
+    /// The time server's address.
+    #[arg(value_name = "HOST:PORT", default_value = DEFAULT_ADDRESS)]
+    address: String,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let flags = flags::Flags::parse(USAGE, &[], &[])?;
-    let address = match flags.positional() {
-        [] => DEFAULT_ADDRESS.to_owned(),
-        [address] => address.clone(),
-        _ => anyhow::bail!("{USAGE}"),
-    };
+    let Cli { address } = Cli::parse();
     let exchange = async {
         let stream =
             TcpStream::connect(&address).await.with_context(|| format!("cannot connect to {address}"))?;

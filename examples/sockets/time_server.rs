@@ -12,25 +12,32 @@
 //! client. The time is UTC in `ctime` style (`Mon Nov 24 22:17:03 2025 UTC`),
 //! computed from the system clock without a date crate. Stop it with Ctrl-C.
 
-#[allow(dead_code)]
-#[path = "../common/flags.rs"]
-mod flags;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use clap::Parser;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// The seed's port.
 const DEFAULT_ADDRESS: &str = "127.0.0.1:9999";
 
-const USAGE: &str = "usage: time_server [--bind <host:port>]   (default 127.0.0.1:9999)";
+/// A plain TCP server (no rmi) that sends each client the current date and
+/// time (UTC) as text, then closes the connection; it logs who connected.
+/// Stop it with Ctrl-C.
+#[derive(Debug, Parser)]
+#[command(name = "time_server")]
+struct Cli {
+    /// Where to listen, as host:port; port 0 picks a free one (the first line
+    /// says which).
+    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_ADDRESS)]
+    bind: String,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let flags = flags::Flags::parse(USAGE, &["--bind"], &[])?;
-    let address = flags.text("--bind").unwrap_or(DEFAULT_ADDRESS);
+    let cli = Cli::parse();
+    let address = cli.bind.as_str();
     let listener = TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))?;
     println!("Time server listening on {}", listener.local_addr()?);
     let ctrl_c = tokio::signal::ctrl_c();

@@ -27,23 +27,43 @@
 //! It prints `Ready. Object uri = <uri>` once serving, and a line for each
 //! lease that runs out. Stop it with Ctrl-C (it removes its name).
 
-#[allow(dead_code)]
-#[path = "../common/flags.rs"]
-mod flags;
 // The broker implements `Broker` and never uses the worker's interface.
 #[allow(dead_code)]
 mod interface;
+#[path = "../common/seconds.rs"]
+mod seconds;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::Parser;
 use interface::{BROKER_NAME, Broker, BrokerObject, Lease, Outcome, Task};
 use tokio::sync::Notify;
 
-const USAGE: &str = "usage: task_broker [--bind <host:port>] [--lease <seconds>] [--name <name>]
-  (defaults: 127.0.0.1:0, 30, example.tasks.broker)";
+/// The broker of the Celery-style task queue: holds the queue as an rmi
+/// object registered in the name server, which clients submit tasks to and
+/// workers pull them from. A task is leased to one worker at a time, and
+/// goes back in the queue if its lease runs out (the worker died). Needs a
+/// name server (rmi-naming). Stop it with Ctrl-C.
+#[derive(Debug, Parser)]
+#[command(name = "task_broker")]
+struct Cli {
+    /// Where the broker's daemon listens, as host:port; port 0 picks a free
+    /// one.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:0")]
+    bind: String,
+
+    /// How long a worker's lease on a task lasts without renewal, in
+    /// seconds; then the task goes to another worker.
+    #[arg(long, value_name = "SECONDS", value_parser = seconds::parse, default_value = "30")]
+    lease: Duration,
+
+    /// The name the broker registers in the name server.
+    #[arg(long, default_value = BROKER_NAME)]
+    name: String,
+}
 
 /// Where a task is.
 #[derive(Debug)]
@@ -264,16 +284,13 @@ impl Broker for Queue {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let flags = flags::Flags::parse(USAGE, &["--bind", "--lease", "--name"], &[])?;
-    let bind = flags.text("--bind").unwrap_or("127.0.0.1:0");
-    let lease = flags.seconds("--lease", Duration::from_secs(30))?;
+    let Cli { bind, lease, name } = Cli::parse();
     if lease.is_zero() {
         anyhow::bail!("--lease must be more than 0 seconds");
     }
-    let name = flags.text("--name").unwrap_or(BROKER_NAME).to_owned();
 
     let queue = Queue::new(lease);
-    let daemon = rmi::Daemon::bind(bind).await?;
+    let daemon = rmi::Daemon::bind(&bind).await?;
     let uri = daemon.register(BrokerObject(queue.clone()), Some("broker"))?;
     let ns = rmi::locate_ns(None).await.context("the task queue needs a name server (run rmi-naming)")?;
     ns.register(&name, &uri).await?;

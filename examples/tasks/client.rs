@@ -17,24 +17,60 @@
 //! `--broker <URI>` (default `RMINAME:example.tasks.broker`), `--timeout
 //! <seconds>` for each result (default 60).
 
-#[allow(dead_code)]
-#[path = "../common/flags.rs"]
-mod flags;
 // The client names tasks; only workers run them.
 #[allow(dead_code)]
 mod app;
 // The client uses only the broker's proxy.
 #[allow(dead_code)]
 mod interface;
+#[path = "../common/seconds.rs"]
+mod seconds;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
 use interface::{BROKER_NAME, BrokerProxy, Outcome};
 
-const USAGE: &str = "usage: task_client [add <x> <y> | --many <n>] [--broker <URI>] [--timeout <seconds>]
-  (defaults: add 5 5, RMINAME:example.tasks.broker, 60)";
+/// Queues add(5, 5) on the Celery-style task queue with delay, which returns
+/// a result handle at once, then waits on the handle for the result. Needs
+/// the broker and a worker running.
+#[derive(Debug, Parser)]
+#[command(name = "task_client", after_help = "Examples: task_client add -7 3; task_client --many 1000")]
+struct Cli {
+    /// The task to queue (default: add 5 5).
+    #[arg(value_enum, requires_all = ["x", "y"], conflicts_with = "many")]
+    task: Option<TaskName>,
+
+    /// The task's first argument.
+    #[arg(allow_negative_numbers = true)]
+    x: Option<i64>,
+
+    /// The task's second argument.
+    #[arg(allow_negative_numbers = true)]
+    y: Option<i64>,
+
+    /// Queue add(i, i) for i in 0..N at once instead, then collect every
+    /// result and say how many tasks each worker ran.
+    #[arg(long, value_name = "N")]
+    many: Option<i64>,
+
+    /// The broker's URI.
+    #[arg(long, value_name = "URI", default_value_t = format!("RMINAME:{BROKER_NAME}"))]
+    broker: String,
+
+    /// How long to wait for each result, in seconds.
+    #[arg(long, value_name = "SECONDS", value_parser = seconds::parse, default_value = "60")]
+    timeout: Duration,
+}
+
+/// The tasks the client can queue (`app.rs` has them).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TaskName {
+    // add(x, y) = x + y (no doc comment: clap would list it as a long help).
+    Add,
+}
 
 /// How long one long poll for a result waits: well under the proxy's call
 /// timeout (30 s).
@@ -86,22 +122,17 @@ impl AsyncResult {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let flags = flags::Flags::parse(USAGE, &["--broker", "--timeout", "--many"], &[])?;
-    let broker_uri = flags.text("--broker").map_or_else(|| format!("RMINAME:{BROKER_NAME}"), str::to_owned);
-    let timeout = flags.seconds("--timeout", Duration::from_secs(60))?;
-    let add = TaskFunction { broker: BrokerProxy::new(broker_uri.as_str())?, name: app::ADD };
+    let cli = Cli::parse();
+    let timeout = cli.timeout;
+    let add = TaskFunction { broker: BrokerProxy::new(cli.broker.as_str())?, name: app::ADD };
 
-    if let Some(n) = flags.text("--many") {
-        let n: i64 = n.parse().with_context(|| format!("--many {n:?}: not a number\n{USAGE}"))?;
+    if let Some(n) = cli.many {
         return many(&add, n, timeout).await;
     }
-    let (x, y) = match flags.positional() {
-        [] => (5, 5),
-        [task, x, y] if task == app::ADD => (
-            x.parse().with_context(|| format!("{x:?} is not an integer"))?,
-            y.parse().with_context(|| format!("{y:?} is not an integer"))?,
-        ),
-        _ => bail!("{USAGE}"),
+    // clap requires both arguments with the task; add is the only task.
+    let (x, y) = match (cli.task, cli.x, cli.y) {
+        (Some(TaskName::Add), Some(x), Some(y)) => (x, y),
+        _ => (5, 5),
     };
     let result = add.delay(vec![x, y]).await?;
     println!("Sent add({x}, {y}) as task {}", result.label);

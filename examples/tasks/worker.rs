@@ -29,25 +29,45 @@
 //! `RMINAME:example.tasks.broker`).
 
 mod app;
-#[allow(dead_code)]
-#[path = "../common/flags.rs"]
-mod flags;
 // The worker uses the broker's proxy and implements the worker control.
 #[allow(dead_code)]
 mod interface;
+#[path = "../common/seconds.rs"]
+mod seconds;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::Parser;
 use interface::{
     BROKER_NAME, BrokerProxy, Lease, WORKER_NAME_PREFIX, WORKER_TAG, WorkerControl, WorkerControlObject,
     WorkerStats,
 };
 
-const USAGE: &str = "usage: task_worker [--name <name>] [--broker <URI>] [--task-time <seconds>]
-  (defaults: worker-<pid>, RMINAME:example.tasks.broker, 0)";
+/// A worker of the Celery-style task queue: pulls tasks from the broker,
+/// runs them, and acknowledges each with its result once it finished,
+/// renewing its lease meanwhile. Registers in the name server as
+/// example.tasks.worker.<NAME>. Start as many as you like; stop one with
+/// Ctrl-C.
+#[derive(Debug, Parser)]
+#[command(name = "task_worker")]
+struct Cli {
+    /// The worker's name, in its log, its registration and the results
+    /// (default: worker-<pid>).
+    #[arg(long)]
+    name: Option<String>,
+
+    /// The broker's URI.
+    #[arg(long, value_name = "URI", default_value_t = format!("RMINAME:{BROKER_NAME}"))]
+    broker: String,
+
+    /// Extra time every task takes, in seconds: to kill a worker mid-task and
+    /// watch its task go to another.
+    #[arg(long, value_name = "SECONDS", value_parser = seconds::parse, default_value = "0")]
+    task_time: Duration,
+}
 
 /// How long one `fetch` waits for a task before asking again: well under
 /// the proxy's call timeout (30 s).
@@ -84,11 +104,10 @@ impl WorkerControl for Control {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let flags = flags::Flags::parse(USAGE, &["--name", "--broker", "--task-time"], &[])?;
-    let name = flags.text("--name").map_or_else(|| format!("worker-{}", std::process::id()), str::to_owned);
-    let broker_uri = flags.text("--broker").map_or_else(|| format!("RMINAME:{BROKER_NAME}"), str::to_owned);
-    let task_time = flags.seconds("--task-time", Duration::ZERO)?;
-    let broker = BrokerProxy::new(broker_uri.as_str())?;
+    let cli = Cli::parse();
+    let name = cli.name.unwrap_or_else(|| format!("worker-{}", std::process::id()));
+    let task_time = cli.task_time;
+    let broker = BrokerProxy::new(cli.broker.as_str())?;
 
     let counters = Arc::new(Counters::default());
     let daemon = rmi::Daemon::bind("127.0.0.1:0").await?;
