@@ -144,19 +144,26 @@ async fn shutting_down_the_daemon_ends_its_streams_with_the_reason() {
     let mut ticks = numbers.ticks(5).await.unwrap();
     assert_eq!(ticks.next().await.unwrap().unwrap(), 0);
     d.daemon.shutdown();
-    let end = tokio::time::timeout(PATIENCE, async {
+    let end = past_the_items(&mut ticks).await;
+    let Some(Err(Error::Remote(e))) = end else { panic!("expected the shutdown: {end:?}") };
+    assert_eq!(e.kind(), RemoteErrorKind::ShuttingDown);
+    eventually("the producer dropped", || tally.dropped()).await;
+}
+
+/// What a stream gives after its items: its end, or what cut it off
+/// (within `PATIENCE`).
+async fn past_the_items<T>(
+    stream: &mut (impl futures::Stream<Item = Result<T, Error>> + Unpin),
+) -> Option<Result<T, Error>> {
+    let rest = async {
         loop {
-            match ticks.next().await {
+            match stream.next().await {
                 Some(Ok(_)) => continue,
                 other => return other,
             }
         }
-    })
-    .await
-    .unwrap();
-    let Some(Err(Error::Remote(e))) = end else { panic!("expected the shutdown: {end:?}") };
-    assert_eq!(e.kind(), RemoteErrorKind::ShuttingDown);
-    eventually("the producer dropped", || tally.dropped()).await;
+    };
+    tokio::time::timeout(PATIENCE, rest).await.expect("the stream ended in time")
 }
 
 /// Relays one connection to `to`; cutting it closes both sides.
@@ -188,29 +195,9 @@ async fn a_closed_connection_stops_every_stream_on_it() {
     cut.abort();
     // Both producers stop.
     eventually("both producers dropped", || tally.drops.load(Ordering::SeqCst) == 2).await;
-    for stream in [&mut a as &mut (dyn futures::Stream<Item = Result<u64, Error>> + Unpin)] {
-        let end = tokio::time::timeout(PATIENCE, async {
-            loop {
-                match stream.next().await {
-                    Some(Ok(_)) => continue,
-                    other => return other,
-                }
-            }
-        })
-        .await
-        .unwrap();
-        assert!(matches!(end, Some(Err(Error::ConnectionLost(_)))), "{end:?}");
-    }
-    let end = tokio::time::timeout(PATIENCE, async {
-        loop {
-            match b.next().await {
-                Some(Ok(_)) => continue,
-                other => return other,
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let end = past_the_items(&mut a).await;
+    assert!(matches!(end, Some(Err(Error::ConnectionLost(_)))), "{end:?}");
+    let end = past_the_items(&mut b).await;
     assert!(matches!(end, Some(Err(Error::ConnectionLost(_)))), "{end:?}");
     eventually("the daemon's streams gone", || d.daemon.connections() == 0).await;
 }

@@ -14,6 +14,7 @@
 #![allow(unreachable_pub)]
 
 mod measure;
+mod process;
 mod report;
 mod suite;
 mod systems {
@@ -27,6 +28,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use measure::{Outcome, Plan};
+pub(crate) use process::flag;
+use process::runtime;
 use systems::{rmi_calls, tarpc_plain, tcp};
 
 fn main() -> ExitCode {
@@ -67,28 +70,6 @@ prints each figure with its ratio to the matching baseline.
 
 Internal: rmi-bench serve <system> [--key K] [--threads N]
           rmi-bench client <system> <workload> <target> [--key K] [--threads N] [--quick]";
-
-/// The value after `--name` in `args`, if any.
-pub(crate) fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
-}
-
-/// The runtime `--threads` asks for: 1, a current-thread runtime; 0,
-/// tokio's default multi-thread one (one worker per core, as
-/// `#[tokio::main]` makes it); N, a multi-thread one with N workers.
-fn runtime(args: &[String]) -> anyhow::Result<tokio::runtime::Runtime> {
-    let threads: usize = flag(args, "--threads").unwrap_or("1").parse().context("--threads")?;
-    let mut builder = match threads {
-        1 => tokio::runtime::Builder::new_current_thread(),
-        0 => tokio::runtime::Builder::new_multi_thread(),
-        n => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n);
-            b
-        }
-    };
-    Ok(builder.enable_all().build()?)
-}
 
 /// `serve <system>`: prints `READY <address or URI>`, then serves until killed.
 fn serve(args: &[String]) -> anyhow::Result<()> {

@@ -224,27 +224,18 @@ thread_local! {
 }
 
 /// Runs `f`, a synchronous dispatch, with `context` current, without
-/// cloning it: it is moved in for `f` and back out after (after a panic
-/// too). What the dispatch path every call takes uses, instead of a
-/// task-local scope that would need a clone of its own.
-#[inline]
-pub(crate) fn sync_borrowed<R>(context: &mut CallContext, f: impl FnOnce() -> R) -> R {
-    struct Back<'a> {
-        target: &'a mut CallContext,
-        previous: Option<CallContext>,
-    }
-    impl Drop for Back<'_> {
-        #[inline]
-        fn drop(&mut self) {
-            let previous = self.previous.take();
-            if let Some(back) = SYNC.with(|s| s.replace(previous)) {
-                *self.target = back;
-            }
-        }
-    }
+/// cloning it: it is moved in for `f` and back out after. A panic in `f`
+/// is caught (and returned), so the context always comes back. What the
+/// dispatch path every call takes uses, instead of a task-local scope that
+/// would need a clone of its own.
+#[inline(always)]
+pub(crate) fn sync_borrowed<R>(context: &mut CallContext, f: impl FnOnce() -> R) -> std::thread::Result<R> {
     let previous = SYNC.with(|s| s.replace(Some(std::mem::take(context))));
-    let _back = Back { target: context, previous };
-    f()
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    if let Some(back) = SYNC.with(|s| s.replace(previous)) {
+        *context = back;
+    }
+    result
 }
 
 /// Reads the current context: a synchronous dispatch's, else the task's.

@@ -47,9 +47,7 @@ pub fn start(object: Arc<dyn Exposed>, method: &str, args: Encoded, context: &mu
             "the call's deadline passed before it ran",
         )));
     }
-    match std::panic::catch_unwind(AssertUnwindSafe(|| {
-        crate::context::sync_borrowed(context, || object.dispatch(method, args))
-    })) {
+    match crate::context::sync_borrowed(context, || object.dispatch(method, args)) {
         Ok(Dispatch::Ready(reply)) => Started::Done(reply),
         Ok(Dispatch::Pending(future)) => Started::Running(future),
         Ok(Dispatch::Blocking(call)) => Started::Blocking(call),

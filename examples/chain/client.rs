@@ -15,6 +15,8 @@
 // The client uses only the proxy half of the shared interface.
 #[allow(dead_code)]
 mod interface;
+#[path = "../common/logging.rs"]
+mod logging;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -35,6 +37,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    logging::init();
     let cli = Cli::parse();
     let id = cli.correlation_id.unwrap_or_else(fresh_id);
     println!("Calling link 1 with correlation id {id}");

@@ -19,6 +19,8 @@
 //! shows in all of them.
 
 mod interface;
+#[path = "../common/logging.rs"]
+mod logging;
 
 use anyhow::Context;
 use clap::Parser;
@@ -77,6 +79,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    logging::init();
     let Cli { this: n, next } = Cli::parse();
     let name = link_name(&n);
     let next_link = ChainProxy::new(format!("RMINAME:{}", link_name(&next)))?;

@@ -14,7 +14,13 @@
 #![warn(missing_docs)]
 
 mod client;
+// rmi-bench's own timing and process helpers, so that every system is
+// measured alike.
+#[allow(dead_code)]
+#[path = "../../src/measure.rs"]
 mod measure;
+#[path = "../../src/process.rs"]
+mod process;
 mod server;
 
 /// The code tonic-prost-build generates from `proto/bench.proto`.
@@ -28,6 +34,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use measure::{Outcome, Plan};
+use process::runtime;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -60,28 +67,6 @@ clients8, payload, stream-items, stream-chunks) and prints `RESULT <json>`.
 --threads 1 (the default): a current-thread runtime; 0: tokio's default
 multi-thread runtime; N: a multi-thread runtime with N workers.
 --quick: rmi-bench's quick plan instead of the full one.";
-
-/// The value after `--name` in `args`, if any.
-fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
-}
-
-/// The runtime `--threads` asks for: 1, a current-thread runtime; 0,
-/// tokio's default multi-thread one (one worker per core, as
-/// `#[tokio::main]` makes it); N, a multi-thread one with N workers.
-fn runtime(args: &[String]) -> anyhow::Result<tokio::runtime::Runtime> {
-    let threads: usize = flag(args, "--threads").unwrap_or("1").parse().context("--threads")?;
-    let mut builder = match threads {
-        1 => tokio::runtime::Builder::new_current_thread(),
-        0 => tokio::runtime::Builder::new_multi_thread(),
-        n => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n);
-            b
-        }
-    };
-    Ok(builder.enable_all().build()?)
-}
 
 /// `serve tonic`: prints `READY <address>`, then serves until killed.
 fn serve(args: &[String]) -> anyhow::Result<()> {
