@@ -206,6 +206,35 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Into a method, an [`Upload`] argument carries a stream of items after
+//! the call, under the same flow control (the method's reading grants
+//! credit):
+//!
+//! ```no_run
+//! use futures::StreamExt;
+//!
+//! # #[derive(Default)]
+//! pub struct Store;
+//!
+//! #[rmi::expose]
+//! impl Store {
+//!     /// Counts the bytes it is sent.
+//!     pub async fn put(&self, mut data: rmi::Upload<rmi::Blob>) -> Result<u64, rmi::Error> {
+//!         let mut bytes = 0;
+//!         while let Some(chunk) = data.next().await {
+//!             bytes += chunk?.len() as u64;
+//!         }
+//!         Ok(bytes)
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), rmi::Error> {
+//! let store = StoreProxy::new("RMINAME:example.store")?.with_timeout(None);
+//! let chunks = (0..16).map(|_| rmi::Blob::from(vec![0u8; 64 * 1024]));
+//! assert_eq!(store.put(rmi::Upload::iter(chunks)).await?, 16 * 64 * 1024);
+//! # Ok(()) }
+//! ```
+//!
 //! # The caller's context, hooks and tracing
 //!
 //! Inside a method, [`context()`] tells the connection, the peer, the
@@ -241,7 +270,7 @@
 
 pub use rmi_core::context::{CallContext, ConnectionInfo, annotate, context, correlate};
 pub use rmi_core::object::{MethodDescription, ObjectDescription};
-pub use rmi_core::stream::Stream;
+pub use rmi_core::stream::{Stream, Upload};
 pub use rmi_core::{
     AuthError, Blob, Config, ConfigError, Error, Host, HostPort, Key, Location, MetaUri, NameUri, ObjectUri,
     RemoteError, RemoteErrorKind, Uri, UriError,

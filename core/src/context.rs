@@ -40,6 +40,8 @@ pub struct CallMeta {
     pub correlation: Option<Text>,
     /// Key/value annotations, for the called method only.
     pub annotations: Vec<(Text, Text)>,
+    /// The call's items follow it (an [`crate::stream::Upload`] argument).
+    pub upload: bool,
 }
 
 impl CallMeta {
@@ -101,6 +103,8 @@ struct Rest {
     /// What calls made here carry: the correlation id, and for a client's
     /// own scope ([`annotate`]) its annotations.
     outgoing: Option<Arc<CallMeta>>,
+    /// The items the call's caller sends it, if it sends any.
+    upload: Option<Arc<crate::stream::UploadSlot>>,
 }
 
 /// A connection's part of its calls' contexts, made once per connection.
@@ -110,7 +114,7 @@ pub struct ConnectionContext(Arc<Rest>);
 impl ConnectionContext {
     /// The part of the contexts of the calls received over `connection`.
     pub fn new(connection: Option<Arc<ConnectionInfo>>) -> Self {
-        ConnectionContext(Arc::new(Rest { connection, meta: None, outgoing: None }))
+        ConnectionContext(Arc::new(Rest { connection, meta: None, outgoing: None, upload: None }))
     }
 
     /// The context of a call received over this connection, due by
@@ -119,8 +123,18 @@ impl ConnectionContext {
     pub fn call(&self, deadline: Option<Instant>, meta: Option<Box<CallMeta>>) -> CallContext {
         match meta {
             None => CallContext { deadline, rest: Some(self.0.clone()) },
-            Some(meta) => CallContext::carrying(deadline, self.0.connection.clone(), *meta),
+            Some(meta) => CallContext::carrying(deadline, self.0.connection.clone(), *meta, None),
         }
+    }
+
+    /// The context of a call that carries an upload, arriving in `upload`.
+    pub fn call_with_upload(
+        &self,
+        deadline: Option<Instant>,
+        meta: CallMeta,
+        upload: Arc<crate::stream::UploadSlot>,
+    ) -> CallContext {
+        CallContext::carrying(deadline, self.0.connection.clone(), meta, Some(upload))
     }
 }
 
@@ -136,20 +150,28 @@ impl CallContext {
         match meta {
             None => CallContext {
                 deadline,
-                rest: Some(Arc::new(Rest { connection, meta: None, outgoing: None })),
+                rest: Some(Arc::new(Rest { connection, meta: None, outgoing: None, upload: None })),
             },
-            Some(meta) => CallContext::carrying(deadline, connection, *meta),
+            Some(meta) => CallContext::carrying(deadline, connection, *meta, None),
         }
     }
 
     #[cold]
-    fn carrying(deadline: Option<Instant>, connection: Option<Arc<ConnectionInfo>>, meta: CallMeta) -> Self {
+    fn carrying(
+        deadline: Option<Instant>,
+        connection: Option<Arc<ConnectionInfo>>,
+        meta: CallMeta,
+        upload: Option<Arc<crate::stream::UploadSlot>>,
+    ) -> Self {
         // Only the correlation id goes on into the calls the method makes.
         let outgoing = meta
             .correlation
             .clone()
-            .map(|c| Arc::new(CallMeta { correlation: Some(c), annotations: Vec::new() }));
-        CallContext { deadline, rest: Some(Arc::new(Rest { connection, meta: Some(meta), outgoing })) }
+            .map(|c| Arc::new(CallMeta { correlation: Some(c), ..CallMeta::default() }));
+        CallContext {
+            deadline,
+            rest: Some(Arc::new(Rest { connection, meta: Some(meta), outgoing, upload })),
+        }
     }
 
     fn meta(&self) -> Option<&CallMeta> {
@@ -197,7 +219,7 @@ impl CallContext {
     fn with_outgoing(&self, outgoing: CallMeta) -> CallContext {
         let connection = self.rest.as_ref().and_then(|r| r.connection.clone());
         let meta = self.rest.as_ref().and_then(|r| r.meta.clone());
-        let rest = Rest { connection, meta, outgoing: Some(Arc::new(outgoing)) };
+        let rest = Rest { connection, meta, outgoing: Some(Arc::new(outgoing)), upload: None };
         CallContext { deadline: self.deadline, rest: Some(Arc::new(rest)) }
     }
 
@@ -252,6 +274,12 @@ fn with_current<R>(f: impl Fn(&CallContext) -> R) -> Option<R> {
 /// [`correlate`] or [`annotate`]); `None` elsewhere.
 pub fn context() -> Option<CallContext> {
     with_current(Clone::clone)
+}
+
+/// The upload the call being dispatched carries, if any (what an
+/// [`crate::stream::Upload`] argument decodes into).
+pub(crate) fn take_upload() -> Option<Arc<crate::stream::UploadSlot>> {
+    with_current(|c| c.rest.as_ref().and_then(|r| r.upload.clone())).flatten()
 }
 
 /// What a call made now carries from the current context: its deadline,

@@ -139,7 +139,10 @@ pub enum Message {
     },
     /// The next items of the stream that answers call `id` (see
     /// [`crate::stream`]): an encoded `Vec` of them. The stream ends with
-    /// the call's [`Message::Reply`].
+    /// the call's [`Message::Reply`]. From the caller, the next items of the
+    /// call's upload, which ends with [`Message::ItemsEnd`]. (A daemon's
+    /// calls back to a client neither stream nor upload, so the direction
+    /// says which.)
     Items {
         /// The id of the call whose results these are.
         id: u64,
@@ -154,6 +157,14 @@ pub enum Message {
         id: u64,
         /// Bytes of items read since the last credit.
         bytes: u64,
+    },
+    /// The caller of call `id` has sent every item of the call's upload
+    /// (see [`crate::stream::Upload`]), or its stream failed (`failure`).
+    ItemsEnd {
+        /// The call's id.
+        id: u64,
+        /// Why the caller's stream failed, if it did.
+        failure: Option<Text>,
     },
     /// The sender closes the connection, and says why (a daemon refusing a
     /// connection its hooks did not validate): the receiver's calls on it

@@ -31,6 +31,12 @@ use serde::Serialize;
 use crate::encoded::Encoded;
 use crate::error::{RemoteError, RemoteErrorKind};
 
+mod credit;
+mod upload;
+
+pub use credit::Streams;
+pub use upload::{Upload, UploadSlot, Uploads, collect_upload};
+
 /// Bytes of items (as [`Encoded::wire_len`] counts them) a producer may
 /// have sent beyond what its consumer has read.
 pub const WINDOW: u64 = 1024 * 1024;

@@ -32,11 +32,10 @@ use crate::flow::{Flow, Held, HeldCall, Ticket};
 use crate::hooks::{Hooks, Traced};
 use crate::registry::Registry;
 use crate::state::Inner;
-use crate::streams::Streams;
 use crate::workers::Pool;
 use rmi_core::invoke::{Started, complete, finish, run_blocking, start_as};
 use rmi_core::peer::{Peer, Scope, export_not_found, parse_export_object_id};
-use rmi_core::stream::Source;
+use rmi_core::stream::{Source, Streams, Uploads};
 
 /// A call handed to a worker.
 struct Job {
@@ -77,6 +76,8 @@ struct Shared {
     scope: Scope,
     /// The streams its methods return, in flight.
     streams: Streams,
+    /// The uploads its calls carry, in flight.
+    uploads: Uploads,
     /// The connection, as its calls' context names it.
     info: Arc<ConnectionInfo>,
     /// The daemon's hooks, if it has any.
@@ -147,7 +148,9 @@ impl Shared {
         // correlation id), as the method did.
         let produce =
             context.scope(self.streams.produce(id, source, &self.writer, &self.peer, self.max_queued));
-        let produced = Abortable::new(produce, registration).await;
+        let produced = Abortable::new(produce, registration)
+            .await
+            .map(|end| end.and_then(|()| rmi_core::object::encode_return(&())));
         self.calls().remove(&id);
         match produced {
             Ok(end) => {
@@ -319,6 +322,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         pool: Pool::new(),
         tasks: TaskTracker::new(),
         streams: Streams::default(),
+        uploads: Uploads::default(),
         max_queued: options.max_queued_per_connection,
         contexts: ConnectionContext::new(Some(info.clone())),
         info: info.clone(),
@@ -387,6 +391,10 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
                     starter.oneway(call, deadline, &peer);
                     continue;
                 }
+                if call.meta.as_ref().is_some_and(|m| m.upload) {
+                    // Its items follow it, maybe before it starts.
+                    shared.uploads.open(id, &shared.writer);
+                }
                 let call = HeldCall { id, call, deadline };
                 if held.is_empty()
                     && let Some(ticket) = shared.flow.try_start(shared.writer.queued())
@@ -401,6 +409,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
                     call.abort();
                 } else {
                     held.cancel(id);
+                    drop(shared.uploads.take(id));
                 }
             }
             Some(Ok(Message::Reply { id, reply })) => shared.callbacks.deliver(id, reply),
@@ -408,6 +417,15 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
                 shared.peer.release(export, count);
             }
             Some(Ok(Message::Credit { id, bytes })) => shared.streams.grant(id, bytes),
+            Some(Ok(Message::Items { id, items })) => {
+                if !shared.uploads.push(id, items) {
+                    tracing::info!(%peer, "closed a connection that sent an upload past its window");
+                    break false;
+                }
+            }
+            Some(Ok(Message::ItemsEnd { id, failure })) => {
+                shared.uploads.end(id, failure.map(|f| f.as_str().to_owned()));
+            }
             Some(Ok(_)) => {}
             Some(Err(e)) => {
                 log_broken(&peer, &e);
@@ -429,6 +447,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
     }
     // Nothing the client exported can be called any more.
     shared.callbacks.fail_all();
+    shared.uploads.fail_all("the connection closed");
     shared.pool.close();
     shared.tasks.close();
     shared.tasks.wait().await;
@@ -458,7 +477,13 @@ impl Starter<'_> {
     fn begin(&mut self, call: HeldCall, ticket: Ticket, more: bool) {
         let HeldCall { id, mut call, deadline } = call;
         let shared = self.shared;
-        let mut context = shared.contexts.call(deadline, call.meta.take());
+        let mut context = match call.meta.take() {
+            Some(meta) if meta.upload => match shared.uploads.take(id) {
+                Some(upload) => shared.contexts.call_with_upload(deadline, *meta, upload),
+                None => shared.contexts.call(deadline, Some(meta)),
+            },
+            meta => shared.contexts.call(deadline, meta),
+        };
         let Some(object) = self.object(&call.object) else {
             shared.complete(id, ticket, Err(self.not_found(&call.object)));
             return;

@@ -19,8 +19,6 @@
 //! - `flow`: flow control: when a connection may start another call (room
 //!   for its reply, in the connection and in the daemon), and the calls it
 //!   holds until then.
-//! - `streams`: the streams a connection's methods return, produced as
-//!   their callers grant credit.
 //! - `workers`: the reusable tasks a connection's calls run on.
 //!
 //! This crate has no feature flags.
@@ -40,7 +38,6 @@ mod hooks;
 mod instances;
 mod registry;
 mod state;
-mod streams;
 mod workers;
 
 pub use daemon::{

@@ -75,6 +75,14 @@ fn signature(m: &Method) -> String {
     s
 }
 
+/// Whether a method takes an upload (a parameter of type `…Upload<T>`):
+/// its proxy sends the items after the call.
+fn takes_upload(m: &Method) -> bool {
+    m.args.iter().any(|a| {
+        matches!(&a.ty, syn::Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Upload"))
+    })
+}
+
 /// The type the caller gets back (inside `Result<_, rmi::Error>`).
 fn return_type(m: &Method) -> TokenStream {
     match &m.ret {
@@ -369,6 +377,8 @@ impl Generator<'_> {
             }
             let body = if m.oneway.is_some() {
                 quote!(self.proxy.call_oneway_named(#method, (#(#names,)*)).await)
+            } else if takes_upload(m) {
+                quote!(self.proxy.call_upload_named::<#ret>(#method, (#(#names,)*), self.proxy.timeout()).await)
             } else {
                 quote!(self.proxy.call_named::<#ret>(#method, (#(#names,)*), self.proxy.timeout()).await)
             };
@@ -465,29 +475,34 @@ impl Generator<'_> {
             krate = tidy(krate)
         );
         // A stream cannot be part of a batch: its methods are not offered.
-        let methods = self.model.methods.iter().filter(|m| !matches!(m.ret, Ret::Stream { .. })).map(|m| {
-            let name = m.name();
-            let name_str = name.to_string();
-            let args = m.args.iter().map(|a| {
-                let (n, t) = (&a.name, &a.ty);
-                quote!(#n: #t)
-            });
-            let names: Vec<&syn::Ident> = m.args.iter().map(|a| &a.name).collect();
-            let ret = return_type(m);
-            let doc = format!("Records a call of `{name_str}`; nothing is sent until the batch runs.");
-            quote_spanned! {name.span()=>
-                #[doc = #doc]
-                ///
-                /// # Errors
-                ///
-                /// When the arguments do not encode, or the batch would pass the message size limit.
-                #vis fn #name(&mut self, #(#args),*)
-                    -> ::core::result::Result<#krate::BatchCall<#ret>, #krate::Error>
-                {
-                    self.batch.call_named::<#ret>(#private::Text::from_static(#name_str), (#(#names,)*))
+        let methods = self
+            .model
+            .methods
+            .iter()
+            .filter(|m| !matches!(m.ret, Ret::Stream { .. }) && !takes_upload(m))
+            .map(|m| {
+                let name = m.name();
+                let name_str = name.to_string();
+                let args = m.args.iter().map(|a| {
+                    let (n, t) = (&a.name, &a.ty);
+                    quote!(#n: #t)
+                });
+                let names: Vec<&syn::Ident> = m.args.iter().map(|a| &a.name).collect();
+                let ret = return_type(m);
+                let doc = format!("Records a call of `{name_str}`; nothing is sent until the batch runs.");
+                quote_spanned! {name.span()=>
+                    #[doc = #doc]
+                    ///
+                    /// # Errors
+                    ///
+                    /// When the arguments do not encode, or the batch would pass the message size limit.
+                    #vis fn #name(&mut self, #(#args),*)
+                        -> ::core::result::Result<#krate::BatchCall<#ret>, #krate::Error>
+                    {
+                        self.batch.call_named::<#ret>(#private::Text::from_static(#name_str), (#(#names,)*))
+                    }
                 }
-            }
-        });
+            });
         quote! {
             #[doc = #doc]
             #[derive(::core::fmt::Debug)]

@@ -145,6 +145,8 @@ pub(crate) struct ClientConnection {
     me: Weak<ClientConnection>,
     /// The connection as the context of the daemon's calls back names it.
     contexts: rmi_core::context::ConnectionContext,
+    /// The credit the daemon grants this client's uploads.
+    upload_credits: rmi_core::stream::Streams,
 }
 
 impl Drop for ClientConnection {
@@ -197,6 +199,7 @@ impl ClientConnection {
             hosted: Mutex::default(),
             reading: AtomicBool::new(false),
             me: me.clone(),
+            upload_credits: rmi_core::stream::Streams::default(),
             contexts: rmi_core::context::ConnectionContext::new(Some(Arc::new(
                 rmi_core::context::ConnectionInfo { id: next_connection_id(), peer: address.clone() },
             ))),

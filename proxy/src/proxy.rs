@@ -286,17 +286,7 @@ impl Proxy {
     ) -> Result<R, Error> {
         let args = self.encode(&args)?;
         let (encoded, scope) = self.call_scoped(method.clone(), args, timeout).await?;
-        let decoded = if encoded.carries_references() {
-            scope.enter_owned(|| encoded.decode::<R>())
-        } else {
-            encoded.decode::<R>()
-        };
-        decoded.map_err(|e| {
-            Error::Serialization(format!(
-                "the reply of {method:?} does not decode as {}: {e}",
-                std::any::type_name::<R>()
-            ))
-        })
+        decode_reply::<R>(&method, &encoded, &scope)
     }
 
     /// Calls a method that streams its results (it returns an
@@ -352,6 +342,74 @@ impl Proxy {
             }
         }
         Err(Error::ConnectionLost("the connection closed twice in a row".into()))
+    }
+
+    /// Calls a method that takes an upload (an argument of type
+    /// `rmi::Upload<T>`, here among `args`): its items are sent after the
+    /// call, as the method reads them, and the method's reply returned.
+    ///
+    /// The proxy's timeout bounds the whole call, the upload included: for a
+    /// large upload use a proxy without one ([`Proxy::with_timeout`]). An
+    /// upload is sent once: a call that fails is not retried.
+    ///
+    /// # Errors
+    ///
+    /// As [`Proxy::call`]; a proxy of a reference ([`crate::Remote`]) does
+    /// not carry uploads.
+    pub async fn call_upload<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<R, Error> {
+        self.call_upload_named(Text::from(method), args, self.timeout).await
+    }
+
+    /// As [`Proxy::call_upload`], with the method name as [`Text`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Proxy::call_upload`].
+    #[doc(hidden)]
+    pub async fn call_upload_named<R: DeserializeOwned>(
+        &self,
+        method: Text,
+        args: impl Serialize,
+        timeout: Option<Duration>,
+    ) -> Result<R, Error> {
+        let (encoded, source) = rmi_core::stream::collect_upload(|| self.encode(&args));
+        let args = encoded?;
+        let Some(source) = source else {
+            // No upload among the arguments after all: a plain call.
+            let (encoded, scope) = self.call_scoped(method.clone(), args, timeout).await?;
+            return decode_reply::<R>(&method, &encoded, &scope);
+        };
+        if self.shared.over.is_some() {
+            return Err(Error::Protocol(format!(
+                "{method:?} takes an upload, and a proxy of a reference does not carry uploads yet"
+            )));
+        }
+        let started = Instant::now();
+        let (inherited, meta) = for_outgoing_call();
+        let mut deadline = timeout.and_then(|t| started.checked_add(t));
+        if let Some(inherited) = inherited {
+            deadline = Some(deadline.map_or(inherited, |d| d.min(inherited)));
+        }
+        let waited = deadline.map(|d| d.saturating_duration_since(started));
+        let (connection, object) = self.connection().await?;
+        let mut call = Call::new(object, method.clone(), args);
+        let mut carried = meta.as_deref().cloned().unwrap_or_default();
+        carried.upload = true;
+        call.meta = Some(Box::new(carried));
+        let reply = match connection.send_upload(call, source, deadline, waited).await {
+            Ok(reply) => reply,
+            Err(CallFailure::NotSent(e) | CallFailure::Failed(e)) => {
+                if connection.is_closed(Instant::now()) {
+                    self.forget(&connection);
+                }
+                return Err(e);
+            }
+        };
+        decode_reply::<R>(&method, &reply?, &connection.scope())
     }
 
     /// Calls a oneway method: returns once the call is handed to the
@@ -676,6 +734,23 @@ impl Proxy {
             _ => None,
         }
     }
+}
+
+/// Decodes a call's reply, in the scope of the connection it came over when
+/// it carries references.
+#[inline]
+fn decode_reply<R: DeserializeOwned>(method: &Text, encoded: &Encoded, scope: &Scope) -> Result<R, Error> {
+    let decoded = if encoded.carries_references() {
+        scope.clone().enter_owned(|| encoded.decode::<R>())
+    } else {
+        encoded.decode::<R>()
+    };
+    decoded.map_err(|e| {
+        Error::Serialization(format!(
+            "the reply of {method:?} does not decode as {}: {e}",
+            std::any::type_name::<R>()
+        ))
+    })
 }
 
 /// The object behind a proxy that cannot be reached.

@@ -23,6 +23,7 @@ const RELEASE: u64 = 3;
 const ITEMS: u64 = 4;
 const CREDIT: u64 = 5;
 const CLOSE: u64 = 6;
+const ITEMS_END: u64 = 7;
 
 impl Wire for Message {
     fn encode(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
@@ -77,6 +78,17 @@ impl Wire for Message {
                 put_varint(out, CLOSE);
                 put_str(out, reason.as_str());
             }
+            Message::ItemsEnd { id, failure } => {
+                put_varint(out, ITEMS_END);
+                put_varint(out, *id);
+                match failure {
+                    None => out.push(0),
+                    Some(why) => {
+                        out.push(1);
+                        put_str(out, why.as_str());
+                    }
+                }
+            }
         }
     }
 
@@ -122,6 +134,15 @@ impl Wire for Message {
             }
             CREDIT => Message::Credit { id: r.u64()?, bytes: r.u64()? },
             CLOSE => Message::Close { reason: r.text()? },
+            ITEMS_END => {
+                let id = r.u64()?;
+                let failure = match r.byte()? {
+                    0 => None,
+                    1 => Some(r.text()?),
+                    _ => return Err("an upload's end is neither clean nor failed".into()),
+                };
+                Message::ItemsEnd { id, failure }
+            }
             other => return Err(format!("unknown message kind {other}")),
         };
         if r.remaining() != 0 {
@@ -180,6 +201,7 @@ fn encode_some_meta(meta: &CallMeta, out: &mut Vec<u8>) {
         put_str(out, key.as_str());
         put_str(out, value.as_str());
     }
+    out.push(u8::from(meta.upload));
 }
 
 /// Reads a call's meta, refusing one over the bounds (see
@@ -202,7 +224,8 @@ fn decode_meta(r: &mut Reader<'_>) -> Result<Option<Box<CallMeta>>, String> {
             for _ in 0..count {
                 annotations.push((r.text()?, r.text()?));
             }
-            let meta = CallMeta { correlation, annotations };
+            let upload = r.bool()?;
+            let meta = CallMeta { correlation, annotations, upload };
             meta.check()?;
             Ok(Some(Box::new(meta)))
         }
@@ -314,6 +337,7 @@ mod tests {
             let meta = meta.map(|(correlation, annotations)| Box::new(crate::context::CallMeta {
                 correlation: correlation.map(|c| Text::from(c.as_str())),
                 annotations: annotations.into_iter().map(|(k, v)| (Text::from(k.as_str()), Text::from(v.as_str()))).collect(),
+                upload: stream,
             }));
             let call = Call { object: Text::from(object.as_str()), method: Text::from(method.as_str()), args, oneway, stream, meta };
             check(&Message::Call { id, remaining: secs.map(|s| Duration::new(s, nanos)), call });
@@ -338,6 +362,8 @@ mod tests {
             check(&Message::Items { id, items });
             check(&Message::Credit { id, bytes });
             check(&Message::Close { reason: Text::from(format!("refused {id}").as_str()) });
+            check(&Message::ItemsEnd { id, failure: None });
+            check(&Message::ItemsEnd { id, failure: Some(Text::from("disk full")) });
         }
 
         #[test]

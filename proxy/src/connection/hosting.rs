@@ -123,6 +123,7 @@ impl ClientConnection {
                 self.peer.release(export, count);
             }
             Message::Items { id, items } => self.push_items(id, items),
+            Message::Credit { id, bytes } => self.upload_credits.grant(id, bytes),
             Message::Close { reason } => {
                 self.fail_all(Error::Refused(reason.as_str().to_owned()));
             }

@@ -190,6 +190,64 @@ impl ClientConnection {
     }
 }
 
+impl ClientConnection {
+    /// Sends `call`, whose items follow it from `source` (an upload), and
+    /// waits for its reply until `deadline`: the items go out as the daemon
+    /// grants credit, while the reply is awaited (a method that returns
+    /// before reading everything stops the sending).
+    pub(crate) async fn send_upload(
+        &self,
+        call: Call,
+        source: rmi_core::stream::Source,
+        deadline: Option<Instant>,
+        timeout: Option<Duration>,
+    ) -> Result<Reply, CallFailure> {
+        let id = {
+            let mut pending = self.pending();
+            if let Some(reason) = &pending.closed {
+                return Err(CallFailure::NotSent(reason.clone()));
+            }
+            let id = pending.next_id;
+            pending.next_id = pending.next_id.wrapping_add(1);
+            pending.slots.insert(id, Slot::Waiting(None));
+            id
+        };
+        let mut guard = super::InFlight { connection: self, id, sent: false, done: false };
+        self.export(call.args.exports());
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if let Err(e) = self.writer.send(&Message::Call { id, remaining, call }) {
+            return Err(CallFailure::NotSent(send_error(e)));
+        }
+        guard.sent = true;
+        let pump = async {
+            let end = self
+                .upload_credits
+                .produce(id, source, &self.writer, &self.peer, super::MAX_QUEUED_REQUESTS)
+                .await;
+            let failure = end.err().map(|e| rmi_core::Text::from(e.message()));
+            let _ = self.writer.send(&Message::ItemsEnd { id, failure });
+            // Sent: the reply decides.
+            std::future::pending::<()>().await;
+        };
+        let waiting = async {
+            tokio::select! {
+                biased;
+                reply = self.wait(id) => reply,
+                () = pump => Err(Error::Protocol("an upload's sending ended the call".into())),
+            }
+        };
+        let outcome = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline.into(), waiting).await {
+                Ok(outcome) => outcome,
+                Err(_) => return Err(CallFailure::Failed(Error::Timeout(timeout.unwrap_or_default()))),
+            },
+            None => waiting.await,
+        };
+        guard.done = true;
+        outcome.map_err(CallFailure::Failed)
+    }
+}
+
 /// When to grant credit: once the consumer has read this much since the
 /// last grant (a quarter of the window, so that the producer rarely waits).
 pub(crate) const CREDIT_EVERY: u64 = WINDOW / 4;

@@ -1,21 +1,23 @@
-//! The streams a connection's methods return: each is produced on the task
-//! of its call, chunk by chunk, while its caller has granted room for them
-//! (see `rmi_core::stream`): the producer has at most
-//! [`WINDOW`](rmi_core::stream::WINDOW) bytes of items out that the caller
-//! has not read, and the connection's writer no more than its bound.
+//! Producing a stream over a connection: chunk by chunk, while the reader
+//! on the other end has granted room for them (see [`crate::stream`]): at
+//! most [`WINDOW`] bytes of items out that it has not read, and the
+//! connection's writer no more than its bound. A daemon produces the
+//! streams its methods return this way, and a client the uploads it sends.
 //!
-//! A stream is a call in flight until its end: a `Cancel` from the caller
-//! (it dropped its stream) aborts it like any call, dropping the producer,
-//! and so does the connection's end.
+//! On a daemon a stream is a call in flight until its end: a `Cancel` from
+//! the caller (it dropped its stream) aborts it like any call, dropping the
+//! producer, and so does the connection's end.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rmi_core::idmap::IdMap;
-use rmi_core::link::MessageWriter;
-use rmi_core::peer::Peer;
-use rmi_core::stream::{Source, WINDOW};
-use rmi_core::{Message, RemoteError, RemoteErrorKind, Reply, TransportError};
+use crate::error::{RemoteError, RemoteErrorKind};
+use crate::frame::TransportError;
+use crate::idmap::IdMap;
+use crate::link::MessageWriter;
+use crate::message::Message;
+use crate::peer::Peer;
+use crate::stream::{Source, WINDOW};
 use tokio::sync::Notify;
 
 /// What the caller of one stream has granted.
@@ -29,7 +31,7 @@ struct Credit {
 
 /// A connection's streams in flight, by call id: where their credits go.
 #[derive(Default)]
-pub(crate) struct Streams {
+pub struct Streams {
     credits: Mutex<IdMap<Arc<Credit>>>,
 }
 
@@ -45,6 +47,12 @@ impl Drop for Registered<'_> {
     }
 }
 
+impl std::fmt::Debug for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streams").field("in_flight", &self.credits().len()).finish()
+    }
+}
+
 impl Streams {
     fn credits(&self) -> MutexGuard<'_, IdMap<Arc<Credit>>> {
         // Insertions and removals leave the map whole; a poisoned lock is usable.
@@ -53,7 +61,7 @@ impl Streams {
 
     /// The caller of stream `id` read `bytes` more of it. A credit for a
     /// stream that ended (or never was) is ignored.
-    pub(crate) fn grant(&self, id: u64, bytes: u64) {
+    pub fn grant(&self, id: u64, bytes: u64) {
         let credit = self.credits().get(&id).cloned();
         if let Some(credit) = credit {
             credit.granted.fetch_add(bytes, Ordering::AcqRel);
@@ -62,21 +70,22 @@ impl Streams {
     }
 
     /// The ids of the streams in flight.
-    pub(crate) fn ids(&self) -> Vec<u64> {
+    pub fn ids(&self) -> Vec<u64> {
         self.credits().keys().copied().collect()
     }
 
     /// Produces stream `id` from `source` to its end, sending its items
-    /// through `writer` as credit allows; returns the stream's end (the
-    /// call's reply). `max_queued` bounds what may wait in the writer.
-    pub(crate) async fn produce(
+    /// through `writer` as credit allows; returns how it ended (`Ok` at the
+    /// end of the items, the producer's failure, or the connection's).
+    /// `max_queued` bounds what may wait in the writer.
+    pub async fn produce(
         &self,
         id: u64,
         mut source: Source,
         writer: &MessageWriter,
         peer: &Peer,
         max_queued: usize,
-    ) -> Reply {
+    ) -> Result<(), RemoteError> {
         let credit = Arc::new(Credit::default());
         self.credits().insert(id, credit.clone());
         let _registered = Registered { streams: self, id };
@@ -96,7 +105,7 @@ impl Streams {
             let items = match source.next_chunk().await {
                 Some(Ok(items)) => items,
                 Some(Err(e)) => return Err(e),
-                None => return rmi_core::object::encode_return(&()),
+                None => return Ok(()),
             };
             sent = sent.saturating_add(items.wire_len() as u64);
             peer.export(items.exports());
