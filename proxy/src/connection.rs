@@ -266,16 +266,8 @@ impl ClientConnection {
                 None => room.await,
             }
         }
-        let (id, alone) = {
-            let mut pending = self.pending();
-            if let Some(reason) = &pending.closed {
-                return Err(CallFailure::NotSent(reason.clone()));
-            }
-            let id = pending.next_id;
-            pending.next_id = pending.next_id.wrapping_add(1);
-            pending.slots.insert(id, Slot::Waiting(None));
-            (id, pending.slots.len() == 1)
-        };
+        let (id, in_flight) = self.open_slot(Slot::Waiting(None))?;
+        let alone = in_flight == 1;
         let mut guard = InFlight { connection: self, id, sent: false, done: false };
         self.export(call.args.exports());
         let request = Message::Call { id, remaining, call };
@@ -293,6 +285,20 @@ impl ClientConnection {
         };
         guard.done = true;
         outcome.map_err(CallFailure::Failed)
+    }
+
+    /// A fresh id for a call, with `slot` waiting for what comes back for
+    /// it; and how many calls are in flight now, this one included.
+    #[inline]
+    fn open_slot(&self, slot: Slot) -> Result<(u64, usize), CallFailure> {
+        let mut pending = self.pending();
+        if let Some(reason) = &pending.closed {
+            return Err(CallFailure::NotSent(reason.clone()));
+        }
+        let id = pending.next_id;
+        pending.next_id = pending.next_id.wrapping_add(1);
+        pending.slots.insert(id, slot);
+        Ok((id, pending.slots.len()))
     }
 
     /// The reply for call `id`, once someone delivered it.

@@ -65,16 +65,7 @@ impl ClientConnection {
     /// stream is read by). The daemon is given no deadline: a stream lasts
     /// as long as its consumer reads.
     pub(crate) fn open_stream(&self, call: Call) -> Result<u64, CallFailure> {
-        let id = {
-            let mut pending = self.pending();
-            if let Some(reason) = &pending.closed {
-                return Err(CallFailure::NotSent(reason.clone()));
-            }
-            let id = pending.next_id;
-            pending.next_id = pending.next_id.wrapping_add(1);
-            pending.slots.insert(id, Slot::Stream(Box::default()));
-            id
-        };
+        let (id, _) = self.open_slot(Slot::Stream(Box::default()))?;
         self.export(call.args.exports());
         if let Err(e) = self.writer.send(&Message::Call { id, remaining: None, call }) {
             self.pending().slots.remove(&id);
@@ -202,16 +193,7 @@ impl ClientConnection {
         deadline: Option<Instant>,
         timeout: Option<Duration>,
     ) -> Result<Reply, CallFailure> {
-        let id = {
-            let mut pending = self.pending();
-            if let Some(reason) = &pending.closed {
-                return Err(CallFailure::NotSent(reason.clone()));
-            }
-            let id = pending.next_id;
-            pending.next_id = pending.next_id.wrapping_add(1);
-            pending.slots.insert(id, Slot::Waiting(None));
-            id
-        };
+        let (id, _) = self.open_slot(Slot::Waiting(None))?;
         let mut guard = super::InFlight { connection: self, id, sent: false, done: false };
         self.export(call.args.exports());
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
