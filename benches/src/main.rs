@@ -13,6 +13,7 @@
 // A benchmark binary: its `pub` items are for the generated proxy only.
 #![allow(unreachable_pub)]
 
+mod instructions;
 mod measure;
 mod process;
 mod report;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
     let outcome = match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]),
         Some("client") => client(&args[1..]),
+        Some("--count-instructions") => instructions::run_all(),
         Some("--help" | "-h") => {
             println!("{}", HELP);
             Ok(())
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
 
 const HELP: &str = "\
 rmi-bench [--quick] [--repeat N] [--pyro] [--grpc] [--only NAMES] [--rmi-threads N] [--save FILE]
+rmi-bench --count-instructions
 
 Runs every benchmark: raw TCP, plain tarpc and rmi (and Pyro5 with --pyro),
 each server and client in its own process, unpinned and pinned to CPU 0;
@@ -67,6 +70,11 @@ prints each figure with its ratio to the matching baseline.
   --rmi-threads N  worker threads of rmi's processes (1: current-thread runtime; default 1);
                    the rmi.mt.* runs always use tokio's default multi-thread runtime
   --save FILE      write every outcome as JSON
+
+--count-instructions counts the instructions per call of each side (daemon, client) with
+callgrind (valgrind must be installed), for `echo` one at a time and 64 in flight: each side
+runs under callgrind twice, a short run and a long one; the difference over the calls between
+them is the cost per call, whatever the machine's load.
 
 Internal: rmi-bench serve <system> [--key K] [--threads N]
           rmi-bench client <system> <workload> <target> [--key K] [--threads N] [--quick]";
@@ -121,6 +129,7 @@ fn client(args: &[String]) -> anyhow::Result<()> {
             ("rmi", "callback") => rmi_calls::callbacks(target, key, plan).await,
             ("rmi", "refs") => rmi_calls::refs(target, key, plan).await,
             ("rmi", "pipe64") => rmi_calls::pipelined(target, key, 64, plan).await,
+            ("rmi", "pipe64-count") => rmi_calls::pipelined_count(target, key, 64, plan).await,
             ("rmi", "clients8") => rmi_calls::clients(target, key, 8, plan).await,
             ("rmi", "oneway") => rmi_calls::oneway(target, key, plan).await,
             ("rmi", "batch") => rmi_calls::batch(target, key, plan).await,

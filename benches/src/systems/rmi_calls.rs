@@ -295,6 +295,36 @@ pub(crate) async fn payload(uri: &str, key: Option<&str>, plan: Plan) -> anyhow:
     .await
 }
 
+/// `tasks` tasks calling on one connection, a fixed number of calls in all
+/// (`plan.calls`, after one to connect): what `--count-instructions`
+/// divides by.
+pub(crate) async fn pipelined_count(
+    uri: &str,
+    key: Option<&str>,
+    tasks: usize,
+    plan: Plan,
+) -> anyhow::Result<Outcome> {
+    let bench = proxy(uri, key)?;
+    bench.echo(0).await?;
+    let each = plan.calls / tasks as u64;
+    let started = Instant::now();
+    let loops: Vec<_> = (0..tasks)
+        .map(|_| {
+            let bench = bench.clone();
+            tokio::spawn(async move {
+                for i in 0..each {
+                    anyhow::ensure!(bench.echo(i).await? == i);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for l in loops {
+        l.await??;
+    }
+    Ok(Outcome { ops: each * tasks as u64, secs: started.elapsed().as_secs_f64(), ..Outcome::default() })
+}
+
 /// A stream read as fast as it comes: 8-byte items (`chunks` false) or
 /// 64 KiB chunks, counted until the measuring window ends.
 pub(crate) async fn stream(
