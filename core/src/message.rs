@@ -158,6 +158,13 @@ pub enum Message {
         /// Bytes of items read since the last credit.
         bytes: u64,
     },
+    /// The sender closes the connection, and says why (a daemon refusing a
+    /// connection its hooks did not validate): the receiver's calls on it
+    /// fail with the reason.
+    Close {
+        /// Why.
+        reason: Text,
+    },
     /// The caller of call `id` has sent every item of the call's upload
     /// (see [`crate::stream::Upload`]), or its stream failed (`failure`).
     ItemsEnd {
@@ -165,13 +172,6 @@ pub enum Message {
         id: u64,
         /// Why the caller's stream failed, if it did.
         failure: Option<Text>,
-    },
-    /// The sender closes the connection, and says why (a daemon refusing a
-    /// connection its hooks did not validate): the receiver's calls on it
-    /// fail with the reason.
-    Close {
-        /// Why.
-        reason: Text,
     },
 }
 
