@@ -40,7 +40,7 @@ pub struct CallMeta {
     pub correlation: Option<Text>,
     /// Key/value annotations, for the called method only.
     pub annotations: Vec<(Text, Text)>,
-    /// The call's items follow it (an [`crate::stream::Upload`] argument).
+    /// The call's items follow it (an `rmi::Upload` argument).
     pub upload: bool,
 }
 
@@ -103,8 +103,9 @@ struct Rest {
     /// What calls made here carry: the correlation id, and for a client's
     /// own scope ([`annotate`]) its annotations.
     outgoing: Option<Arc<CallMeta>>,
-    /// The items the call's caller sends it, if it sends any.
-    upload: Option<Arc<crate::stream::UploadSlot>>,
+    /// The items the call's caller sends it, if it sends any (the stream
+    /// module's `UploadSlot`, opaque here).
+    upload: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// A connection's part of its calls' contexts, made once per connection.
@@ -132,7 +133,7 @@ impl ConnectionContext {
         &self,
         deadline: Option<Instant>,
         meta: CallMeta,
-        upload: Arc<crate::stream::UploadSlot>,
+        upload: Arc<dyn std::any::Any + Send + Sync>,
     ) -> CallContext {
         CallContext::carrying(deadline, self.0.connection.clone(), meta, Some(upload))
     }
@@ -161,7 +162,7 @@ impl CallContext {
         deadline: Option<Instant>,
         connection: Option<Arc<ConnectionInfo>>,
         meta: CallMeta,
-        upload: Option<Arc<crate::stream::UploadSlot>>,
+        upload: Option<Arc<dyn std::any::Any + Send + Sync>>,
     ) -> Self {
         // Only the correlation id goes on into the calls the method makes.
         let outgoing = meta
@@ -276,9 +277,9 @@ pub fn context() -> Option<CallContext> {
     with_current(Clone::clone)
 }
 
-/// The upload the call being dispatched carries, if any (what an
-/// [`crate::stream::Upload`] argument decodes into).
-pub(crate) fn take_upload() -> Option<Arc<crate::stream::UploadSlot>> {
+/// The upload the call being dispatched carries, if any (what an `Upload`
+/// argument decodes into; opaque here, the stream module knows its type).
+pub(crate) fn take_upload() -> Option<Arc<dyn std::any::Any + Send + Sync>> {
     with_current(|c| c.rest.as_ref().and_then(|r| r.upload.clone())).flatten()
 }
 

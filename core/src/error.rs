@@ -341,6 +341,17 @@ impl Error {
     }
 }
 
+/// The remote error for a panic in `method` (or in what is named so),
+/// with the panic's message when it has one.
+pub(crate) fn panicked(method: &str, panic: Box<dyn std::any::Any + Send>) -> RemoteError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic payload".to_owned());
+    RemoteError::new(RemoteErrorKind::Panic, format!("method {method:?} panicked: {message}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::context::CallContext;
 use crate::encoded::Encoded;
+use crate::error::panicked;
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::message::Reply;
 use crate::object::{BlockingCall, Dispatch, Exposed, ReplyFuture};
@@ -139,13 +140,4 @@ pub fn stream_refused(method: &str, why: &str) -> RemoteError {
         RemoteErrorKind::BadArguments,
         format!("method {method:?} streams its results, which {why}"),
     )
-}
-
-pub(crate) fn panicked(method: &str, panic: Box<dyn std::any::Any + Send>) -> RemoteError {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-text panic payload".to_owned());
-    RemoteError::new(RemoteErrorKind::Panic, format!("method {method:?} panicked: {message}"))
 }

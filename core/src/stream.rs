@@ -188,7 +188,7 @@ impl Source {
                 Ok(stream) => stream,
                 Err(e) if e.is_panic() => Stream {
                     items: Box::pin(futures::stream::once(async move {
-                        Err(crate::invoke::panicked("the stream's method", e.into_panic()))
+                        Err(crate::error::panicked("the stream's method", e.into_panic()))
                     })),
                 },
                 Err(_) => Stream {
@@ -295,7 +295,7 @@ impl<T: Serialize + Send + 'static> Produce for Producer<T> {
         let this = self.get_mut();
         if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| this.gather(cx))) {
             this.chunk.clear();
-            this.state = State::Ending(Some(crate::invoke::panicked("the stream", panic)));
+            this.state = State::Ending(Some(crate::error::panicked("the stream", panic)));
         }
         if !this.chunk.is_empty() {
             return Poll::Ready(Some(this.encode()));

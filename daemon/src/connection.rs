@@ -146,8 +146,10 @@ impl Shared {
         self.calls().insert(id, abort);
         // The producer runs in its call's context (its peer, its
         // correlation id), as the method did.
-        let produce =
-            context.scope(self.streams.produce(id, source, &self.writer, &self.peer, self.max_queued));
+        let export = |exports: &rmi_core::exports::Exports| {
+            self.peer.export(exports);
+        };
+        let produce = context.scope(self.streams.produce(id, source, &self.writer, &export, self.max_queued));
         let produced = Abortable::new(produce, registration)
             .await
             .map(|end| end.and_then(|()| rmi_core::object::encode_return(&())));

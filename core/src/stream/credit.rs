@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{RemoteError, RemoteErrorKind};
+use crate::exports::Exports;
 use crate::frame::TransportError;
 use crate::idmap::IdMap;
 use crate::link::MessageWriter;
 use crate::message::Message;
-use crate::peer::Peer;
 use crate::stream::{Source, WINDOW};
 use tokio::sync::Notify;
 
@@ -75,7 +75,8 @@ impl Streams {
     }
 
     /// Produces stream `id` from `source` to its end, sending its items
-    /// through `writer` as credit allows; returns how it ended (`Ok` at the
+    /// through `writer` as credit allows (`export` exports the references
+    /// a chunk passes, before it is sent); returns how it ended (`Ok` at the
     /// end of the items, the producer's failure, or the connection's).
     /// `max_queued` bounds what may wait in the writer.
     pub async fn produce(
@@ -83,7 +84,7 @@ impl Streams {
         id: u64,
         mut source: Source,
         writer: &MessageWriter,
-        peer: &Peer,
+        export: &(dyn Fn(&Exports) + Sync),
         max_queued: usize,
     ) -> Result<(), RemoteError> {
         let credit = Arc::new(Credit::default());
@@ -108,7 +109,7 @@ impl Streams {
                 None => return Ok(()),
             };
             sent = sent.saturating_add(items.wire_len() as u64);
-            peer.export(items.exports());
+            export(items.exports());
             match writer.send(&Message::Items { id, items }) {
                 Ok(()) => {}
                 Err(TransportError::FrameTooLarge { len, max }) => {

@@ -143,7 +143,7 @@ impl<T> Serialize for Upload<T> {
 impl<'de, T> Deserialize<'de> for Upload<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         <()>::deserialize(deserializer)?;
-        let Some(slot) = crate::context::take_upload() else {
+        let Some(slot) = crate::context::take_upload().and_then(|u| u.downcast::<UploadSlot>().ok()) else {
             let why = "an argument is an upload, and the call carries none";
             crate::blob::note_custom_error(why);
             return Err(serde::de::Error::custom(why));

@@ -201,10 +201,13 @@ impl ClientConnection {
             return Err(CallFailure::NotSent(send_error(e)));
         }
         guard.sent = true;
+        let export = |exports: &rmi_core::exports::Exports| {
+            self.peer.export(exports);
+        };
         let pump = async {
             let end = self
                 .upload_credits
-                .produce(id, source, &self.writer, &self.peer, super::MAX_QUEUED_REQUESTS)
+                .produce(id, source, &self.writer, &export, super::MAX_QUEUED_REQUESTS)
                 .await;
             let failure = end.err().map(|e| rmi_core::Text::from(e.message()));
             let _ = self.writer.send(&Message::ItemsEnd { id, failure });
