@@ -473,8 +473,13 @@ mod tests {
     }
 
     /// Records the releases it is asked to send.
-    #[derive(Default)]
-    struct Recorder(Mutex<Vec<(u64, u32)>>);
+    struct Recorder(Mutex<Vec<(u64, u32)>>, Arc<Peer>);
+
+    impl Default for Recorder {
+        fn default() -> Self {
+            Recorder(Mutex::default(), Peer::new())
+        }
+    }
 
     impl Link for Recorder {
         fn call(self: Arc<Self>, _: Call, _: Option<Instant>, _: Option<Duration>) -> CallFuture {
@@ -490,7 +495,7 @@ mod tests {
             "a test link".into()
         }
         fn peer(&self) -> &Arc<Peer> {
-            unimplemented!("not decoded from")
+            &self.1
         }
     }
 
