@@ -75,14 +75,15 @@ impl Factory for Maker {
 #[derive(Debug, Parser)]
 #[command(name = "autoproxy_server")]
 struct Cli {
-    /// Where to listen, as host:port; port 0 picks a free one.
-    #[arg(default_value = "127.0.0.1:0")]
-    bind: String,
+    #[command(flatten)]
+    listen: serve::Listen,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    serve::serve_named(&cli.bind, NAME, |daemon| daemon.register(FactoryObject(Maker::default()), Some(NAME)))
-        .await
+    serve::serve_named(&cli.listen.bind, NAME, |daemon| {
+        daemon.register(FactoryObject(Maker::default()), Some(NAME))
+    })
+    .await
 }

@@ -5,9 +5,17 @@
 //! out.
 //!
 //! Each server includes it with `#[path = "../common/serve.rs"] mod serve;`
-//! and passes the bind address from its own clap arguments.
+//! and flattens [`Listen`] into its own clap arguments.
 
 use rmi::{Daemon, DaemonError, ObjectUri};
+
+/// Where a small server listens: its one positional argument.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Listen {
+    /// Where to listen, as host:port; port 0 picks a free one.
+    #[arg(default_value = "127.0.0.1:0")]
+    pub(crate) bind: String,
+}
 
 /// Binds a daemon at `bind`, lets `register` register the object as `name`
 /// in it, registers it with the name server too (if `rmi::locate_ns` finds

@@ -55,9 +55,8 @@ const DEFAULT_PRIMES: u64 = 1_000_000;
 #[derive(Debug, Parser)]
 #[command(name = "stream_server", after_help = "Example: stream_server --file /usr/share/dict/words")]
 struct Cli {
-    /// Where to listen, as host:port; port 0 picks a free one.
-    #[arg(default_value = "127.0.0.1:0")]
-    bind: String,
+    #[command(flatten)]
+    listen: serve::Listen,
 
     /// A file whose lines clients may stream, offered by its file name
     /// (repeat it to offer several).
@@ -210,5 +209,6 @@ async fn main() -> anyhow::Result<()> {
     let names: Vec<&str> = std::iter::once(PRIMES).chain(files.keys().map(String::as_str)).collect();
     println!("Offering {}", names.join(", "));
     let library = Library { files, primes: cli.primes };
-    serve::serve_named(&cli.bind, NAME, |daemon| daemon.register(LinesObject(library), Some(NAME))).await
+    serve::serve_named(&cli.listen.bind, NAME, |daemon| daemon.register(LinesObject(library), Some(NAME)))
+        .await
 }
