@@ -13,6 +13,7 @@
 // A benchmark binary: its `pub` items are for the generated proxy only.
 #![allow(unreachable_pub)]
 
+mod chart;
 mod instructions;
 mod measure;
 mod process;
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         Some("serve") => serve(&args[1..]),
         Some("client") => client(&args[1..]),
         Some("--count-instructions") => instructions::run_all(),
+        Some("--chart") => chart::run(&args[1..]),
         Some("--help" | "-h") => {
             println!("{}", HELP);
             Ok(())
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
 const HELP: &str = "\
 rmi-bench [--quick] [--repeat N] [--pyro] [--grpc] [--only NAMES] [--rmi-threads N] [--save FILE]
 rmi-bench --count-instructions
+rmi-bench --chart FROM.json OUT.svg [--rmi-threads N]
 
 Runs every benchmark: raw TCP, plain tarpc and rmi (and Pyro5 with --pyro),
 each server and client in its own process, unpinned and pinned to CPU 0;
@@ -75,6 +78,11 @@ prints each figure with its ratio to the matching baseline.
 callgrind (valgrind must be installed), for `echo` one at a time and 64 in flight: each side
 runs under callgrind twice, a short run and a long one; the difference over the calls between
 them is the cost per call, whatever the machine's load.
+
+--chart draws a file that --save wrote as an SVG bar chart: one group of bars per workload
+(rmi, rmi.mt, raw TCP, tarpc, tonic, Pyro5, those that ran it), each bar that system's calls/s
+(MB/s for payloads) divided by rmi's, on a log scale; --rmi-threads N says what the saved run
+had, for the legend (default 1: a current-thread runtime).
 
 Internal: rmi-bench serve <system> [--key K] [--threads N]
           rmi-bench client <system> <workload> <target> [--key K] [--threads N] [--quick]";
@@ -126,6 +134,7 @@ fn client(args: &[String]) -> anyhow::Result<()> {
             ("tarpc", "payload") => tarpc_plain::payload(target, plan).await,
             ("rmi", "seq") => rmi_calls::seq(target, key, false, plan).await,
             ("rmi", "seq-blocking") => rmi_calls::seq(target, key, true, plan).await,
+            ("rmi", "seq-count") => rmi_calls::seq_count(target, key, plan).await,
             ("rmi", "callback") => rmi_calls::callbacks(target, key, plan).await,
             ("rmi", "refs") => rmi_calls::refs(target, key, plan).await,
             ("rmi", "pipe64") => rmi_calls::pipelined(target, key, 64, plan).await,

@@ -185,6 +185,19 @@ pub(crate) async fn seq(uri: &str, key: Option<&str>, blocking: bool, plan: Plan
     .await
 }
 
+/// One call at a time, a fixed number of them, untimed one by one: what
+/// `--count-instructions` counts, without the latency bookkeeping of `seq`
+/// (two clock reads and a sample per call, then a sort) in the client's
+/// figure.
+pub(crate) async fn seq_count(uri: &str, key: Option<&str>, plan: Plan) -> anyhow::Result<Outcome> {
+    let bench = proxy(uri, key)?;
+    let started = Instant::now();
+    for i in 0..plan.calls {
+        anyhow::ensure!(bench.echo(i).await? == i);
+    }
+    Ok(Outcome { ops: plan.calls, secs: started.elapsed().as_secs_f64(), ..Outcome::default() })
+}
+
 /// Callbacks: the daemon calls an object of this client back, one call at a
 /// time, over the connection the client opened; the daemon times them.
 pub(crate) async fn callbacks(uri: &str, key: Option<&str>, plan: Plan) -> anyhow::Result<Outcome> {
