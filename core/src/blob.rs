@@ -411,7 +411,8 @@ impl Text {
 
     /// A text over `bytes`, if they are UTF-8.
     pub fn from_utf8(bytes: Bytes) -> Option<Self> {
-        std::str::from_utf8(&bytes).is_ok().then_some(Text(bytes))
+        // Names are ASCII, and checking that is cheaper than validating.
+        (bytes.is_ascii() || std::str::from_utf8(&bytes).is_ok()).then_some(Text(bytes))
     }
 
     /// The string's bytes (no UTF-8 check: what encoders want).

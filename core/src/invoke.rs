@@ -42,7 +42,20 @@ pub enum Started {
 /// Starts one call on `object`, catching a panic in a synchronous method.
 #[inline]
 pub fn start(object: Arc<dyn Exposed>, method: &str, args: Encoded, context: &mut CallContext) -> Started {
-    if context.deadline().is_some_and(|d| d <= std::time::Instant::now()) {
+    start_at(object, method, args, context, None)
+}
+
+/// As [`start`], with `now` the time if the caller has just read the clock
+/// (it is read otherwise), to see whether the call's deadline passed.
+#[inline]
+fn start_at(
+    object: Arc<dyn Exposed>,
+    method: &str,
+    args: Encoded,
+    context: &mut CallContext,
+    now: Option<std::time::Instant>,
+) -> Started {
+    if context.deadline().is_some_and(|d| d <= now.unwrap_or_else(std::time::Instant::now)) {
         return Started::Done(Err(RemoteError::new(
             RemoteErrorKind::DeadlineExceeded,
             "the call's deadline passed before it ran",
@@ -59,7 +72,8 @@ pub fn start(object: Arc<dyn Exposed>, method: &str, args: Encoded, context: &mu
 
 /// As [`start`], for a call whose caller says whether it reads the
 /// results as a stream (`stream`): a caller and a method that disagree get
-/// a clear error, and a method that does not stream does not run.
+/// a clear error, and a method that does not stream does not run; `now`
+/// as for [`start_at`].
 #[inline(always)]
 pub fn start_as(
     object: Arc<dyn Exposed>,
@@ -67,6 +81,7 @@ pub fn start_as(
     args: Encoded,
     context: &mut CallContext,
     stream: bool,
+    now: Option<std::time::Instant>,
 ) -> Started {
     if stream && object.methods().iter().any(|m| m.name == method && !m.stream) {
         return Started::Done(Err(RemoteError::new(
@@ -74,7 +89,7 @@ pub fn start_as(
             format!("method {method:?} does not stream its results: call it for one reply"),
         )));
     }
-    match start(object, method, args, context) {
+    match start_at(object, method, args, context, now) {
         Started::Stream(_) if !stream => Started::Done(Err(stream_refused(
             method,
             "a call waiting for one reply cannot read: call it as a stream (`call_stream`, or the typed proxy)",

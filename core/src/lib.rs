@@ -50,6 +50,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
 )]
 
+pub mod alarm;
 pub mod auth;
 pub mod blob;
 pub mod config;
@@ -73,6 +74,7 @@ pub mod stream;
 pub mod testing;
 pub mod transport;
 pub mod uri;
+pub mod wake;
 mod wire;
 
 pub use auth::{AuthError, Key};

@@ -13,10 +13,11 @@
 //! away, or that takes none of its replies for the write timeout, takes its
 //! calls in flight with it (oneway calls run on).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use futures::future::{AbortHandle, Abortable};
+use rmi_core::alarm::{Alarm, Bell, Ring};
 use rmi_core::context::{CallContext, ConnectionContext, ConnectionInfo};
 use rmi_core::handshake::server_handshake;
 use rmi_core::idmap::IdMap;
@@ -24,6 +25,7 @@ use rmi_core::link::{self, LinkOptions, MessageWriter};
 use rmi_core::message::deadline_from;
 use rmi_core::net::Connection;
 use rmi_core::object::{BlockingCall, Exposed, ReplyFuture};
+use rmi_core::wake::Dormant;
 use rmi_core::{Call, Message, RemoteError, RemoteErrorKind, Reply, Text, TransportError};
 use tokio_util::task::TaskTracker;
 
@@ -104,7 +106,7 @@ impl Shared {
         let Job { id, work, mut context, ticket } = job;
         let (method, started) = match work {
             Work::Call(object, call) => {
-                let (method, started, traced) = self.start_call(id, object, call, &mut context);
+                let (method, started, traced) = self.start_call(id, object, call, &mut context, None);
                 if let Started::Stream(source) = started {
                     return self.clone().stream(id, source, ticket, traced, context).await;
                 }
@@ -177,8 +179,9 @@ impl Shared {
         object: Arc<dyn Exposed>,
         call: Call,
         context: &mut CallContext,
+        now: Option<Instant>,
     ) -> (Text, Started, Option<Traced>) {
-        start_call(&self.scope, self.hooks.as_ref(), &self.info, (id, object, call), context)
+        start_call(&self.scope, self.hooks.as_ref(), &self.info, (id, object, call), context, now)
     }
 
     /// Ends the streams in flight: the daemon is shutting down, and their
@@ -344,7 +347,18 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
     let mut held = Held::default();
     let idle_timeout = options.idle_timeout;
     let mut last_request = Instant::now();
-    let mut idle = std::pin::pin!(tokio::time::sleep(idle_timeout.unwrap_or(Duration::MAX / 4)));
+    // The rare branches are dormant: polled only when they woke, so that a
+    // wake for the next request does not poll them (a token takes a lock, a
+    // timer re-registers its waker).
+    // The idle time is kept by an alarm, not a tokio timer: a timer in the
+    // runtime's wheel costs every park of the runtime a search of the wheel.
+    let bell = Arc::new(Bell::default());
+    let alarm = Alarm::new(Arc::downgrade(&bell) as Weak<dyn Ring>);
+    if let Some(timeout) = idle_timeout {
+        alarm.ring_by(last_request + timeout);
+    }
+    let mut bell_waker = None;
+    let mut shutdown = Dormant::new(daemon.shutdown.clone().cancelled_owned());
     let shut_down = loop {
         if !held.is_empty() && shared.writer.is_closed() {
             // The write timeout gave up on the client: its held calls are
@@ -359,7 +373,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
                 break;
             };
             let more = !held.is_empty() || reader.has_buffered();
-            starter.begin(call, ticket, more);
+            starter.begin(call, ticket, more, None);
         }
         // Read on while there is room for held calls, so that cancels act
         // at once; past it, TCP carries the backpressure.
@@ -367,12 +381,15 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         // the held calls' bound, within a larger one.
         let readable = held.has_room() || (shared.callbacks.waiting() && held.has_room_for_replies());
         let request = tokio::select! {
+            // In order, without the random start `select!` draws otherwise:
+            // the dormant branches cost next to nothing until they wake.
+            biased;
+            () = shutdown.woken() => break true,
             request = reader.recv::<Message>(), if readable => request,
             () = shared.flow.room(&shared.writer), if !held.is_empty() => continue,
-            () = daemon.shutdown.cancelled() => break true,
-            () = &mut idle, if idle_timeout.is_some() => {
-                // The timer is re-armed lazily, from the last request, rather
-                // than reset on every request.
+            () = std::future::poll_fn(|cx| bell.poll_rang(cx, &mut bell_waker)), if idle_timeout.is_some() => {
+                // The alarm is set again lazily, from the last request,
+                // rather than on every request.
                 let timeout = idle_timeout.unwrap_or_default();
                 let quiet = last_request.elapsed() >= timeout;
                 if quiet && shared.flow.in_flight() == 0 && held.is_empty() {
@@ -380,7 +397,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
                     break false;
                 }
                 let from = if quiet { Instant::now() } else { last_request };
-                idle.as_mut().reset((from + timeout).into());
+                alarm.ring_by(from + timeout);
                 continue;
             }
         };
@@ -401,7 +418,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
                 if held.is_empty()
                     && let Some(ticket) = shared.flow.try_start(shared.writer.queued())
                 {
-                    starter.begin(call, ticket, reader.has_buffered());
+                    starter.begin(call, ticket, reader.has_buffered(), Some(now));
                 } else {
                     held.push(call);
                 }
@@ -475,8 +492,9 @@ struct Starter<'a> {
 
 impl Starter<'_> {
     /// Starts `call`, which holds `ticket`; `more` says whether other
-    /// requests are already here (their replies can go out together).
-    fn begin(&mut self, call: HeldCall, ticket: Ticket, more: bool) {
+    /// requests are already here (their replies can go out together); `now`
+    /// is the time, if the call was read just now.
+    fn begin(&mut self, call: HeldCall, ticket: Ticket, more: bool, now: Option<Instant>) {
         let HeldCall { id, mut call, deadline } = call;
         let shared = self.shared;
         let mut context = match call.meta.take() {
@@ -491,7 +509,7 @@ impl Starter<'_> {
             return;
         };
         let work = if self.here {
-            let (method, started, traced) = shared.start_call(id, object, call, &mut context);
+            let (method, started, traced) = shared.start_call(id, object, call, &mut context, now);
             match started {
                 Started::Done(reply) => {
                     let size = reply.as_ref().map_or(64, rmi_core::Encoded::wire_len);
@@ -551,7 +569,7 @@ impl Starter<'_> {
         let mut context = self.shared.contexts.call(deadline, call.meta.take());
         self.daemon.calls.spawn(async move {
             let (method, started, _) =
-                start_call(&scope, hooks.as_ref(), &info, (0, object, call), &mut context);
+                start_call(&scope, hooks.as_ref(), &info, (0, object, call), &mut context, None);
             let reply = complete(started, &method, context, "a oneway call cannot return").await;
             if let Err(e) = reply {
                 tracing::info!(%method, "oneway call failed: {e}");
@@ -583,14 +601,15 @@ fn start_call(
     info: &Arc<ConnectionInfo>,
     (id, object, call): (u64, Arc<dyn Exposed>, Call),
     context: &mut CallContext,
+    now: Option<Instant>,
 ) -> (Text, Started, Option<Traced>) {
     let scoped = call.args.carries_references() || object.per_connection();
     if !Traced::wanted(hooks) {
         // Written out rather than through `enter_if`: the plain path, inlined.
         let started = if scoped {
-            scope.enter(|| start_as(object, &call.method, call.args, context, call.stream))
+            scope.enter(|| start_as(object, &call.method, call.args, context, call.stream, now))
         } else {
-            start_as(object, &call.method, call.args, context, call.stream)
+            start_as(object, &call.method, call.args, context, call.stream, now)
         };
         return (call.method, started, None);
     }
@@ -602,7 +621,8 @@ fn start_call(
             return (call.method, Started::Done(Err(refused)), None);
         }
     };
-    let started = scope.enter_if(scoped, || start_as(object, &call.method, call.args, context, call.stream));
+    let started =
+        scope.enter_if(scoped, || start_as(object, &call.method, call.args, context, call.stream, now));
     let started = match started {
         Started::Done(reply) => {
             traced.ended(&reply);

@@ -17,6 +17,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures::future::AbortHandle;
+use rmi_core::alarm::{Alarm, Ring};
 use rmi_core::handshake::client_handshake;
 use rmi_core::idmap::IdMap;
 use rmi_core::link::{self, MessageReader, MessageWriter};
@@ -53,8 +54,9 @@ pub(crate) enum CallFailure {
 /// Where a waiting call's reply is left for it.
 #[derive(Debug)]
 enum Slot {
-    /// Not yet; the waker resumes the caller when it comes.
-    Waiting(Option<Waker>),
+    /// Not yet; the waker resumes the caller when it comes, or when its
+    /// deadline passes (see [`ClientConnection::ring`]).
+    Waiting(Option<Waker>, Option<Instant>),
     /// Here it is.
     Done(Result<Reply, Error>),
     /// A call whose results stream: its chunks of items as they come, then
@@ -88,7 +90,7 @@ impl Pending {
     fn deliver(&mut self, id: u64, outcome: Result<Reply, Error>) -> Option<Waker> {
         let slot = self.slots.get_mut(&id)?;
         let waker = match slot {
-            Slot::Waiting(waker) => waker.take(),
+            Slot::Waiting(waker, _) => waker.take(),
             Slot::Done(_) => None,
             Slot::Stream(stream) => return stream.end(outcome),
         };
@@ -147,6 +149,12 @@ pub(crate) struct ClientConnection {
     contexts: rmi_core::context::ConnectionContext,
     /// The credit the daemon grants this client's uploads.
     upload_credits: rmi_core::stream::Streams,
+    /// Rings when a waiting call's deadline may have passed: calls are
+    /// timed by it rather than by a tokio timer each.
+    alarm: Alarm,
+    /// How many times calls timed out here: the caller reading for
+    /// everyone looks at its own call again when this moves.
+    expiries: AtomicU64,
 }
 
 impl Drop for ClientConnection {
@@ -200,6 +208,8 @@ impl ClientConnection {
             reading: AtomicBool::new(false),
             me: me.clone(),
             upload_credits: rmi_core::stream::Streams::default(),
+            alarm: Alarm::new(me.clone() as Weak<dyn Ring>),
+            expiries: AtomicU64::new(0),
             contexts: rmi_core::context::ConnectionContext::new(Some(Arc::new(
                 rmi_core::context::ConnectionInfo { id: next_connection_id(), peer: address.clone() },
             ))),
@@ -266,7 +276,10 @@ impl ClientConnection {
                 None => room.await,
             }
         }
-        let (id, in_flight) = self.open_slot(Slot::Waiting(None))?;
+        let (id, in_flight) = self.open_slot(Slot::Waiting(None, deadline))?;
+        if let Some(deadline) = deadline {
+            self.alarm.ring_by(deadline);
+        }
         let alone = in_flight == 1;
         let mut guard = InFlight { connection: self, id, sent: false, done: false };
         self.export(call.args.exports());
@@ -276,15 +289,19 @@ impl ClientConnection {
             return Err(CallFailure::NotSent(send_error(e)));
         }
         guard.sent = true;
-        let outcome = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline.into(), self.wait(id)).await {
-                Ok(outcome) => outcome,
-                Err(_) => return Err(CallFailure::Failed(Error::Timeout(timeout.unwrap_or_default()))),
-            },
-            None => self.wait(id).await,
-        };
-        guard.done = true;
-        outcome.map_err(CallFailure::Failed)
+        match self.wait(id).await {
+            Err(Error::Timeout(_)) => {
+                // The alarm ended the wait and took the slot: the daemon is
+                // told to cancel here (the guard then hands the reading on,
+                // if this caller was woken to take it).
+                let _ = self.writer.send(&Message::Cancel { id });
+                Err(CallFailure::Failed(Error::Timeout(timeout.unwrap_or_default())))
+            }
+            outcome => {
+                guard.done = true;
+                outcome.map_err(CallFailure::Failed)
+            }
+        }
     }
 
     /// A fresh id for a call, with `slot` waiting for what comes back for
@@ -306,7 +323,7 @@ impl ClientConnection {
         poll_fn(|cx| {
             let mut pending = self.pending();
             match pending.slots.get_mut(&id) {
-                Some(Slot::Waiting(waker)) => {
+                Some(Slot::Waiting(waker, _)) => {
                     park(waker, cx);
                     Poll::Pending
                 }
@@ -330,14 +347,26 @@ impl ClientConnection {
         };
         let mut leading = Leading { guard: Some(guard), connection: self };
         loop {
-            // Our reply may have been handed over before we took the reader.
+            let expiries = self.expiries.load(Ordering::Acquire);
+            // Our reply may have been handed over before we took the reader
+            // (or our deadline passed).
             let arrived = matches!(self.pending().slots.get(&id), Some(Slot::Done(_)));
             if arrived {
                 drop(leading);
                 return self.delivered(id).await;
             }
             let Some(reader) = leading.guard.as_mut() else { break };
-            match reader.recv::<Inbound>().await {
+            let mut recv = std::pin::pin!(reader.recv::<Inbound>());
+            let next = poll_fn(|cx| {
+                if self.expiries.load(Ordering::Acquire) != expiries {
+                    // A call timed out: maybe ours.
+                    return Poll::Ready(None);
+                }
+                recv.as_mut().poll(cx).map(Some)
+            })
+            .await;
+            let Some(next) = next else { continue };
+            match next {
                 Some(Ok(Inbound::Reply { id: got, reply })) => {
                     self.note_reply();
                     if got == id {
@@ -387,7 +416,7 @@ impl ClientConnection {
     fn poll_turn(&self, id: u64, cx: &mut std::task::Context<'_>) -> Poll<Turn<'_>> {
         let mut pending = self.pending();
         match pending.slots.get_mut(&id) {
-            Some(Slot::Waiting(waker)) => {
+            Some(Slot::Waiting(waker, _)) => {
                 park(waker, cx);
                 match self.reader.try_lock() {
                     Ok(guard) => Poll::Ready(Turn::Read(guard)),
@@ -403,11 +432,41 @@ impl ClientConnection {
         }
     }
 
+    /// Ends the calls whose deadline passed with a timeout (the caller
+    /// reports it), and sets the alarm for the next deadline.
+    fn expire(&self) {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        let wakers: Vec<Waker> = {
+            let mut pending = self.pending();
+            let mut due = Vec::new();
+            for (id, slot) in pending.slots.iter() {
+                if let Slot::Waiting(_, Some(deadline)) = slot {
+                    if *deadline <= now {
+                        due.push(*id);
+                    } else {
+                        next = Some(next.map_or(*deadline, |n| n.min(*deadline)));
+                    }
+                }
+            }
+            due.into_iter()
+                .filter_map(|id| pending.deliver(id, Err(Error::Timeout(Duration::ZERO))))
+                .collect()
+        };
+        if let Some(next) = next {
+            self.alarm.ring_by(next);
+        }
+        self.expiries.fetch_add(1, Ordering::AcqRel);
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
     /// Wakes one caller still waiting, to take over reading (the reader was
     /// just released).
     fn hand_off(&self) {
         let waker = self.pending().slots.values().find_map(|slot| match slot {
-            Slot::Waiting(Some(waker)) => Some(waker.clone()),
+            Slot::Waiting(Some(waker), _) => Some(waker.clone()),
             Slot::Stream(stream) => stream.waiting(),
             _ => None,
         });
@@ -447,6 +506,12 @@ impl ClientConnection {
             .map_err(|e| CallFailure::NotSent(send_error(e)))?;
         self.writer.wait_below(ONEWAY_QUEUE_LIMIT).await;
         Ok(())
+    }
+}
+
+impl Ring for ClientConnection {
+    fn ring(&self) {
+        self.expire();
     }
 }
 

@@ -193,7 +193,7 @@ impl ClientConnection {
         deadline: Option<Instant>,
         timeout: Option<Duration>,
     ) -> Result<Reply, CallFailure> {
-        let (id, _) = self.open_slot(Slot::Waiting(None))?;
+        let (id, _) = self.open_slot(Slot::Waiting(None, None))?;
         let mut guard = super::InFlight { connection: self, id, sent: false, done: false };
         self.export(call.args.exports());
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
