@@ -187,6 +187,25 @@ thread_local! {
     static DECODING: RefCell<Option<Decoding>> = const { RefCell::new(None) };
 }
 
+/// Whether an encode or a decode scope is open on this thread: a value
+/// encoded or decoded inside another's scope takes the slow path, so that
+/// what it collects or takes is its own.
+#[inline]
+pub(crate) fn in_codec_scope() -> bool {
+    ENCODING.with_borrow(Option::is_some) || DECODING.with_borrow(Option::is_some)
+}
+
+/// Forgets the message of a custom error noted on this thread (an attempt
+/// that failed, to be made again another way).
+#[inline]
+pub(crate) fn forget_custom_error() {
+    CUSTOM.with_borrow_mut(|c| {
+        if c.is_some() {
+            *c = None;
+        }
+    });
+}
+
 /// Puts back the enclosing encode scope, also when the encoding unwinds.
 struct EncodingGuard(Option<Option<Vec<Bytes>>>);
 

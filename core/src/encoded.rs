@@ -19,6 +19,10 @@ use crate::wire::{Reader, put_varint};
 /// Encodings up to this many bytes are kept inline, without an allocation:
 /// most arguments and return values are this small.
 const INLINE: usize = 54;
+/// Values up to this size with no blobs decode without a decode scope: a
+/// byte string inside them is copied rather than sliced, at no cost worth
+/// a scope.
+const FAST_DECODE: usize = 256;
 
 /// The bytes of an encoded value.
 #[derive(Clone)]
@@ -158,6 +162,32 @@ impl Encoded {
     ///
     /// When the value's `Serialize` impl fails.
     pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Self, CodecError> {
+        // The common case first, outside any scope: a small value with no
+        // references. A blob large enough to be attached cannot fit in the
+        // buffer; a reference met outside a scope says so (`take_missed`):
+        // such values are encoded again, in the scopes.
+        if !crate::blob::in_codec_scope() && !crate::exports::in_export_scope() {
+            let mut buf = [0u8; INLINE];
+            let attempt = postcard::to_slice(value, &mut buf).map(|used| used.len());
+            if !crate::exports::take_missed() {
+                return match attempt {
+                    Ok(len) => Ok(Encoded { body: Body::Inline { len: len as u8, buf }, extra: None }),
+                    // The value's own refusal, said once.
+                    Err(e @ postcard::Error::SerdeSerCustom) => Err(codec_error(e)),
+                    // Most likely the buffer was too small (postcard says
+                    // so in more than one way); a real failure fails again.
+                    Err(_) => Self::encode_large(value),
+                };
+            }
+            crate::blob::forget_custom_error();
+        }
+        Self::encode_scoped(value)
+    }
+
+    /// Encodes `value` in the scopes that collect its attachments and
+    /// references.
+    #[inline(never)]
+    fn encode_scoped<T: Serialize + ?Sized>(value: &T) -> Result<Self, CodecError> {
         let mut buf = [0u8; INLINE];
         // Small values fit in place; a larger one is encoded again into a
         // buffer of its own (each attempt collects its own attachments and
@@ -192,6 +222,16 @@ impl Encoded {
     /// When the bytes are not a `T`, or bytes or blobs are left over.
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, CodecError> {
         let bytes = self.body.as_slice();
+        // The common case, outside any scope: a small value with no blobs
+        // (its inline bytes, if any, are copied rather than sliced; an
+        // attachment it names is refused, as there are none).
+        if self.extra.is_none() && bytes.len() <= FAST_DECODE && !crate::blob::in_codec_scope() {
+            let (value, trailing) = postcard::take_from_bytes::<T>(bytes).map_err(codec_error)?;
+            if !trailing.is_empty() {
+                return Err(CodecError::TrailingBytes(trailing.len()));
+            }
+            return Ok(value);
+        }
         let source = Source::List(match &self.extra {
             Some(extra) => extra.blobs.clone().into_iter(),
             None => Vec::new().into_iter(),

@@ -67,10 +67,13 @@ struct Collector {
     depth: u32,
     /// The objects their values export, the innermost scope's last.
     stack: Vec<Arc<dyn Exportable>>,
+    /// Whether a reference was met outside any scope since the last
+    /// [`take_missed`].
+    missed: bool,
 }
 
 thread_local! {
-    static EXPORTING: RefCell<Collector> = const { RefCell::new(Collector { depth: 0, stack: Vec::new() }) };
+    static EXPORTING: RefCell<Collector> = const { RefCell::new(Collector { depth: 0, stack: Vec::new(), missed: false }) };
 }
 
 /// Closes an encode scope, also when the encoding unwinds (what an unwound
@@ -111,6 +114,7 @@ pub fn collect_exports<R>(f: impl FnOnce() -> R) -> (R, Exports) {
 pub fn note_export(object: Arc<dyn Exportable>) -> bool {
     EXPORTING.with_borrow_mut(|c| {
         if c.depth == 0 {
+            c.missed = true;
             return false;
         }
         c.stack.push(object);
@@ -126,10 +130,26 @@ pub fn note_exports(exports: &Exports) {
         return;
     }
     EXPORTING.with_borrow_mut(|c| {
-        if c.depth > 0 {
+        if c.depth == 0 {
+            c.missed = true;
+        } else {
             c.stack.extend(exports.iter().cloned());
         }
     });
+}
+
+/// Whether a reference was met outside any encode scope since the last
+/// call (and forgets it): a value encoded without a scope, to be encoded
+/// again in one.
+#[inline]
+pub(crate) fn take_missed() -> bool {
+    EXPORTING.with_borrow_mut(|c| std::mem::take(&mut c.missed))
+}
+
+/// Whether an encode scope is open on this thread.
+#[inline]
+pub(crate) fn in_export_scope() -> bool {
+    EXPORTING.with_borrow(|c| c.depth > 0)
 }
 
 #[cfg(test)]
