@@ -166,6 +166,22 @@ impl Child {
     async fn signal(&self, signal: &str) {
         let status = tokio::process::Command::new("kill").args([signal, &self.pid()]).status().await.unwrap();
         assert!(status.success());
+        if signal == "-STOP" {
+            // `kill` returns once the signal is sent; a thread of the child
+            // still running may answer a call before it stops. Wait for the
+            // kernel to say it stopped (state T), for at most 5 s.
+            let stat = format!("/proc/{}/stat", self.pid());
+            for _ in 0..500 {
+                let state = std::fs::read_to_string(&stat).unwrap_or_default();
+                let stopped =
+                    state.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T'));
+                if stopped {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("the child did not stop within 5 s");
+        }
     }
 }
 

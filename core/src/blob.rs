@@ -434,6 +434,12 @@ impl Text {
         (bytes.is_ascii() || std::str::from_utf8(&bytes).is_ok()).then_some(Text(bytes))
     }
 
+    /// A text over `bytes` the caller checked are UTF-8 (were they not,
+    /// the text would read as empty).
+    pub(crate) fn checked(bytes: Bytes) -> Self {
+        Text(bytes)
+    }
+
     /// The string's bytes (no UTF-8 check: what encoders want).
     pub fn as_bytes(&self) -> &[u8] {
         &self.0

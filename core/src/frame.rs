@@ -366,6 +366,7 @@ pub(crate) fn decode_frame<T: DeserializeOwned>(payload: Bytes) -> Result<T, Tra
 /// # Errors
 ///
 /// As [`decode_frame`].
+#[inline]
 pub(crate) fn decode_wire_frame<T: Wire>(payload: Bytes) -> Result<T, TransportError> {
     let (envelope, mut attachments) = split_payload(payload)?;
     let value = T::decode(&envelope, &mut attachments).map_err(TransportError::Malformed)?;

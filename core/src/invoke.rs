@@ -42,7 +42,7 @@ pub enum Started {
 /// Starts one call on `object`, catching a panic in a synchronous method.
 #[inline]
 pub fn start(object: Arc<dyn Exposed>, method: &str, args: Encoded, context: &mut CallContext) -> Started {
-    start_at(object, method, args, context, None)
+    start_at(object, method.as_bytes(), args, context, None)
 }
 
 /// As [`start`], with `now` the time if the caller has just read the clock
@@ -50,7 +50,7 @@ pub fn start(object: Arc<dyn Exposed>, method: &str, args: Encoded, context: &mu
 #[inline]
 fn start_at(
     object: Arc<dyn Exposed>,
-    method: &str,
+    method: &[u8],
     args: Encoded,
     context: &mut CallContext,
     now: Option<std::time::Instant>,
@@ -61,12 +61,12 @@ fn start_at(
             "the call's deadline passed before it ran",
         )));
     }
-    match crate::context::sync_borrowed(context, || object.dispatch(method, args)) {
+    match crate::context::sync_borrowed(context, || object.dispatch_bytes(method, args)) {
         Ok(Dispatch::Ready(reply)) => Started::Done(reply),
         Ok(Dispatch::Pending(future)) => Started::Running(future),
         Ok(Dispatch::Blocking(call)) => Started::Blocking(call),
         Ok(Dispatch::Stream(source)) => Started::Stream(source),
-        Err(panic) => Started::Done(Err(panicked(method, panic))),
+        Err(panic) => Started::Done(Err(panicked(&String::from_utf8_lossy(method), panic))),
     }
 }
 
@@ -77,19 +77,19 @@ fn start_at(
 #[inline(always)]
 pub fn start_as(
     object: Arc<dyn Exposed>,
-    method: &str,
+    method: &crate::Text,
     args: Encoded,
     context: &mut CallContext,
     stream: bool,
     now: Option<std::time::Instant>,
 ) -> Started {
-    if stream && object.methods().iter().any(|m| m.name == method && !m.stream) {
+    if stream && object.methods().iter().any(|m| m.name.as_bytes() == method.as_bytes() && !m.stream) {
         return Started::Done(Err(RemoteError::new(
             RemoteErrorKind::BadArguments,
             format!("method {method:?} does not stream its results: call it for one reply"),
         )));
     }
-    match start_at(object, method, args, context, now) {
+    match start_at(object, method.as_bytes(), args, context, now) {
         Started::Stream(_) if !stream => Started::Done(Err(stream_refused(
             method,
             "a call waiting for one reply cannot read: call it as a stream (`call_stream`, or the typed proxy)",

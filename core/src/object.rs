@@ -130,6 +130,20 @@ pub trait Exposed: Send + Sync + 'static {
     /// [`BlockingCall`] that the daemon runs on the blocking pool, and only a
     /// `#[nonblocking]` one runs inside this call.
     fn dispatch(self: Arc<Self>, method: &str, args: Encoded) -> Dispatch;
+
+    /// As [`Exposed::dispatch`], with the method's name as bytes, as the
+    /// wire carries it: `#[expose]` matches them without reading them as a
+    /// `str` first. By default, a name that is not UTF-8 names no method.
+    fn dispatch_bytes(self: Arc<Self>, method: &[u8], args: Encoded) -> Dispatch {
+        match std::str::from_utf8(method) {
+            Ok(method) => self.dispatch(method, args),
+            Err(_) => Dispatch::Ready(method_not_found(
+                self.type_name(),
+                &String::from_utf8_lossy(method),
+                self.methods(),
+            )),
+        }
+    }
 }
 
 /// What `#[expose]` knows of an exposed type without an instance of it:

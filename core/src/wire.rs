@@ -127,6 +127,22 @@ impl<'a> Reader<'a> {
         Ok(bytes)
     }
 
+    /// Two names in a row (a call's object and method), checked together:
+    /// both and the length between them are ASCII in all but odd cases.
+    #[inline]
+    pub(crate) fn two_texts(&mut self) -> Result<(Text, Text), String> {
+        let start = self.at;
+        let len = self.u64()?;
+        let first = self.take(len)?;
+        let len = self.u64()?;
+        let second = self.take(len)?;
+        if self.envelope.get(start..self.at).is_some_and(<[u8]>::is_ascii) {
+            return Ok((Text::checked(first), Text::checked(second)));
+        }
+        let not_utf8 = || String::from("a name is not UTF-8");
+        Ok((Text::from_utf8(first).ok_or_else(not_utf8)?, Text::from_utf8(second).ok_or_else(not_utf8)?))
+    }
+
     #[inline]
     pub(crate) fn text(&mut self) -> Result<Text, String> {
         let len = self.u64()?;

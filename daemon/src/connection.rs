@@ -494,6 +494,7 @@ impl Starter<'_> {
     /// Starts `call`, which holds `ticket`; `more` says whether other
     /// requests are already here (their replies can go out together); `now`
     /// is the time, if the call was read just now.
+    #[inline]
     fn begin(&mut self, call: HeldCall, ticket: Ticket, more: bool, now: Option<Instant>) {
         let HeldCall { id, mut call, deadline } = call;
         let shared = self.shared;

@@ -109,4 +109,8 @@ impl Exposed for Instances {
         // the reply is sent; a session's lives on with its connection.
         self.instance().dispatch(method, args)
     }
+
+    fn dispatch_bytes(self: Arc<Self>, method: &[u8], args: Encoded) -> Dispatch {
+        self.instance().dispatch_bytes(method, args)
+    }
 }

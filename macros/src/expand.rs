@@ -259,12 +259,20 @@ impl Generator<'_> {
                     method: &str,
                     args: #private::Encoded,
                 ) -> #private::Dispatch {
+                    #private::Exposed::dispatch_bytes(self, method.as_bytes(), args)
+                }
+
+                fn dispatch_bytes(
+                    self: ::std::sync::Arc<Self>,
+                    method: &[u8],
+                    args: #private::Encoded,
+                ) -> #private::Dispatch {
                     let methods = #private::Exposed::methods(&*self);
                     match method {
                         #(#arms)*
                         _ => #private::Dispatch::Ready(#private::method_not_found(
                             #private::Exposed::type_name(&*self),
-                            method,
+                            &::std::string::String::from_utf8_lossy(method),
                             methods,
                         )),
                     }
@@ -325,8 +333,9 @@ impl Generator<'_> {
                 #private::Dispatch::Blocking(::std::boxed::Box::new(move || #reply))
             }
         };
+        let name_bytes = syn::LitByteStr::new(name_str.as_bytes(), span);
         quote_spanned! {span=>
-            #name_str => {
+            #name_bytes => {
                 let this = self;
                 let (#(#vars,)*): (#(#tys,)*) = match #private::decode_args(&args, &methods[#index]) {
                     ::core::result::Result::Ok(decoded) => decoded,

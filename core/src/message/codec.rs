@@ -92,6 +92,7 @@ impl Wire for Message {
         }
     }
 
+    #[inline]
     fn decode(envelope: &Bytes, attachments: &mut Bytes) -> Result<Self, String> {
         let mut r = Reader::new(envelope);
         let message = match r.varint(32)? {
@@ -108,8 +109,7 @@ impl Wire for Message {
                     }
                     _ => return Err("a deadline is neither absent nor present".into()),
                 };
-                let object = r.text()?;
-                let method = r.text()?;
+                let (object, method) = r.two_texts()?;
                 let args = Encoded::decode_wire(&mut r, attachments)?;
                 let oneway = r.bool()?;
                 let stream = r.bool()?;
