@@ -56,7 +56,12 @@ impl Alarm {
     /// Makes sure the alarm rings at `deadline` or earlier.
     #[inline]
     pub fn ring_by(&self, deadline: Instant) {
-        let at = Clock::get().nanos(deadline);
+        self.ring_by_ticks(ticks(deadline));
+    }
+
+    /// As [`Alarm::ring_by`], the deadline in [`ticks`].
+    #[inline]
+    pub fn ring_by_ticks(&self, at: u64) {
         let mut current = self.at.load(Ordering::Acquire);
         loop {
             if current <= at {
@@ -69,6 +74,20 @@ impl Alarm {
         }
         Clock::get().schedule(at, self.at.clone(), self.target.clone());
     }
+}
+
+/// `at` as the alarm clock counts: nanoseconds since it started, a number
+/// cheaper to store (in an atomic), add to and compare than an `Instant`.
+/// Times before the clock started count as 0, and far ones saturate.
+#[inline]
+pub fn ticks(at: Instant) -> u64 {
+    Clock::get().nanos(at)
+}
+
+/// A duration in [`ticks`].
+#[inline]
+pub fn ticks_of(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(UNSET - 1)
 }
 
 /// An alarm's entry on the clock.

@@ -17,7 +17,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures::future::AbortHandle;
-use rmi_core::alarm::{Alarm, Ring};
+use rmi_core::alarm::{self, Alarm, Ring};
 use rmi_core::handshake::client_handshake;
 use rmi_core::idmap::IdMap;
 use rmi_core::link::{self, MessageReader, MessageWriter};
@@ -56,7 +56,7 @@ pub(crate) enum CallFailure {
 enum Slot {
     /// Not yet; the waker resumes the caller when it comes, or when its
     /// deadline passes (see [`ClientConnection::ring`]).
-    Waiting(Option<Waker>, Option<Instant>),
+    Waiting(Option<Waker>, Option<u64>),
     /// Here it is.
     Done(Result<Reply, Error>),
     /// A call whose results stream: its chunks of items as they come, then
@@ -130,9 +130,8 @@ pub(crate) struct ClientConnection {
     /// client exports objects, by its reading task: see `hosting`).
     reader: tokio::sync::Mutex<MessageReader>,
     address: String,
-    opened: Instant,
-    /// When a reply last arrived, in nanoseconds since `opened`.
-    last_reply: AtomicU64,
+    /// When a call last started on it, in alarm ticks.
+    last_used: AtomicU64,
     /// What this client exports over the connection (objects it passed as
     /// references, called back by the daemon), and what it imported.
     peer: Arc<Peer>,
@@ -201,8 +200,7 @@ impl ClientConnection {
             pending: Mutex::new(Pending::default()),
             reader: tokio::sync::Mutex::new(reader),
             address: address.clone(),
-            opened: Instant::now(),
-            last_reply: AtomicU64::new(0),
+            last_used: AtomicU64::new(alarm::ticks(Instant::now())),
             peer,
             hosted: Mutex::default(),
             reading: AtomicBool::new(false),
@@ -230,11 +228,17 @@ impl ClientConnection {
     /// call (the runtime records a peer's close as it happens). `now` saves
     /// the check on a connection in steady use.
     pub(crate) fn is_closed(&self, now: Instant) -> bool {
+        self.is_closed_at(alarm::ticks(now))
+    }
+
+    /// As [`ClientConnection::is_closed`], `now` in alarm ticks; counts the
+    /// connection used now.
+    pub(crate) fn is_closed_at(&self, now: u64) -> bool {
         if self.pending().closed.is_some() || self.writer.is_closed() {
             return true;
         }
-        let last = self.opened + Duration::from_nanos(self.last_reply.load(Ordering::Relaxed));
-        if now.saturating_duration_since(last) < IDLE_CHECK_AFTER {
+        let last = self.last_used.swap(now, Ordering::Relaxed);
+        if now.saturating_sub(last) < alarm::ticks_of(IDLE_CHECK_AFTER) {
             return false;
         }
         let gone = self.reader.try_lock().is_ok_and(|reader| reader.peer_closed());
@@ -244,23 +248,19 @@ impl ClientConnection {
         gone
     }
 
-    fn note_reply(&self) {
-        let nanos = u64::try_from(self.opened.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last_reply.store(nanos, Ordering::Relaxed);
-    }
-
     /// Where the connection goes.
     pub(crate) fn address(&self) -> &str {
         &self.address
     }
 
-    /// Sends `call` and waits for its reply until `deadline`; `timeout` is
-    /// what the deadline stands for, to report it, and `remaining` the time
-    /// left now, for the daemon.
+    /// Sends `call` and waits for its reply until `deadline` (also in alarm
+    /// ticks, `deadline_ticks`); `timeout` is what the deadline stands for,
+    /// to report it, and `remaining` the time left now, for the daemon.
     pub(crate) async fn send_call(
         &self,
         call: Call,
         deadline: Option<Instant>,
+        deadline_ticks: Option<u64>,
         timeout: Option<Duration>,
         remaining: Option<Duration>,
     ) -> Result<Reply, CallFailure> {
@@ -276,9 +276,9 @@ impl ClientConnection {
                 None => room.await,
             }
         }
-        let (id, in_flight) = self.open_slot(Slot::Waiting(None, deadline))?;
-        if let Some(deadline) = deadline {
-            self.alarm.ring_by(deadline);
+        let (id, in_flight) = self.open_slot(Slot::Waiting(None, deadline_ticks))?;
+        if let Some(deadline) = deadline_ticks {
+            self.alarm.ring_by_ticks(deadline);
         }
         let alone = in_flight == 1;
         let mut guard = InFlight { connection: self, id, sent: false, done: false };
@@ -368,7 +368,6 @@ impl ClientConnection {
             let Some(next) = next else { continue };
             match next {
                 Some(Ok(Inbound::Reply { id: got, reply })) => {
-                    self.note_reply();
                     if got == id {
                         self.pending().slots.remove(&id);
                         return Ok(reply);
@@ -393,7 +392,6 @@ impl ClientConnection {
     async fn read_one(&self, reader: &mut MessageReader) -> Result<(), Error> {
         match reader.recv::<Inbound>().await {
             Some(Ok(Inbound::Reply { id, reply })) => {
-                self.note_reply();
                 let waker = self.pending().deliver(id, Ok(reply));
                 if let Some(waker) = waker {
                     waker.wake();
@@ -435,8 +433,8 @@ impl ClientConnection {
     /// Ends the calls whose deadline passed with a timeout (the caller
     /// reports it), and sets the alarm for the next deadline.
     fn expire(&self) {
-        let now = Instant::now();
-        let mut next: Option<Instant> = None;
+        let now = alarm::ticks(Instant::now());
+        let mut next: Option<u64> = None;
         let wakers: Vec<Waker> = {
             let mut pending = self.pending();
             let mut due = Vec::new();
@@ -454,7 +452,7 @@ impl ClientConnection {
                 .collect()
         };
         if let Some(next) = next {
-            self.alarm.ring_by(next);
+            self.alarm.ring_by_ticks(next);
         }
         self.expiries.fetch_add(1, Ordering::AcqRel);
         for waker in wakers {

@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use rmi_core::alarm::ticks_of;
 use std::time::{Duration, Instant};
 
 use rmi_core::context::for_outgoing_call;
@@ -524,12 +525,18 @@ impl Proxy {
         timeout: Option<Duration>,
     ) -> Result<(Encoded, Scope), Error> {
         let started = Instant::now();
+        // The clock read once: the rest is arithmetic in alarm ticks.
+        let started_ticks = rmi_core::alarm::ticks(started);
         let mut deadline = timeout.and_then(|t| started.checked_add(t));
         let (inherited, meta) = for_outgoing_call();
-        if let Some(inherited) = inherited {
-            deadline = Some(deadline.map_or(inherited, |d| d.min(inherited)));
-        }
-        let waited = deadline.map(|d| d.saturating_duration_since(started));
+        let (waited, deadline_ticks) = match inherited {
+            None => (deadline.and(timeout), deadline.and(timeout).map(|t| started_ticks.saturating_add(ticks_of(t)))),
+            Some(inherited) => {
+                let d = deadline.map_or(inherited, |d| d.min(inherited));
+                deadline = Some(d);
+                (Some(d.saturating_duration_since(started)), Some(rmi_core::alarm::ticks(d)))
+            }
+        };
         if let Some(over) = &self.shared.over {
             let call = Call::new(over.object.clone(), method, args).with_meta(meta.as_ref());
             let reply = over.link.clone().call(call, deadline, waited).await?;
@@ -537,7 +544,7 @@ impl Proxy {
             return Ok((reply?, scope));
         }
         for attempt in 0..2 {
-            let live = self.live_at(started);
+            let live = self.live_at_ticks(started_ticks);
             // The time left, for the daemon: on a connection already live at
             // the first attempt, no time has passed to speak of since
             // `started`, so the clock is not read again.
@@ -553,7 +560,7 @@ impl Proxy {
                 if fresh { waited } else { deadline.map(|d| d.saturating_duration_since(Instant::now())) };
             let mut call = Call::new(object, method.clone(), args.clone());
             call.attach(meta.as_ref());
-            match connection.send_call(call, deadline, waited, remaining).await {
+            match connection.send_call(call, deadline, deadline_ticks, waited, remaining).await {
                 Ok(reply) => return Ok((reply?, connection.scope())),
                 Err(CallFailure::NotSent(e)) => {
                     // The connection was already gone: nothing reached the
@@ -728,9 +735,14 @@ impl Proxy {
     /// The live connection and the object id, if connected (`now` is the
     /// time of the call, to skip checking a connection in steady use).
     fn live_at(&self, now: Instant) -> Option<(Arc<ClientConnection>, Text)> {
+        self.live_at_ticks(rmi_core::alarm::ticks(now))
+    }
+
+    /// As [`Proxy::live_at`], `now` in alarm ticks.
+    fn live_at_ticks(&self, now: u64) -> Option<(Arc<ClientConnection>, Text)> {
         let state = self.state();
         match (&state.connection, &state.target) {
-            (Some(c), Some(_)) if !c.is_closed(now) => Some((c.clone(), state.object.clone())),
+            (Some(c), Some(_)) if !c.is_closed_at(now) => Some((c.clone(), state.object.clone())),
             _ => None,
         }
     }
