@@ -8,7 +8,8 @@
 //! another daemon that calls back into this one: an `async` call that
 //! awaits goes to a worker of the connection (see `workers`); a synchronous
 //! call that may block runs on tokio's blocking pool; a `#[nonblocking]` one
-//! runs where it was read (on a multi-thread runtime, on a worker). Each
+//! runs where it was read (on a multi-thread runtime, on a worker, unless
+//! it is alone on its connection: a worker then buys only a hop). Each
 //! call writes its own reply through the shared writer. A client that goes
 //! away, or that takes none of its replies for the write timeout, takes its
 //! calls in flight with it (oneway calls run on).
@@ -509,7 +510,11 @@ impl Starter<'_> {
             shared.complete(id, ticket, Err(self.not_found(&call.object)));
             return;
         };
-        let work = if self.here {
+        // On a multi-thread runtime too, a call alone on its connection
+        // (nothing else running, nothing more read) starts here: a worker
+        // would buy no parallelism, only a hop.
+        let alone = !more && shared.flow.in_flight() == 1;
+        let work = if self.here || alone {
             let (method, started, traced) = shared.start_call(id, object, call, &mut context, now);
             match started {
                 Started::Done(reply) => {

@@ -10,8 +10,10 @@ use std::future::poll_fn;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
-/// Idle workers kept per connection; more idle ones end.
-const MAX_IDLE: usize = 16;
+/// Idle workers kept per connection; more idle ones end. As many as the
+/// calls a burst of 64 in flight starts, so that such bursts reuse their
+/// workers rather than start tasks for most of their calls.
+const MAX_IDLE: usize = 64;
 
 /// The jobs of one connection and its idle workers.
 #[derive(Debug)]

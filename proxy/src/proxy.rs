@@ -1,10 +1,10 @@
 //! The dynamic proxy: calls any method by name.
 
+use rmi_core::alarm::ticks_of;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use rmi_core::alarm::ticks_of;
 use std::time::{Duration, Instant};
 
 use rmi_core::context::for_outgoing_call;
@@ -530,7 +530,10 @@ impl Proxy {
         let mut deadline = timeout.and_then(|t| started.checked_add(t));
         let (inherited, meta) = for_outgoing_call();
         let (waited, deadline_ticks) = match inherited {
-            None => (deadline.and(timeout), deadline.and(timeout).map(|t| started_ticks.saturating_add(ticks_of(t)))),
+            None => (
+                deadline.and(timeout),
+                deadline.and(timeout).map(|t| started_ticks.saturating_add(ticks_of(t))),
+            ),
             Some(inherited) => {
                 let d = deadline.map_or(inherited, |d| d.min(inherited));
                 deadline = Some(d);

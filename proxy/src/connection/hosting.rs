@@ -165,7 +165,16 @@ impl Link for ClientConnection {
     fn call(self: Arc<Self>, call: Call, deadline: Option<Instant>, timeout: Option<Duration>) -> CallFuture {
         Box::pin(async move {
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            match ClientConnection::send_call(&self, call, deadline, deadline.map(rmi_core::alarm::ticks), timeout, remaining).await {
+            match ClientConnection::send_call(
+                &self,
+                call,
+                deadline,
+                deadline.map(rmi_core::alarm::ticks),
+                timeout,
+                remaining,
+            )
+            .await
+            {
                 Ok(reply) => Ok(reply),
                 Err(CallFailure::NotSent(e) | CallFailure::Failed(e)) => Err(e),
             }
