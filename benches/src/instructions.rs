@@ -20,9 +20,14 @@ use crate::measure::Outcome;
 /// `seq` would count in the client's figure).
 const WORKLOADS: [&str; 2] = ["seq-count", "pipe64-count"];
 
+/// The runtimes both processes run on, as `--threads` names them: a
+/// current-thread one, and tokio's default multi-thread one (what
+/// `#[tokio::main]` gives; its workers' instructions count too).
+const RUNTIMES: [(&str, &str); 2] = [("1", "current-thread"), ("0", "multi-thread")];
+
 /// One side's run under callgrind: its instruction count, and the calls
 /// the client made.
-fn run(side: &str, workload: &str, quick: bool, out: &Path) -> anyhow::Result<(u64, u64)> {
+fn run(side: &str, workload: &str, threads: &str, quick: bool, out: &Path) -> anyhow::Result<(u64, u64)> {
     let exe = std::env::current_exe()?;
     let callgrind = |c: &mut Command| {
         c.arg("--tool=callgrind").arg(format!("--callgrind-out-file={}", out.display()));
@@ -35,7 +40,7 @@ fn run(side: &str, workload: &str, quick: bool, out: &Path) -> anyhow::Result<(u
     } else {
         Command::new(&exe)
     };
-    server.args(["serve", "rmi", "--threads", "1"]).stdout(Stdio::piped()).stderr(Stdio::null());
+    server.args(["serve", "rmi", "--threads", threads]).stdout(Stdio::piped()).stderr(Stdio::null());
     let mut server =
         server.spawn().context("starting the server (is valgrind installed? apt-get install valgrind)")?;
     let stdout = server.stdout.take().context("server stdout")?;
@@ -51,7 +56,7 @@ fn run(side: &str, workload: &str, quick: bool, out: &Path) -> anyhow::Result<(u
     } else {
         Command::new(&exe)
     };
-    client.args(["client", "rmi", workload, &target, "--threads", "1"]);
+    client.args(["client", "rmi", workload, &target, "--threads", threads]);
     if quick {
         client.arg("--quick");
     }
@@ -81,23 +86,25 @@ fn instructions(path: &Path) -> anyhow::Result<u64> {
 pub(crate) fn run_all() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("rmi-bench-callgrind-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    println!("| workload | daemon, per call | client, per call |");
-    println!("| --- | ---: | ---: |");
+    println!("| workload | runtime | daemon, per call | client, per call |");
+    println!("| --- | --- | ---: | ---: |");
     for workload in WORKLOADS {
-        let mut per_call = Vec::new();
-        for side in ["daemon", "client"] {
-            let out: PathBuf = dir.join(format!("{workload}.{side}.out"));
-            eprintln!("counting {workload}, {side} side, under callgrind…");
-            let (short, short_calls) = run(side, workload, true, &out)?;
-            let (long, long_calls) = run(side, workload, false, &out)?;
-            anyhow::ensure!(
-                long_calls > short_calls,
-                "{workload}: the long run made no more calls than the short one"
-            );
-            per_call.push(long.saturating_sub(short) as f64 / (long_calls - short_calls) as f64);
+        for (threads, runtime) in RUNTIMES {
+            let mut per_call = Vec::new();
+            for side in ["daemon", "client"] {
+                let out: PathBuf = dir.join(format!("{workload}.{threads}.{side}.out"));
+                eprintln!("counting {workload} on the {runtime} runtime, {side} side, under callgrind…");
+                let (short, short_calls) = run(side, workload, threads, true, &out)?;
+                let (long, long_calls) = run(side, workload, threads, false, &out)?;
+                anyhow::ensure!(
+                    long_calls > short_calls,
+                    "{workload}: the long run made no more calls than the short one"
+                );
+                per_call.push(long.saturating_sub(short) as f64 / (long_calls - short_calls) as f64);
+            }
+            let name = if workload == "seq-count" { "`echo`, one at a time" } else { "`echo`, 64 in flight" };
+            println!("| {name} | {runtime} | {:.0} | {:.0} |", per_call[0], per_call[1]);
         }
-        let name = if workload == "seq-count" { "`echo`, one at a time" } else { "`echo`, 64 in flight" };
-        println!("| {name} | {:.0} | {:.0} |", per_call[0], per_call[1]);
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

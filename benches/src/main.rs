@@ -75,9 +75,10 @@ prints each figure with its ratio to the matching baseline.
   --save FILE      write every outcome as JSON
 
 --count-instructions counts the instructions per call of each side (daemon, client) with
-callgrind (valgrind must be installed), for `echo` one at a time and 64 in flight: each side
-runs under callgrind twice, a short run and a long one; the difference over the calls between
-them is the cost per call, whatever the machine's load.
+callgrind (valgrind must be installed), for `echo` one at a time and 64 in flight, with both
+processes on a current-thread runtime and on tokio's default multi-thread one: each side runs
+under callgrind twice, a short run and a long one; the difference over the calls between them
+is the cost per call, whatever the machine's load.
 
 --chart draws a file that --save wrote as an SVG bar chart: one group of bars per workload
 (rmi, rmi.mt, raw TCP, tarpc, tonic, Pyro5, those that ran it), each bar that system's calls/s

@@ -5,24 +5,31 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+use rmi_core::alarm::{self, Alarm, Ring};
 use rmi_core::idmap::IdMap;
 use rmi_core::link::MessageWriter;
 use rmi_core::peer::{CallFuture, Link, Peer};
 use rmi_core::{Call, Error, Message, Reply, TransportError};
 use tokio::sync::oneshot;
 
+/// A call waiting for the client's reply: where it goes, and when the call
+/// gives up (alarm ticks).
+type Waiting = (oneshot::Sender<Result<Reply, Error>>, Option<u64>);
+
 /// One connection's calls from the daemon to the client: ids of the
 /// daemon's own (the client's calls have theirs), each waiting for its
-/// reply, which the connection's reader delivers.
+/// reply, which the connection's reader delivers, or for its deadline,
+/// which an alarm keeps (no tokio timer per call).
 pub(crate) struct Callbacks {
     writer: MessageWriter,
     peer: Arc<Peer>,
-    pending: Mutex<IdMap<oneshot::Sender<Reply>>>,
+    pending: Mutex<IdMap<Waiting>>,
     next_id: AtomicU64,
     client: String,
+    alarm: Alarm,
 }
 
 impl std::fmt::Debug for Callbacks {
@@ -33,10 +40,17 @@ impl std::fmt::Debug for Callbacks {
 
 impl Callbacks {
     pub(crate) fn new(writer: MessageWriter, peer: Arc<Peer>, client: String) -> Arc<Self> {
-        Arc::new(Callbacks { writer, peer, pending: Mutex::default(), next_id: AtomicU64::new(0), client })
+        Arc::new_cyclic(|me: &Weak<Callbacks>| Callbacks {
+            writer,
+            peer,
+            pending: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            client,
+            alarm: Alarm::new(me.clone() as Weak<dyn Ring>),
+        })
     }
 
-    fn pending(&self) -> MutexGuard<'_, IdMap<oneshot::Sender<Reply>>> {
+    fn pending(&self) -> MutexGuard<'_, IdMap<Waiting>> {
         // Insertions and removals leave the map whole; a poisoned lock is usable.
         self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -44,8 +58,8 @@ impl Callbacks {
     /// Hands the client's reply to the call waiting for it (none: it gave
     /// up, and the reply is dropped).
     pub(crate) fn deliver(&self, id: u64, reply: Reply) {
-        if let Some(waiting) = self.pending().remove(&id) {
-            let _ = waiting.send(reply);
+        if let Some((waiting, _)) = self.pending().remove(&id) {
+            let _ = waiting.send(Ok(reply));
         }
     }
 
@@ -85,27 +99,63 @@ fn sent(e: TransportError) -> Error {
     }
 }
 
+impl Ring for Callbacks {
+    /// Ends the calls whose deadline passed (each tells the client to
+    /// cancel), and sets the alarm for the next.
+    fn ring(&self) {
+        let now = alarm::ticks(Instant::now());
+        let mut next: Option<u64> = None;
+        let due: Vec<oneshot::Sender<Result<Reply, Error>>> = {
+            let mut pending = self.pending();
+            let ids: Vec<u64> = pending
+                .iter()
+                .filter_map(|(id, (_, deadline))| {
+                    let deadline = (*deadline)?;
+                    if deadline <= now {
+                        return Some(*id);
+                    }
+                    next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                    None
+                })
+                .collect();
+            ids.iter().filter_map(|id| pending.remove(id)).map(|(tx, _)| tx).collect()
+        };
+        if let Some(next) = next {
+            self.alarm.ring_by_ticks(next);
+        }
+        for tx in due {
+            let _ = tx.send(Err(Error::Timeout(Duration::ZERO)));
+        }
+    }
+}
+
 impl Link for Callbacks {
     fn call(self: Arc<Self>, call: Call, deadline: Option<Instant>, timeout: Option<Duration>) -> CallFuture {
         Box::pin(async move {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = oneshot::channel();
-            self.pending().insert(id, tx);
+            let ticks = deadline.map(alarm::ticks);
+            self.pending().insert(id, (tx, ticks));
+            if let Some(ticks) = ticks {
+                self.alarm.ring_by_ticks(ticks);
+            }
             let mut guard = InFlight { callbacks: &self, id, done: false };
             self.peer.export(call.args.exports());
             self.writer.send(&Message::call(id, deadline, call)).map_err(sent)?;
-            let reply = match deadline {
-                Some(d) => match tokio::time::timeout_at(d.into(), rx).await {
-                    Ok(reply) => reply,
-                    Err(_) => {
-                        let waited = timeout.unwrap_or_else(|| d.saturating_duration_since(Instant::now()));
-                        return Err(Error::Timeout(waited));
-                    }
-                },
-                None => rx.await,
-            };
+            let reply = rx.await;
             guard.done = true;
-            reply.map_err(|_| Error::ConnectionLost("the client's connection closed".into()))
+            match reply {
+                Ok(Ok(reply)) => Ok(reply),
+                Ok(Err(_)) => {
+                    // The alarm ended the wait: the client is told to cancel.
+                    let _ = self.writer.send_batched(&Message::Cancel { id });
+                    let waited = timeout.unwrap_or_else(|| {
+                        deadline.map(|d| d.saturating_duration_since(Instant::now())).unwrap_or_default()
+                    });
+                    Err(Error::Timeout(waited))
+                }
+                Err(_) => Err(Error::ConnectionLost("the client's connection closed".into())),
+            }
         })
     }
 
