@@ -72,8 +72,9 @@ fn start_at(
 
 /// As [`start`], for a call whose caller says whether it reads the
 /// results as a stream (`stream`): a caller and a method that disagree get
-/// a clear error, and a method that does not stream does not run; `now`
-/// as for [`start_at`].
+/// a clear error, and a method that does not stream does not run. `now`
+/// is the time if the caller has just read the clock (it is read
+/// otherwise), to see whether the call's deadline passed.
 #[inline(always)]
 pub fn start_as(
     object: Arc<dyn Exposed>,

@@ -104,13 +104,13 @@ enum Turn<'a> {
     /// Its reply (or the reason there is none).
     Reply(Result<Reply, Error>),
     /// Read for everyone: nobody else is reading.
-    Read(tokio::sync::MutexGuard<'a, MessageReader>),
+    Read(futures::lock::MutexGuard<'a, MessageReader>),
 }
 
 /// The reader, held by the caller reading for everyone; released when it is
 /// done (or gives up), and then handed to a caller still waiting.
 struct Leading<'a> {
-    guard: Option<tokio::sync::MutexGuard<'a, MessageReader>>,
+    guard: Option<futures::lock::MutexGuard<'a, MessageReader>>,
     connection: &'a ClientConnection,
 }
 
@@ -128,7 +128,7 @@ pub(crate) struct ClientConnection {
     pending: Mutex<Pending>,
     /// Held by the caller currently reading for everyone (or, while this
     /// client exports objects, by its reading task: see `hosting`).
-    reader: tokio::sync::Mutex<MessageReader>,
+    reader: futures::lock::Mutex<MessageReader>,
     address: String,
     /// When a call last started on it, in alarm ticks.
     last_used: AtomicU64,
@@ -198,7 +198,7 @@ impl ClientConnection {
             scope: Scope::weak(peer.clone(), &(me.clone() as Weak<dyn rmi_core::peer::Link>)),
             writer,
             pending: Mutex::new(Pending::default()),
-            reader: tokio::sync::Mutex::new(reader),
+            reader: futures::lock::Mutex::new(reader),
             address: address.clone(),
             last_used: AtomicU64::new(alarm::ticks(Instant::now())),
             peer,
@@ -241,7 +241,7 @@ impl ClientConnection {
         if now.saturating_sub(last) < alarm::ticks_of(IDLE_CHECK_AFTER) {
             return false;
         }
-        let gone = self.reader.try_lock().is_ok_and(|reader| reader.peer_closed());
+        let gone = self.reader.try_lock().is_some_and(|reader| reader.peer_closed());
         if gone {
             self.fail_all(Error::ConnectionLost("the daemon closed the connection".into()));
         }
@@ -417,8 +417,8 @@ impl ClientConnection {
             Some(Slot::Waiting(waker, _)) => {
                 park(waker, cx);
                 match self.reader.try_lock() {
-                    Ok(guard) => Poll::Ready(Turn::Read(guard)),
-                    Err(_) => Poll::Pending,
+                    Some(guard) => Poll::Ready(Turn::Read(guard)),
+                    None => Poll::Pending,
                 }
             }
             Some(Slot::Done(_)) => match pending.slots.remove(&id) {
@@ -571,7 +571,7 @@ impl Drop for InFlight<'_> {
             let _ = self.connection.writer.send(&Message::Cancel { id: self.id });
         }
         // This caller may have been the one woken to take over reading.
-        if self.connection.reader.try_lock().is_ok() {
+        if self.connection.reader.try_lock().is_some() {
             self.connection.hand_off();
         }
     }

@@ -47,7 +47,7 @@ enum Turn<'a> {
     Chunk(Encoded),
     End(Result<Reply, Error>),
     /// Nothing yet, and nobody reads: read for everyone.
-    Read(tokio::sync::MutexGuard<'a, rmi_core::link::MessageReader>),
+    Read(futures::lock::MutexGuard<'a, rmi_core::link::MessageReader>),
 }
 
 impl Pending {
@@ -152,11 +152,11 @@ impl ClientConnection {
         }
         park(&mut stream.waker, cx);
         match self.reader.try_lock() {
-            Ok(guard) => {
+            Some(guard) => {
                 stream.waker = None;
                 Poll::Ready(Turn::Read(guard))
             }
-            Err(_) => Poll::Pending,
+            None => Poll::Pending,
         }
     }
 
@@ -175,7 +175,7 @@ impl ClientConnection {
             let _ = self.writer.send(&Message::Cancel { id });
         }
         // The consumer may have been the one woken to take over reading.
-        if self.reader.try_lock().is_ok() {
+        if self.reader.try_lock().is_some() {
             self.hand_off();
         }
     }
