@@ -124,7 +124,13 @@ struct Clock {
     epoch: Instant,
     entries: Mutex<BinaryHeap<Reverse<Entry>>>,
     changed: Condvar,
+    /// The entries' count after the last purge: the heap is purged of
+    /// stale entries (moved, or whose owner is gone) when it doubles.
+    purged: std::sync::atomic::AtomicUsize,
 }
+
+/// Below this many entries the heap is not purged.
+const PURGE_FLOOR: usize = 1024;
 
 impl Clock {
     fn get() -> &'static Clock {
@@ -134,6 +140,7 @@ impl Clock {
                 epoch: Instant::now(),
                 entries: Mutex::new(BinaryHeap::new()),
                 changed: Condvar::new(),
+                purged: std::sync::atomic::AtomicUsize::new(0),
             }));
             // Without the thread no alarm rings: a process that cannot
             // start one cannot time its calls out either.
@@ -155,6 +162,17 @@ impl Clock {
 
     fn schedule(&self, at: u64, current: Arc<AtomicU64>, target: Weak<dyn Ring>) {
         let mut entries = self.entries();
+        // An entry leaves the heap when its time comes; one whose alarm
+        // moved earlier, or whose owner is gone (a closed connection's idle
+        // alarm), would wait for its time, so they are dropped when the
+        // heap has doubled since the last purge.
+        let threshold = self.purged.load(Ordering::Relaxed).saturating_mul(2).max(PURGE_FLOOR);
+        if entries.len() >= threshold {
+            entries.retain(|Reverse(e)| {
+                e.current.load(Ordering::Acquire) == e.at && e.target.strong_count() > 0
+            });
+            self.purged.store(entries.len(), Ordering::Relaxed);
+        }
         let earliest = entries.peek().is_none_or(|Reverse(e)| at < e.at);
         entries.push(Reverse(Entry { at, current, target }));
         drop(entries);
@@ -187,9 +205,18 @@ impl Clock {
                         .is_ok();
                     if rings && let Some(target) = due.target.upgrade() {
                         // Rung without the lock: it may set its alarm again.
+                        // A panic in what it wakes or drops must not end the
+                        // thread every deadline of the process relies on.
                         drop(entries);
-                        target.ring();
-                        drop(target);
+                        let rung = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                            target.ring();
+                            drop(target);
+                        }));
+                        if rung.is_err() {
+                            tracing::error!(
+                                "an rmi alarm's owner panicked when rung; the alarm thread goes on"
+                            );
+                        }
                         entries = self.entries();
                     }
                 }
@@ -286,6 +313,37 @@ mod tests {
         let alarm = Alarm::new(Arc::downgrade(&target) as Weak<dyn Ring>);
         alarm.ring_by(Instant::now() - Duration::from_millis(5));
         rang.recv_timeout(Duration::from_secs(5)).expect("a deadline passed rings at once");
+    }
+
+    #[test]
+    fn stale_and_orphaned_entries_do_not_pile_up() {
+        // Many alarms set far ahead whose owners go at once (closed
+        // connections' idle alarms): the heap is purged as it grows.
+        for _ in 0..20_000 {
+            let (target, _rang) = told();
+            let alarm = Alarm::new(Arc::downgrade(&target) as Weak<dyn Ring>);
+            alarm.ring_by(Instant::now() + Duration::from_secs(300));
+        }
+        let left = Clock::get().entries().len();
+        assert!(left <= 2 * PURGE_FLOOR + 64, "{left} entries kept for owners that are gone");
+    }
+
+    #[test]
+    fn a_panicking_owner_does_not_stop_the_alarms() {
+        struct Panics;
+        impl Ring for Panics {
+            fn ring(&self) {
+                panic!("rung");
+            }
+        }
+        let panics = Arc::new(Panics);
+        let first = Alarm::new(Arc::downgrade(&panics) as Weak<dyn Ring>);
+        first.ring_by(Instant::now());
+        let (target, rang) = told();
+        let alarm = Alarm::new(Arc::downgrade(&target) as Weak<dyn Ring>);
+        alarm.ring_by(Instant::now() + Duration::from_millis(50));
+        rang.recv_timeout(Duration::from_secs(5)).expect("the thread lived on");
+        drop(panics);
     }
 
     #[test]

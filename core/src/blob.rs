@@ -192,7 +192,31 @@ thread_local! {
 /// what it collects or takes is its own.
 #[inline]
 pub(crate) fn in_codec_scope() -> bool {
-    ENCODING.with_borrow(Option::is_some) || DECODING.with_borrow(Option::is_some)
+    UPLOAD_SCOPES.get() > 0 || ENCODING.with_borrow(Option::is_some) || DECODING.with_borrow(Option::is_some)
+}
+
+thread_local! {
+    /// How many upload scopes are open on this thread (see
+    /// [`upload_scope`]).
+    static UPLOAD_SCOPES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Closes an upload scope, also when the encoding unwinds.
+struct UploadScope;
+
+impl Drop for UploadScope {
+    fn drop(&mut self) {
+        UPLOAD_SCOPES.set(UPLOAD_SCOPES.get().saturating_sub(1));
+    }
+}
+
+/// Runs `f` in an upload scope: what it encodes may take an upload, which
+/// can be serialized only once, so it is encoded in the codec's scopes
+/// rather than tried without them first.
+pub(crate) fn upload_scope<R>(f: impl FnOnce() -> R) -> R {
+    UPLOAD_SCOPES.set(UPLOAD_SCOPES.get().saturating_add(1));
+    let _open = UploadScope;
+    f()
 }
 
 /// Forgets the message of a custom error noted on this thread (an attempt

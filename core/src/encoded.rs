@@ -450,6 +450,34 @@ mod tests {
         }
     }
 
+    /// Serializes as a reference does: refused outside an encode scope.
+    struct StrictReference;
+
+    impl Serialize for StrictReference {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            if !crate::exports::note_export(std::sync::Arc::new(Thing)) {
+                crate::blob::note_custom_error("outside a scope");
+                return Err(serde::ser::Error::custom("outside a scope"));
+            }
+            serializer.serialize_u64(7)
+        }
+    }
+
+    #[test]
+    fn an_upload_before_a_reference_is_taken_once() {
+        // An upload is taken when serialized: the fast attempt (outside the
+        // scopes) must not take it and then fail on the reference.
+        let value = (crate::stream::Upload::iter(0..3u64), StrictReference);
+        let (encoded, upload) = crate::stream::collect_upload(|| Encoded::encode(&value));
+        let encoded = encoded.expect("encoded once, in the scopes");
+        assert!(upload.is_some(), "the upload was collected");
+        assert!(encoded.carries_references());
+        // And a plain reference outside any upload scope still takes the
+        // scoped path after the fast attempt meets it.
+        assert!(Encoded::encode(&(1u64, StrictReference)).unwrap().carries_references());
+        assert!(!crate::exports::take_missed(), "the flag was consumed");
+    }
+
     #[test]
     fn a_value_with_references_is_marked_on_the_wire_both_ways() {
         for big in [false, true] {

@@ -108,7 +108,9 @@ thread_local! {
 /// More than one upload in one call.
 pub fn collect_upload<R>(f: impl FnOnce() -> R) -> (R, Option<Source>) {
     let outer = COLLECTING.with(|c| c.replace(Some(None)));
-    let result = f();
+    // An upload is taken when it is serialized: values encoded here are
+    // encoded once, in the codec's scopes, never tried without them first.
+    let result = crate::blob::upload_scope(f);
     let found = COLLECTING.with(|c| c.replace(outer)).flatten();
     (result, found)
 }
