@@ -29,17 +29,16 @@ const RUNTIMES: [(&str, &str); 2] = [("1", "current-thread"), ("0", "multi-threa
 /// the client made.
 fn run(side: &str, workload: &str, threads: &str, quick: bool, out: &Path) -> anyhow::Result<(u64, u64)> {
     let exe = std::env::current_exe()?;
-    let callgrind = |c: &mut Command| {
-        c.arg("--tool=callgrind").arg(format!("--callgrind-out-file={}", out.display()));
-    };
-    let mut server = if side == "daemon" {
+    // This binary, under callgrind for the side being counted.
+    let command = |counted: bool| {
+        if !counted {
+            return Command::new(&exe);
+        }
         let mut c = Command::new("valgrind");
-        callgrind(&mut c);
-        c.arg(&exe);
+        c.arg("--tool=callgrind").arg(format!("--callgrind-out-file={}", out.display())).arg(&exe);
         c
-    } else {
-        Command::new(&exe)
     };
+    let mut server = command(side == "daemon");
     server.args(["serve", "rmi", "--threads", threads]).stdout(Stdio::piped()).stderr(Stdio::null());
     let mut server =
         server.spawn().context("starting the server (is valgrind installed? apt-get install valgrind)")?;
@@ -48,14 +47,7 @@ fn run(side: &str, workload: &str, threads: &str, quick: bool, out: &Path) -> an
     std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
     let target =
         line.trim().strip_prefix("READY ").with_context(|| format!("server said {line:?}"))?.to_owned();
-    let mut client = if side == "client" {
-        let mut c = Command::new("valgrind");
-        callgrind(&mut c);
-        c.arg(&exe);
-        c
-    } else {
-        Command::new(&exe)
-    };
+    let mut client = command(side == "client");
     client.args(["client", "rmi", workload, &target, "--threads", threads]);
     if quick {
         client.arg("--quick");

@@ -84,6 +84,22 @@ pub fn ticks(at: Instant) -> u64 {
     Clock::get().nanos(at)
 }
 
+/// Of `deadlines` (an id and its deadline in [`ticks`], if it has one),
+/// the ids due at `now`, and the earliest deadline still to come: what an
+/// alarm's owner times out when rung, and when to set the alarm next.
+pub fn due(deadlines: impl Iterator<Item = (u64, Option<u64>)>, now: u64) -> (Vec<u64>, Option<u64>) {
+    let mut due = Vec::new();
+    let mut next: Option<u64> = None;
+    for (id, deadline) in deadlines {
+        match deadline {
+            Some(d) if d <= now => due.push(id),
+            Some(d) => next = Some(next.map_or(d, |n| n.min(d))),
+            None => {}
+        }
+    }
+    (due, next)
+}
+
 /// A duration in [`ticks`].
 #[inline]
 pub fn ticks_of(duration: Duration) -> u64 {

@@ -104,21 +104,10 @@ impl Ring for Callbacks {
     /// cancel), and sets the alarm for the next.
     fn ring(&self) {
         let now = alarm::ticks(Instant::now());
-        let mut next: Option<u64> = None;
-        let due: Vec<oneshot::Sender<Result<Reply, Error>>> = {
+        let (due, next): (Vec<oneshot::Sender<Result<Reply, Error>>>, _) = {
             let mut pending = self.pending();
-            let ids: Vec<u64> = pending
-                .iter()
-                .filter_map(|(id, (_, deadline))| {
-                    let deadline = (*deadline)?;
-                    if deadline <= now {
-                        return Some(*id);
-                    }
-                    next = Some(next.map_or(deadline, |n| n.min(deadline)));
-                    None
-                })
-                .collect();
-            ids.iter().filter_map(|id| pending.remove(id)).map(|(tx, _)| tx).collect()
+            let (ids, next) = alarm::due(pending.iter().map(|(id, (_, deadline))| (*id, *deadline)), now);
+            (ids.iter().filter_map(|id| pending.remove(id)).map(|(tx, _)| tx).collect(), next)
         };
         if let Some(next) = next {
             self.alarm.ring_by_ticks(next);

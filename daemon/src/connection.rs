@@ -348,9 +348,6 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
     let mut held = Held::default();
     let idle_timeout = options.idle_timeout;
     let mut last_request = Instant::now();
-    // The rare branches are dormant: polled only when they woke, so that a
-    // wake for the next request does not poll them (a token takes a lock, a
-    // timer re-registers its waker).
     // The idle time is kept by an alarm, not a tokio timer: a timer in the
     // runtime's wheel costs every park of the runtime a search of the wheel.
     let bell = Arc::new(Bell::default());
@@ -359,6 +356,8 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
         alarm.ring_by(last_request + timeout);
     }
     let mut bell_waker = None;
+    // Shutdown is dormant: polled only when it woke, so that a wake for the
+    // next request does not poll it (a cancellation token takes a lock).
     let mut shutdown = Dormant::new(daemon.shutdown.clone().cancelled_owned());
     let shut_down = loop {
         if !held.is_empty() && shared.writer.is_closed() {

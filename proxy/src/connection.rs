@@ -434,22 +434,18 @@ impl ClientConnection {
     /// reports it), and sets the alarm for the next deadline.
     fn expire(&self) {
         let now = alarm::ticks(Instant::now());
-        let mut next: Option<u64> = None;
-        let wakers: Vec<Waker> = {
+        let (wakers, next): (Vec<Waker>, _) = {
             let mut pending = self.pending();
-            let mut due = Vec::new();
-            for (id, slot) in pending.slots.iter() {
-                if let Slot::Waiting(_, Some(deadline)) = slot {
-                    if *deadline <= now {
-                        due.push(*id);
-                    } else {
-                        next = Some(next.map_or(*deadline, |n| n.min(*deadline)));
-                    }
-                }
-            }
-            due.into_iter()
+            let waiting = pending.slots.iter().map(|(id, slot)| match slot {
+                Slot::Waiting(_, deadline) => (*id, *deadline),
+                _ => (*id, None),
+            });
+            let (due, next) = alarm::due(waiting, now);
+            let wakers = due
+                .into_iter()
                 .filter_map(|id| pending.deliver(id, Err(Error::Timeout(Duration::ZERO))))
-                .collect()
+                .collect();
+            (wakers, next)
         };
         if let Some(next) = next {
             self.alarm.ring_by_ticks(next);
