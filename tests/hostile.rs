@@ -160,6 +160,10 @@ async fn announced_frames_within_a_large_limit_are_not_reserved_either() {
     // the limit, and still nothing is reserved for them beyond what arrives.
     let daemon = TestDaemon::start(builder().max_message_size(3 << 30)).await;
     let uri = daemon.daemon.register(Calculator::default(), Some("calc")).unwrap();
+    // One call first, so that what the process sets up once (rmi's alarm
+    // thread and its allocator arena, say) is in the baseline.
+    let warm = CalculatorProxy::new(&uri).unwrap();
+    assert_eq!(tokio::time::timeout(QUICK, warm.add(1, 1)).await.unwrap().unwrap(), 2);
     let (rss_before, vsz_before) = memory();
     let mut held = Vec::new();
     for prefix in [1u32 << 30, 2 << 30] {

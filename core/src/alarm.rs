@@ -160,7 +160,12 @@ impl Clock {
             }));
             // Without the thread no alarm rings: a process that cannot
             // start one cannot time its calls out either.
-            if let Err(e) = std::thread::Builder::new().name("rmi-alarm".into()).spawn(move || clock.run()) {
+            if let Err(e) = std::thread::Builder::new()
+                .name("rmi-alarm".into())
+                // It only waits and wakes: no need for a default 8 MiB stack.
+                .stack_size(256 * 1024)
+                .spawn(move || clock.run())
+            {
                 tracing::error!("rmi cannot start its alarm thread; deadlines will not be enforced: {e}");
             }
             clock
