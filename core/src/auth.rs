@@ -116,6 +116,20 @@ pub enum AuthError {
     /// (Server side) the client came with a key, and this server has none.
     #[error("the client has an HMAC key and this server does not use one")]
     ClientHasKey,
+    /// The server runs TLS and this side connected without it.
+    #[error(
+        "the server requires TLS and this side connected without it (set RMI_TLS=on and RMI_TLS_CA, or configure TLS)"
+    )]
+    TlsRequired,
+    /// This side connected with TLS and the server does not use it.
+    #[error("this side connected with TLS but the server does not use TLS (give both sides TLS, or neither)")]
+    ServerHasNoTls,
+    /// (Server side) the client connected without TLS, and this server requires it.
+    #[error("the client connected without TLS and this server requires it")]
+    ClientHasNoTls,
+    /// (Server side) the client connected with TLS, and this server has none.
+    #[error("the client connected with TLS and this server does not use TLS")]
+    ClientUsesTls,
     /// The peer's proof does not match our key: the keys differ.
     #[error("the peer holds a different HMAC key")]
     WrongKey,

@@ -8,6 +8,20 @@
 //! | `RMI_HMAC_KEY` | unset: no authentication | shared secret; both sides must hold the same one |
 //! | `RMI_MAX_MESSAGE_SIZE` | `64M` | largest frame sent or accepted, in bytes (`K`, `M`, `G` suffixes are powers of 1024) |
 //! | `RMI_CALL_TIMEOUT` | `30s` | how long a proxy waits for a reply (`500ms`, `30s`, `5m`, `1h`; a bare number is seconds; `0` or `none` waits forever) |
+//! | `RMI_TLS` | `off` | `on`: every connection runs TLS (daemons, proxies, the name server and its commands) |
+//! | `RMI_TLS_CA` | required with `RMI_TLS=on` | PEM bundle of the CAs peers' certificates are verified with |
+//! | `RMI_TLS_SERVER_CERT` | unset | PEM certificate chain a daemon presents (the leaf first) |
+//! | `RMI_TLS_SERVER_KEY` | unset | PEM private key of that certificate |
+//! | `RMI_TLS_REQUIRE_CLIENT_CERT` | `off` | `on`: a daemon refuses clients without a certificate from `RMI_TLS_CA` (mutual TLS) |
+//! | `RMI_TLS_CLIENT_CERT` | unset | PEM certificate chain a proxy presents when a server asks |
+//! | `RMI_TLS_CLIENT_KEY` | unset | PEM private key of that certificate |
+//!
+//! These mirror Pyro5's `SSL`, `SSL_CACERTS`, `SSL_SERVERCERT`, `SSL_SERVERKEY`,
+//! `SSL_REQUIRECLIENTCERT`, `SSL_CLIENTCERT` and `SSL_CLIENTKEY`. The files are
+//! read when the configuration is: a file that cannot be read or used is an
+//! error naming its variable. A daemon presents its certificate to clients; a
+//! daemon that is also a client (it registers with the name server, it calls
+//! other daemons) verifies servers with the same `RMI_TLS_CA`.
 //!
 //! An invalid value is an error that names the variable; nothing falls back to
 //! a default silently.
@@ -16,6 +30,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::auth::Key;
+use crate::tls::{ClientTls, ServerTls};
 use crate::uri::Host;
 
 /// The name server's default TCP port (Pyro's, too).
@@ -44,7 +59,28 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
     ("RMI_HMAC_KEY", "(none)", "shared secret that authenticates every connection"),
     ("RMI_MAX_MESSAGE_SIZE", "64M", "largest message sent or accepted, in bytes (K/M/G suffixes)"),
     ("RMI_CALL_TIMEOUT", "30s", "how long a call waits for its reply (0 or none: forever)"),
+    ("RMI_TLS", "off", "on: every connection runs TLS"),
+    ("RMI_TLS_CA", "(none)", "PEM bundle of the CAs peers are verified with (required with RMI_TLS=on)"),
+    ("RMI_TLS_SERVER_CERT", "(none)", "PEM certificate chain a daemon presents"),
+    ("RMI_TLS_SERVER_KEY", "(none)", "PEM private key of the daemon's certificate"),
+    ("RMI_TLS_REQUIRE_CLIENT_CERT", "off", "on: daemons refuse clients without a certificate (mutual TLS)"),
+    ("RMI_TLS_CLIENT_CERT", "(none)", "PEM certificate chain a proxy presents when asked"),
+    ("RMI_TLS_CLIENT_KEY", "(none)", "PEM private key of the proxy's certificate"),
 ];
+
+/// TLS as the `RMI_TLS_*` variables set it up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsSettings {
+    /// What proxies verify servers with (`RMI_TLS_CA`) and present when a
+    /// server asks (`RMI_TLS_CLIENT_CERT`, `RMI_TLS_CLIENT_KEY`).
+    pub client: ClientTls,
+    /// What daemons present (`RMI_TLS_SERVER_CERT`, `RMI_TLS_SERVER_KEY`)
+    /// and which clients they accept: those with a certificate from
+    /// `RMI_TLS_CA` or, unless `RMI_TLS_REQUIRE_CLIENT_CERT` is on, without
+    /// one. `None` when no server certificate is set.
+    pub server: Option<ServerTls>,
+}
 
 /// Settings shared by daemons, proxies and the name server.
 #[derive(Clone, PartialEq, Eq)]
@@ -65,6 +101,9 @@ pub struct Config {
     /// How long a call waits for its reply (`RMI_CALL_TIMEOUT`); `None` waits
     /// forever. Default: 30 seconds.
     pub call_timeout: Option<Duration>,
+    /// TLS for every connection (`RMI_TLS=on` and the `RMI_TLS_*` files).
+    /// Default: `None`, plaintext.
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for Config {
@@ -76,6 +115,7 @@ impl Default for Config {
             hmac_key: None,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             call_timeout: Some(DEFAULT_CALL_TIMEOUT),
+            tls: None,
         }
     }
 }
@@ -89,6 +129,7 @@ impl fmt::Debug for Config {
             .field("hmac_key", &self.hmac_key) // Key's Debug does not show the secret
             .field("max_message_size", &self.max_message_size)
             .field("call_timeout", &self.call_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -161,7 +202,102 @@ impl Config {
         if let Some(v) = lookup("RMI_CALL_TIMEOUT") {
             config.call_timeout = parse_timeout("RMI_CALL_TIMEOUT", &v)?;
         }
+        config.tls = tls_from_lookup(&lookup)?;
         Ok(config)
+    }
+}
+
+/// The TLS variables, read in [`ENV_VARS`]' order, each once.
+fn tls_from_lookup(lookup: &impl Fn(&'static str) -> Option<String>) -> Result<Option<TlsSettings>, ConfigError> {
+    let on = match lookup("RMI_TLS") {
+        Some(v) => parse_switch("RMI_TLS", &v)?,
+        None => false,
+    };
+    let file = |var: &'static str| lookup(var).map(|v| (var, std::path::PathBuf::from(v.trim())));
+    let ca = file("RMI_TLS_CA");
+    let server_cert = file("RMI_TLS_SERVER_CERT");
+    let server_key = file("RMI_TLS_SERVER_KEY");
+    let require = match lookup("RMI_TLS_REQUIRE_CLIENT_CERT") {
+        Some(v) => Some(parse_switch("RMI_TLS_REQUIRE_CLIENT_CERT", &v)?),
+        None => None,
+    };
+    let client_cert = file("RMI_TLS_CLIENT_CERT");
+    let client_key = file("RMI_TLS_CLIENT_KEY");
+    if !on {
+        let set = [&ca, &server_cert, &server_key, &client_cert, &client_key].into_iter().flatten().next();
+        if let Some((var, _)) = set {
+            return Err(ConfigError::new(var, "it is set but RMI_TLS is not on (set RMI_TLS=on, or unset it)"));
+        }
+        if require.is_some() {
+            return Err(ConfigError::new(
+                "RMI_TLS_REQUIRE_CLIENT_CERT",
+                "it is set but RMI_TLS is not on (set RMI_TLS=on, or unset it)",
+            ));
+        }
+        return Ok(None);
+    }
+    let Some((_, ca)) = ca else {
+        return Err(ConfigError::new(
+            "RMI_TLS_CA",
+            "RMI_TLS is on and needs the PEM bundle of the CAs that peers' certificates are verified with",
+        ));
+    };
+    let pair = |cert: Option<(&'static str, std::path::PathBuf)>, key: Option<(&'static str, std::path::PathBuf)>| {
+        match (cert, key) {
+            (Some((_, c)), Some((_, k))) => Ok(Some((c, k))),
+            (None, None) => Ok(None),
+            (Some((var, _)), None) | (None, Some((var, _))) => {
+                let other = if var.ends_with("CERT") { "its _KEY" } else { "its _CERT" };
+                Err(ConfigError::new(var, format!("it is set without {other}: a certificate needs its key")))
+            }
+        }
+    };
+    let client_pair = pair(client_cert, client_key)?;
+    let client = ClientTls::from_pem_files(&ca, client_pair.as_ref().map(|(c, k)| (c.as_path(), k.as_path())))
+        .map_err(|e| {
+            let (cert, key) = client_pair.as_ref().map(|(c, k)| (c.as_path(), k.as_path())).unzip();
+            tls_error(&e, &[("RMI_TLS_CLIENT_CERT", cert), ("RMI_TLS_CLIENT_KEY", key), ("RMI_TLS_CA", Some(&ca))])
+        })?;
+    let server = match pair(server_cert, server_key)? {
+        Some((cert, key)) => Some(
+            ServerTls::from_pem_files(&cert, &key, Some(&ca), require.unwrap_or(false)).map_err(|e| {
+                tls_error(
+                    &e,
+                    &[("RMI_TLS_SERVER_CERT", Some(&cert)), ("RMI_TLS_SERVER_KEY", Some(&key)), ("RMI_TLS_CA", Some(&ca))],
+                )
+            })?,
+        ),
+        None if require == Some(true) => {
+            return Err(ConfigError::new(
+                "RMI_TLS_REQUIRE_CLIENT_CERT",
+                "it applies to a daemon's certificate: set RMI_TLS_SERVER_CERT and RMI_TLS_SERVER_KEY too",
+            ));
+        }
+        None => None,
+    };
+    Ok(Some(TlsSettings { client, server }))
+}
+
+/// A TLS setup error as the error of the variable whose file it names
+/// (the first of `vars` when it names none: a certificate and key that do
+/// not go together).
+fn tls_error(e: &crate::tls::TlsError, vars: &[(&'static str, Option<&std::path::Path>)]) -> ConfigError {
+    let text = e.to_string();
+    let named = vars.iter().find(|(_, path)| path.is_some_and(|p| text.contains(&p.display().to_string())));
+    let var = named.or(vars.first()).map_or("RMI_TLS", |(var, _)| *var);
+    ConfigError::new(var, text)
+}
+
+/// Parses `on`/`off` (also `true`/`false`, `yes`/`no`, `1`/`0`).
+///
+/// # Errors
+///
+/// A [`ConfigError`] naming `var` for anything else.
+pub fn parse_switch(var: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(ConfigError::new(var, format!("{value:?} is neither on nor off"))),
     }
 }
 

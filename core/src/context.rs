@@ -81,6 +81,9 @@ pub struct ConnectionInfo {
     pub id: u64,
     /// The peer's address (`ip:port`, or the socket path's peer).
     pub peer: String,
+    /// The peer's verified certificate, over TLS when it presented one
+    /// (with `RMI_TLS_REQUIRE_CLIENT_CERT`, every client does).
+    pub identity: Option<Arc<crate::tls::PeerIdentity>>,
 }
 
 /// What a handled call knows of itself: see [`context()`].
@@ -193,6 +196,12 @@ impl CallContext {
     /// The address of the peer that made the call.
     pub fn peer(&self) -> Option<&str> {
         self.rest.as_ref().and_then(|r| r.connection.as_ref()).map(|c| c.peer.as_str())
+    }
+
+    /// The caller's verified certificate identity, when it came over TLS
+    /// with a client certificate: who it is, for authorization.
+    pub fn identity(&self) -> Option<&crate::tls::PeerIdentity> {
+        self.rest.as_ref().and_then(|r| r.connection.as_ref()).and_then(|c| c.identity.as_deref())
     }
 
     /// The caller's correlation id, if it set one (or a caller up the

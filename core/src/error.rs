@@ -230,6 +230,11 @@ pub enum Error {
     /// side only, protocol version mismatch, tampered or replayed frames.
     #[error("authentication failed")]
     Auth(#[from] AuthError),
+    /// TLS failed: the peer's certificate was refused here (unknown CA,
+    /// expired, another name), this side's was refused there, or a record
+    /// was broken. [`crate::tls::TlsError`] says which.
+    #[error("TLS failed: {0}")]
+    Tls(crate::tls::TlsError),
     /// The peer broke the protocol (malformed frame or message, frame over the
     /// size limit, unexpected reply).
     #[error("protocol error: {0}")]

@@ -124,10 +124,18 @@ pub enum TransportError {
     /// A message could not be encoded.
     #[error("cannot encode message: {0}")]
     Encode(String),
+    /// TLS failed: a certificate refused (either way), or a broken record.
+    #[error("TLS: {0}")]
+    Tls(crate::tls::TlsError),
 }
 
 impl From<io::Error> for TransportError {
     fn from(e: io::Error) -> Self {
+        // rustls's errors reach here wrapped in I/O errors (by tokio-rustls,
+        // and by rmi's TLS stream): they are told apart, for a clear error.
+        if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            return TransportError::Tls(crate::tls::TlsError::Failed(tls.clone()));
+        }
         TransportError::Io(std::sync::Arc::new(e))
     }
 }
@@ -143,6 +151,7 @@ impl From<TransportError> for crate::Error {
                 crate::Error::Protocol(e.to_string())
             }
             TransportError::Encode(m) => crate::Error::Serialization(m),
+            TransportError::Tls(t) => crate::Error::Tls(t),
         }
     }
 }

@@ -33,7 +33,7 @@ use crate::frame::{LENGTH_PREFIX_LEN, TransportError};
 /// [`crate::frame`]); version 1 carried a tag in every frame.
 pub const PROTOCOL_VERSION: u16 = 4;
 /// First bytes of every rmi greeting.
-const MAGIC: [u8; 4] = *b"RMI\0";
+pub(crate) const MAGIC: [u8; 4] = *b"RMI\0";
 /// Longest handshake message accepted: a little more than ours, so that a
 /// newer peer's longer hello can still be answered with our version.
 const MAX_HANDSHAKE_FRAME: usize = 256;
@@ -50,7 +50,16 @@ enum Status {
     VersionMismatch = 1,
     KeyRequired = 2,
     NoKeyHere = 3,
+    /// This server runs TLS, and the client came in plaintext.
+    TlsRequired = 4,
+    /// This server has no TLS, and the client came with it.
+    NoTlsHere = 5,
 }
+
+/// The longest TLS record a client's first flight may be (a ClientHello
+/// with every extension fits well within it): what a plaintext server
+/// reads of it before it answers.
+const MAX_TLS_RECORD: usize = 16 * 1024 + 2048;
 
 fn random_nonce() -> Result<[u8; NONCE_LEN], TransportError> {
     let mut nonce = [0; NONCE_LEN];
@@ -69,8 +78,20 @@ async fn write_message<IO: AsyncWrite + Unpin>(io: &mut IO, body: &[u8]) -> Resu
 }
 
 async fn read_message<IO: AsyncRead + Unpin>(io: &mut IO) -> Result<Vec<u8>, TransportError> {
+    let prefix = read_prefix(io).await?;
+    read_body(io, prefix).await
+}
+
+async fn read_prefix<IO: AsyncRead + Unpin>(io: &mut IO) -> Result<[u8; LENGTH_PREFIX_LEN], TransportError> {
     let mut prefix = [0; LENGTH_PREFIX_LEN];
     io.read_exact(&mut prefix).await?;
+    Ok(prefix)
+}
+
+async fn read_body<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    prefix: [u8; LENGTH_PREFIX_LEN],
+) -> Result<Vec<u8>, TransportError> {
     let len = u32::from_be_bytes(prefix) as usize;
     if len > MAX_HANDSHAKE_FRAME {
         return Err(AuthError::NotRmi(format!(
@@ -81,6 +102,40 @@ async fn read_message<IO: AsyncRead + Unpin>(io: &mut IO) -> Result<Vec<u8>, Tra
     let mut body = vec![0; len];
     io.read_exact(&mut body).await?;
     Ok(body)
+}
+
+/// Whether a greeting's first bytes open a TLS handshake record (type 22,
+/// version 3.x) rather than an rmi hello.
+fn opens_tls(prefix: &[u8; LENGTH_PREFIX_LEN]) -> bool {
+    prefix[0] == 0x16 && prefix[1] == 0x03
+}
+
+/// Reads the rest of the TLS record a client opened with (so that closing
+/// the socket does not reset it before it reads the answer), as far as it
+/// is bounded; errors are the caller's to ignore.
+async fn skip_tls_record<IO: AsyncRead + Unpin>(io: &mut IO, prefix: [u8; LENGTH_PREFIX_LEN]) -> std::io::Result<()> {
+    let mut low = [0u8; 1];
+    io.read_exact(&mut low).await?;
+    let len = usize::from(u16::from_be_bytes([prefix[3], low[0]]));
+    let mut rest = vec![0; len.min(MAX_TLS_RECORD)];
+    io.read_exact(&mut rest).await?;
+    Ok(())
+}
+
+/// A TLS server met a plaintext client whose first byte was `first`: reads
+/// the rest of its hello when it is rmi's, and answers in plaintext rmi
+/// that TLS is required. Errors are ignored: the caller refuses the client
+/// either way.
+pub(crate) async fn refuse_plaintext<IO: AsyncRead + AsyncWrite + Unpin>(io: &mut IO, first: u8) {
+    let mut prefix = [first, 0, 0, 0];
+    if let Some(rest) = prefix.get_mut(1..) {
+        if io.read_exact(rest).await.is_err() {
+            return;
+        }
+    }
+    if read_body(io, prefix).await.is_ok() {
+        refuse(io, Status::TlsRequired).await;
+    }
 }
 
 /// Splits `n` bytes off the front of `rest`.
@@ -161,6 +216,12 @@ pub(crate) async fn client_handshake_as<IO: AsyncRead + AsyncWrite + Unpin>(
     if status == Status::NoKeyHere as u8 {
         return Err(AuthError::ServerHasNoKey.into());
     }
+    if status == Status::TlsRequired as u8 {
+        return Err(AuthError::TlsRequired.into());
+    }
+    if status == Status::NoTlsHere as u8 {
+        return Err(AuthError::ServerHasNoTls.into());
+    }
     if status != Status::Ok as u8 {
         return Err(AuthError::NotRmi(format!("unknown handshake status {status}")).into());
     }
@@ -192,7 +253,14 @@ pub async fn server_handshake<IO: AsyncRead + AsyncWrite + Unpin>(
     io: &mut IO,
     key: Option<&Key>,
 ) -> Result<Option<Session>, TransportError> {
-    let hello = read_message(io).await?;
+    let prefix = read_prefix(io).await?;
+    if opens_tls(&prefix) {
+        if skip_tls_record(io, prefix).await.is_ok() {
+            refuse(io, Status::NoTlsHere).await;
+        }
+        return Err(AuthError::ClientUsesTls.into());
+    }
+    let hello = read_body(io, prefix).await?;
     let mut rest = hello.as_slice();
     check_magic(&mut rest)?;
     let theirs = take_u16(&mut rest)?;

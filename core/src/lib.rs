@@ -28,7 +28,9 @@
 //! - [`link`]: a connection split into one reader and a writer any task shares;
 //!   what the writer holds is published, counted in a shared budget, and cut off
 //!   by a write timeout when the peer stops reading.
-//! - [`net`]: TCP and Unix sockets behind one type.
+//! - [`net`]: TCP and Unix sockets behind one type, plaintext or TLS.
+//! - [`tls`]: TLS under the frames (rustls on ring): server and client
+//!   configurations, the split TLS stream, the peer's certificate identity.
 //! - [`object`]: what a daemon needs from a hosted object ([`object::Exposed`]),
 //!   `describe`'s answer, and the deadline a handled call passes on.
 //! - [`peer`]: objects as values: what each end of a connection exports to
@@ -72,6 +74,7 @@ pub mod peer;
 pub mod stream;
 #[doc(hidden)]
 pub mod testing;
+pub mod tls;
 pub mod transport;
 pub mod uri;
 pub mod wake;

@@ -196,12 +196,23 @@ struct State {
 pub const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Shared {
+    /// Writes what the socket takes now: whether everything went (with TLS,
+    /// the records under the queue too).
+    #[inline]
+    fn write_now(&self, state: &mut State) -> std::io::Result<bool> {
+        if state.frames.try_flush(|bufs| self.io.try_write_vectored(bufs))? {
+            self.io.flush_pending()
+        } else {
+            Ok(false)
+        }
+    }
+
     /// Writes the queue out, waiting for the socket as needed.
     async fn drain(&self) {
         loop {
             let done = {
                 let mut state = self.lock();
-                let done = state.frames.try_flush(|bufs| self.io.try_write_vectored(bufs)).unwrap_or(true);
+                let done = self.write_now(&mut state).unwrap_or(true);
                 self.settle(&mut state);
                 done
             };
@@ -294,7 +305,7 @@ impl MessageWriter {
             shared.wake.notify_one();
             return Ok(());
         }
-        match state.frames.try_flush(|bufs| shared.io.try_write_vectored(bufs)) {
+        match shared.write_now(&mut state) {
             Ok(true) => {
                 shared.settle(&mut state);
                 Ok(())
@@ -352,7 +363,7 @@ impl MessageWriter {
             std::io::ErrorKind::NotConnected,
             "the connection was closed",
         )));
-        let drained = state.frames.try_flush(|bufs| shared.io.try_write_vectored(bufs)).unwrap_or(true);
+        let drained = shared.write_now(&mut state).unwrap_or(true);
         shared.settle(&mut state);
         drop(state);
         if drained {
@@ -409,7 +420,7 @@ async fn flusher(shared: Weak<Shared>, wake: Arc<Notify>, closed: CancellationTo
             {
                 let mut state = shared.lock();
                 let before = state.frames.queued();
-                match state.frames.try_flush(|bufs| shared.io.try_write_vectored(bufs)) {
+                match shared.write_now(&mut state) {
                     Ok(true) => {
                         state.flushing = false;
                         shared.settle(&mut state);

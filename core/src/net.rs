@@ -1,5 +1,5 @@
 //! Connections and listeners over TCP or Unix sockets, chosen by a
-//! [`Location`].
+//! [`Location`], in plaintext or under TLS (see [`crate::tls`]).
 //!
 //! Every TCP connection gets `TCP_NODELAY`: calls are small and latency
 //! matters more than packet count (writes are coalesced by the transport).
@@ -12,15 +12,83 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream, tcp, unix};
 
+use crate::tls::TlsStream;
 use crate::uri::{HostPort, Location};
 
-/// A connected socket, TCP or Unix.
+/// A connection, TCP or Unix, plaintext or TLS.
 #[derive(Debug)]
 pub enum Connection {
     /// A TCP connection.
     Tcp(TcpStream),
     /// A Unix domain socket connection.
     Unix(UnixStream),
+    /// A TCP or Unix connection under TLS, its handshake done.
+    Tls(TlsStream),
+}
+
+/// A plaintext socket used through `&self`: what a TLS connection runs on.
+#[derive(Debug)]
+pub enum Socket {
+    /// A TCP connection.
+    Tcp(TcpStream),
+    /// A Unix domain socket connection.
+    Unix(UnixStream),
+}
+
+macro_rules! on_socket {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self {
+            Socket::Tcp($s) => $e,
+            Socket::Unix($s) => $e,
+        }
+    };
+}
+
+impl Socket {
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        on_socket!(self, s => s.try_read(buf))
+    }
+
+    pub(crate) fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        // One piece goes out with send(2), as in `poll_write_vectored`.
+        match bufs {
+            [one] => on_socket!(self, s => s.try_write(one)),
+            _ => on_socket!(self, s => s.try_write_vectored(bufs)),
+        }
+    }
+
+    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        on_socket!(self, s => s.poll_read_ready(cx))
+    }
+
+    pub(crate) fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        on_socket!(self, s => s.poll_write_ready(cx))
+    }
+
+    async fn writable(&self) -> io::Result<()> {
+        on_socket!(self, s => s.writable().await)
+    }
+
+    fn ready_now(&self) -> Option<io::Result<tokio::io::Ready>> {
+        use futures::FutureExt;
+        on_socket!(self, s => s.ready(tokio::io::Interest::READABLE).now_or_never())
+    }
+
+    fn shutdown(&self, how: std::net::Shutdown) {
+        let _ = on_socket!(self, s => socket2::SockRef::from(s).shutdown(how));
+    }
+
+    /// Ends the sending direction; errors (a socket already gone) are ignored.
+    pub(crate) fn shutdown_write(&self) {
+        self.shutdown(std::net::Shutdown::Write);
+    }
+
+    fn peer(&self) -> String {
+        match self {
+            Socket::Tcp(s) => s.peer_addr().map_or_else(|_| "unknown peer".into(), |a| a.to_string()),
+            Socket::Unix(_) => "unix socket peer".into(),
+        }
+    }
 }
 
 impl Connection {
@@ -43,6 +111,10 @@ impl Connection {
     /// Splits the connection into halves that separate tasks can own.
     pub fn into_split(self) -> (ReadHalf, WriteHalf) {
         match self {
+            Connection::Tls(s) => {
+                let (r, w) = s.split();
+                (ReadHalf::Tls(r), WriteHalf::Tls(w))
+            }
             Connection::Tcp(s) => {
                 let (r, w) = s.into_split();
                 (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
@@ -59,6 +131,31 @@ impl Connection {
         match self {
             Connection::Tcp(s) => s.peer_addr().map_or_else(|_| "unknown peer".into(), |a| a.to_string()),
             Connection::Unix(_) => "unix socket peer".into(),
+            Connection::Tls(s) => s.socket().peer(),
+        }
+    }
+
+    /// The peer's verified certificate identity, on a TLS connection whose
+    /// peer presented one.
+    pub fn peer_identity(&self) -> Option<&std::sync::Arc<crate::tls::PeerIdentity>> {
+        match self {
+            Connection::Tls(s) => s.identity(),
+            _ => None,
+        }
+    }
+
+    /// Whether the connection runs under TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Connection::Tls(_))
+    }
+
+    /// The plaintext socket, for TLS to run on; a TLS connection gives
+    /// itself back.
+    pub(crate) fn into_socket(self) -> Result<Socket, Self> {
+        match self {
+            Connection::Tcp(s) => Ok(Socket::Tcp(s)),
+            Connection::Unix(s) => Ok(Socket::Unix(s)),
+            tls @ Connection::Tls(_) => Err(tls),
         }
     }
 }
@@ -71,6 +168,10 @@ macro_rules! delegate {
                 $e
             }
             Connection::Unix($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            Connection::Tls($s) => {
                 let $s = Pin::new($s);
                 $e
             }
@@ -122,6 +223,8 @@ pub enum ReadHalf {
     Tcp(tcp::OwnedReadHalf),
     /// Of a Unix socket connection.
     Unix(unix::OwnedReadHalf),
+    /// Of a TLS connection.
+    Tls(TlsStream),
 }
 
 impl ReadHalf {
@@ -133,6 +236,7 @@ impl ReadHalf {
         match self {
             ReadHalf::Tcp(s) => s.ready(interest).now_or_never(),
             ReadHalf::Unix(s) => s.ready(interest).now_or_never(),
+            ReadHalf::Tls(s) => s.socket().ready_now(),
         }
     }
 }
@@ -142,6 +246,7 @@ impl AsyncRead for ReadHalf {
         match self.get_mut() {
             ReadHalf::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             ReadHalf::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            ReadHalf::Tls(s) => s.poll_read_plain(cx, buf),
         }
     }
 }
@@ -154,6 +259,8 @@ pub enum WriteHalf {
     Tcp(tcp::OwnedWriteHalf),
     /// Of a Unix socket connection.
     Unix(unix::OwnedWriteHalf),
+    /// Of a TLS connection.
+    Tls(TlsStream),
 }
 
 impl WriteHalf {
@@ -169,6 +276,22 @@ impl WriteHalf {
             (WriteHalf::Unix(s), [one]) => s.try_write(one),
             (WriteHalf::Tcp(s), _) => s.try_write_vectored(bufs),
             (WriteHalf::Unix(s), _) => s.try_write_vectored(bufs),
+            (WriteHalf::Tls(s), _) => s.try_write_plain(bufs),
+        }
+    }
+
+    /// Writes what the connection holds below the caller's bytes (TLS
+    /// records encrypted and not yet taken by the socket); whether nothing
+    /// is left. Plaintext sockets hold nothing.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error.
+    #[inline]
+    pub fn flush_pending(&self) -> io::Result<bool> {
+        match self {
+            WriteHalf::Tls(s) => s.flush_pending(),
+            _ => Ok(true),
         }
     }
 
@@ -179,6 +302,10 @@ impl WriteHalf {
         let _ = match self {
             WriteHalf::Tcp(s) => socket2::SockRef::from(s.as_ref()).shutdown(std::net::Shutdown::Both),
             WriteHalf::Unix(s) => socket2::SockRef::from(s.as_ref()).shutdown(std::net::Shutdown::Both),
+            WriteHalf::Tls(s) => {
+                s.socket().shutdown(std::net::Shutdown::Both);
+                Ok(())
+            }
         };
     }
 
@@ -191,6 +318,7 @@ impl WriteHalf {
         match self {
             WriteHalf::Tcp(s) => s.writable().await,
             WriteHalf::Unix(s) => s.writable().await,
+            WriteHalf::Tls(s) => s.socket().writable().await,
         }
     }
 }

@@ -280,13 +280,25 @@ impl LastObject {
     }
 }
 
+/// Runs TLS's handshake when the daemon has TLS, then rmi's.
+async fn open(
+    mut connection: Connection,
+    options: &crate::state::Options,
+) -> Result<(Connection, Option<rmi_core::auth::Session>), TransportError> {
+    if let Ok(Some(tls)) = &options.tls {
+        connection = tls.accept(connection).await?;
+    }
+    let session = server_handshake(&mut connection, options.key.as_ref()).await?;
+    Ok((connection, session))
+}
+
 /// Serves one accepted connection until it closes or the daemon shuts down.
-pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
+pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
     let peer = connection.peer();
     let options = &daemon.options;
-    let handshake = server_handshake(&mut connection, options.key.as_ref());
-    let session = match tokio::time::timeout(options.handshake_timeout, handshake).await {
-        Ok(Ok(session)) => session,
+    let handshake = open(connection, options);
+    let (connection, session) = match tokio::time::timeout(options.handshake_timeout, handshake).await {
+        Ok(Ok(opened)) => opened,
         Ok(Err(e)) => {
             tracing::info!(%peer, "refused a connection: {e}");
             return;
@@ -300,8 +312,13 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection) {
     let link = LinkOptions::new(options.max_message_size)
         .write_timeout(options.write_timeout)
         .budget(daemon.output.clone());
+    let identity = connection.peer_identity().cloned();
     let (mut reader, writer) = link::split_with(connection, session, link);
-    let info = Arc::new(ConnectionInfo { id: daemon.next_connection_id(), peer: peer.clone() });
+    let info = Arc::new(ConnectionInfo {
+        id: daemon.next_connection_id(),
+        peer: peer.clone(),
+        identity,
+    });
     if let Some(hooks) = &options.hooks {
         if let Err(reason) = hooks.0.validate(&info) {
             tracing::info!(%peer, "refused a connection: {reason}");

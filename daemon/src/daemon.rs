@@ -8,6 +8,7 @@ use rmi_core::link::QueueBudget;
 use rmi_core::net::Listener;
 use rmi_core::object::{Exposed, ExposedType};
 use rmi_core::uri::parse_bind_address;
+use rmi_core::tls::ServerTls;
 use rmi_core::{Config, ConfigError, Host, HostPort, Key, Location, ObjectUri, UriError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -117,6 +118,15 @@ impl DaemonBuilder {
     /// none).
     pub fn key(mut self, key: Option<Key>) -> Self {
         self.options.key = key;
+        self
+    }
+
+    /// TLS for every connection: the daemon's certificate and which clients
+    /// it accepts (default: `RMI_TLS=on` with `RMI_TLS_SERVER_CERT` and
+    /// `RMI_TLS_SERVER_KEY`, or none). Clients must connect with TLS too;
+    /// one that does not is told so and refused.
+    pub fn tls(mut self, tls: Option<ServerTls>) -> Self {
+        self.options.tls = Ok(tls);
         self
     }
 
@@ -233,6 +243,9 @@ impl DaemonBuilder {
     ///
     /// The bind error.
     pub async fn bind_location(self, location: &Location) -> Result<Daemon, DaemonError> {
+        if let Err(e) = &self.options.tls {
+            return Err(DaemonError::Config(e.clone()));
+        }
         let bind_error = |source| DaemonError::Bind { address: location.to_string(), source };
         let listener = Listener::bind(location).await.map_err(bind_error)?;
         let location = listener.location().map_err(bind_error)?;
@@ -302,6 +315,15 @@ impl Daemon {
         DaemonBuilder {
             options: Options {
                 key: config.hmac_key.clone(),
+                tls: match &config.tls {
+                    None => Ok(None),
+                    Some(tls) => tls.server.clone().map(Some).ok_or_else(|| {
+                        ConfigError::new(
+                            "RMI_TLS_SERVER_CERT",
+                            "RMI_TLS is on: a daemon needs its certificate and key (RMI_TLS_SERVER_CERT and RMI_TLS_SERVER_KEY)",
+                        )
+                    }),
+                },
                 max_message_size: config.max_message_size,
                 handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
                 shutdown_grace: DEFAULT_SHUTDOWN_GRACE,

@@ -1,5 +1,7 @@
 //! What the daemon's tasks share: its settings and its state.
 
+use rmi_core::tls::ServerTls;
+use rmi_core::ConfigError;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -16,6 +18,9 @@ use crate::registry::Registry;
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
     pub(crate) key: Option<Key>,
+    /// TLS for every connection; an error when the environment turned TLS
+    /// on without a server certificate (reported by `bind`).
+    pub(crate) tls: Result<Option<ServerTls>, ConfigError>,
     pub(crate) max_message_size: usize,
     pub(crate) handshake_timeout: Duration,
     pub(crate) shutdown_grace: Duration,

@@ -43,12 +43,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rmi_core::{Config, Host, HostPort, Key, Location, ObjectUri};
+use rmi_core::tls::ServerTls;
+use rmi_core::{Config, ConfigError, Host, HostPort, Key, Location, ObjectUri};
 use rmi_daemon::{Daemon, DaemonError};
 use rmi_proxy::{NAME_SERVER_OBJECT, NameServerApiObject};
 use tokio::sync::watch;
 
 pub use server::NameServer;
+
+pub mod devcerts;
 
 /// How a name server runs.
 #[derive(Debug, Clone)]
@@ -70,6 +73,13 @@ pub struct NameServerOptions {
     pub max_message_size: usize,
     /// The host to put in the name server's URI, if not `host`.
     pub advertise: Option<Host>,
+    /// TLS for every connection: the name server's certificate and which
+    /// clients it accepts. Default: `RMI_TLS=on` with `RMI_TLS_SERVER_CERT`
+    /// and `RMI_TLS_SERVER_KEY`, or none.
+    pub tls: Option<ServerTls>,
+    /// Set when the environment turned TLS on without a server
+    /// certificate: `start` reports it rather than run in plaintext.
+    tls_missing: Option<ConfigError>,
 }
 
 impl NameServerOptions {
@@ -84,6 +94,13 @@ impl NameServerOptions {
             key: config.hmac_key.clone(),
             max_message_size: config.max_message_size,
             advertise: None,
+            tls: config.tls.as_ref().and_then(|t| t.server.clone()),
+            tls_missing: config.tls.as_ref().filter(|t| t.server.is_none()).map(|_| {
+                ConfigError::new(
+                    "RMI_TLS_SERVER_CERT",
+                    "RMI_TLS is on: the name server needs its certificate and key (RMI_TLS_SERVER_CERT and RMI_TLS_SERVER_KEY)",
+                )
+            }),
         }
     }
 }
@@ -172,8 +189,12 @@ pub async fn start(options: NameServerOptions) -> Result<RunningNameServer, Star
         }
         None => store::Store::in_memory(),
     };
+    if let (None, Some(missing)) = (&options.tls, &options.tls_missing) {
+        return Err(StartError::Daemon(DaemonError::Config(missing.clone())));
+    }
     let mut builder = Daemon::builder_with_config(&Config::default())
         .key(options.key.clone())
+        .tls(options.tls.clone())
         .max_message_size(options.max_message_size);
     if let Some(host) = &options.advertise {
         builder = builder.advertise(host.clone());

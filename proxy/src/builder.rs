@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rmi_core::tls::ClientTls;
 use rmi_core::{Config, Error, Key, ObjectUri, Text, Uri};
 
 use crate::proxy::{IntoUri, Options, Proxy, Unreachable};
@@ -30,6 +31,14 @@ impl ProxyBuilder {
     /// The shared HMAC key (default: `RMI_HMAC_KEY`, or none).
     pub fn key(mut self, key: Option<Key>) -> Self {
         self.options.key = key;
+        self
+    }
+
+    /// TLS for the connection (default: `RMI_TLS=on` with `RMI_TLS_CA`,
+    /// or none): the server's certificate is verified against the CAs, and
+    /// its name against the host connected to.
+    pub fn tls(mut self, tls: Option<ClientTls>) -> Self {
+        self.options.tls = tls;
         self
     }
 

@@ -10,6 +10,7 @@
 //! to reply, like a hand-written client; when the connection breaks, the
 //! reader fails every waiter at once with the reason, so no call hangs.
 
+use rmi_core::tls::ClientTls;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -169,6 +170,7 @@ impl ClientConnection {
     pub(crate) async fn open(
         location: &Location,
         key: Option<&Key>,
+        tls: Option<&ClientTls>,
         max_message: usize,
         connect_timeout: Duration,
     ) -> Result<Arc<Self>, Error> {
@@ -177,11 +179,16 @@ impl ClientConnection {
             let mut connection = Connection::connect(location)
                 .await
                 .map_err(|e| Error::Connect { address: address.clone(), source: Arc::new(e) })?;
-            let session = client_handshake(&mut connection, key).await.map_err(|e| match e {
+            let failed = |e| match e {
                 TransportError::Auth(a) => Error::Auth(a),
+                TransportError::Tls(t) => Error::Tls(t),
                 TransportError::Io(io) => Error::Connect { address: address.clone(), source: io },
                 other => Error::Protocol(format!("handshake with {address} failed: {other}")),
-            })?;
+            };
+            if let Some(tls) = tls {
+                connection = tls.connect(connection, location).await.map_err(failed)?;
+            }
+            let session = client_handshake(&mut connection, key).await.map_err(failed)?;
             Ok::<_, Error>((connection, session))
         };
         let (connection, session) =
@@ -192,6 +199,7 @@ impl ClientConnection {
                     format!("no connection and handshake within {connect_timeout:?}"),
                 )),
             })??;
+        let identity = connection.peer_identity().cloned();
         let (reader, writer) = link::split(connection, session, max_message);
         let peer = Peer::new();
         Ok(Arc::new_cyclic(|me: &Weak<ClientConnection>| ClientConnection {
@@ -209,7 +217,7 @@ impl ClientConnection {
             alarm: Alarm::new(me.clone() as Weak<dyn Ring>),
             expiries: AtomicU64::new(0),
             contexts: rmi_core::context::ConnectionContext::new(Some(Arc::new(
-                rmi_core::context::ConnectionInfo { id: next_connection_id(), peer: address.clone() },
+                rmi_core::context::ConnectionInfo { id: next_connection_id(), peer: address.clone(), identity },
             ))),
         }))
     }

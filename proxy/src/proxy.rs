@@ -1,5 +1,6 @@
 //! The dynamic proxy: calls any method by name.
 
+use rmi_core::tls::ClientTls;
 use rmi_core::alarm::ticks_of;
 use std::fmt;
 use std::future::Future;
@@ -98,6 +99,8 @@ pub(crate) type Resolver =
 #[derive(Clone, Debug)]
 pub(crate) struct Options {
     pub(crate) key: Option<Key>,
+    /// TLS for every connection (`RMI_TLS=on`), or none.
+    pub(crate) tls: Option<ClientTls>,
     pub(crate) max_message_size: usize,
     pub(crate) connect_timeout: Duration,
     /// How to find the name server when a name must be resolved.
@@ -112,6 +115,7 @@ impl Options {
     pub(crate) fn direct(config: &Config) -> Self {
         Options {
             key: config.hmac_key.clone(),
+            tls: config.tls.as_ref().map(|t| t.client.clone()),
             max_message_size: config.max_message_size,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             config: config.clone(),
@@ -727,6 +731,7 @@ impl Proxy {
         let connection = ClientConnection::open(
             &target.location,
             options.key.as_ref(),
+            options.tls.as_ref(),
             options.max_message_size,
             options.connect_timeout,
         )

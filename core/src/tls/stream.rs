@@ -1,0 +1,279 @@
+//! A TLS connection that one task reads while any task writes.
+//!
+//! tokio-rustls's stream is one object behind `&mut`; rmi's link reads on one
+//! task and writes from many through `&self` (see [`crate::link`]). So once
+//! tokio-rustls has done the handshake, the rustls state moves here, behind
+//! a mutex, beside the socket: the reader decrypts what the socket has under
+//! the lock, and a writer encrypts what it sends under the lock and hands
+//! the records to the socket at once. The lock is held for one record's
+//! work and one system call, never across an await.
+//!
+//! What rustls has encrypted and the socket did not take yet stays in
+//! rustls's buffer (at most [`SEND_BUFFER`] bytes): [`TlsStream::flush_pending`]
+//! says whether any is left, so that the link's flusher waits for the socket
+//! rather than leaving records unsent.
+
+use std::io::{self, Read, Write};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::PeerIdentity;
+use crate::net::Socket;
+
+/// Ciphertext rustls may hold for the socket before a write takes no more
+/// plaintext: enough for a burst of replies, bounded for a peer that stops
+/// reading.
+pub(crate) const SEND_BUFFER: usize = 256 * 1024;
+
+/// Rounds of reading records before a read returns what it has, so that a
+/// large frame is read in few calls and a busy socket cannot hold the
+/// reader forever.
+const READ_ROUNDS: usize = 16;
+
+/// A TLS connection whose handshake is done; [`TlsStream::split`] gives its
+/// halves.
+#[derive(Clone)]
+pub struct TlsStream {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    socket: Socket,
+    tls: Mutex<rustls::Connection>,
+    identity: Option<Arc<PeerIdentity>>,
+}
+
+impl std::fmt::Debug for TlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("socket", &self.shared.socket)
+            .field("identity", &self.shared.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads what the socket holds now, without waiting.
+struct TryRead<'a>(&'a Socket);
+
+impl Read for TryRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+/// Writes what the socket takes now, without waiting.
+struct TryWrite<'a>(&'a Socket);
+
+impl Write for TryWrite<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write_vectored(&[io::IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.0.try_write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl TlsStream {
+    pub(crate) fn new(socket: Socket, mut tls: rustls::Connection) -> Self {
+        tls.set_buffer_limit(Some(SEND_BUFFER));
+        let identity = tls
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| Arc::new(PeerIdentity::from_der(leaf)));
+        TlsStream { shared: Arc::new(Shared { socket, tls: Mutex::new(tls), identity }) }
+    }
+
+    /// The peer's verified identity, when it presented a certificate.
+    pub fn identity(&self) -> Option<&Arc<PeerIdentity>> {
+        self.shared.identity.as_ref()
+    }
+
+    pub(crate) fn socket(&self) -> &Socket {
+        &self.shared.socket
+    }
+
+    /// The reading half and the writing half (both share the TLS state).
+    pub(crate) fn split(self) -> (TlsStream, TlsStream) {
+        (self.clone(), self)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, rustls::Connection> {
+        // rustls's state is changed by whole operations; a panic elsewhere
+        // while the lock was held leaves it usable.
+        self.shared.tls.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads plaintext into `buf`, reading and decrypting records as needed.
+    pub(crate) fn poll_read_plain(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let socket = &self.shared.socket;
+        loop {
+            let mut tls = self.lock();
+            let mut read_any = false;
+            for _ in 0..READ_ROUNDS {
+                match take_plaintext(&mut tls, buf) {
+                    Taken::Some => read_any = true,
+                    Taken::End => return Poll::Ready(Ok(())),
+                    Taken::Failed(e) => return Poll::Ready(Err(e)),
+                    Taken::None => {}
+                }
+                if buf.remaining() == 0 {
+                    break;
+                }
+                match tls.read_tls(&mut TryRead(socket)) {
+                    // The end: the next round says whether it was clean.
+                    Ok(0) => {}
+                    Ok(_) => {
+                        if let Err(e) = tls.process_new_packets() {
+                            // Tell the peer why (an alert), as far as the socket takes it.
+                            let _ = tls.write_tls(&mut TryWrite(socket));
+                            return Poll::Ready(Err(tls_error(e)));
+                        }
+                        // A key update's answer: sent now, or with what is written
+                        // next if the socket is full.
+                        let _ = push(&mut tls, socket);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // rustls holds as much plaintext as it takes: hand it over first.
+                    Err(_) if read_any => break,
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            }
+            if read_any {
+                return Poll::Ready(Ok(()));
+            }
+            if let Taken::Some | Taken::End = take_plaintext(&mut tls, buf) {
+                return Poll::Ready(Ok(()));
+            }
+            drop(tls);
+            ready!(socket.poll_read_ready(cx))?;
+        }
+    }
+
+    /// Encrypts what of `bufs` rustls takes now and writes what the socket
+    /// takes now. `WouldBlock` when the socket holds earlier records still.
+    pub(crate) fn try_write_plain(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let socket = &self.shared.socket;
+        let mut tls = self.lock();
+        if !push(&mut tls, socket)? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let taken = tls.writer().write_vectored(bufs)?;
+        push(&mut tls, socket)?;
+        if taken == 0 && bufs.iter().any(|b| !b.is_empty()) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(taken)
+    }
+
+    /// Writes records rustls holds; whether none is left.
+    pub(crate) fn flush_pending(&self) -> io::Result<bool> {
+        push(&mut self.lock(), &self.shared.socket)
+    }
+
+    /// Queues TLS's `close_notify` and writes it if the socket takes it.
+    pub(crate) fn send_close_notify(&self) {
+        let mut tls = self.lock();
+        tls.send_close_notify();
+        let _ = tls.write_tls(&mut TryWrite(&self.shared.socket));
+    }
+}
+
+/// Hands the records rustls holds to the socket: whether all were taken
+/// (`false`: the socket is full).
+fn push(tls: &mut rustls::Connection, socket: &Socket) -> io::Result<bool> {
+    while tls.wants_write() {
+        match tls.write_tls(&mut TryWrite(socket)) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+enum Taken {
+    Some,
+    None,
+    End,
+    Failed(io::Error),
+}
+
+/// Moves decrypted plaintext into `buf`.
+fn take_plaintext(tls: &mut rustls::Connection, buf: &mut ReadBuf<'_>) -> Taken {
+    if buf.remaining() == 0 {
+        return Taken::None;
+    }
+    let want = buf.remaining().min(64 * 1024);
+    match tls.reader().read(buf.initialize_unfilled_to(want)) {
+        Ok(0) => Taken::End,
+        Ok(n) => {
+            buf.advance(n);
+            Taken::Some
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Taken::None,
+        // The peer closed the socket without TLS's close_notify: for rmi, as
+        // for plain TCP, the end (a frame cut short is caught by the framing).
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Taken::End,
+        Err(e) => Taken::Failed(e),
+    }
+}
+
+impl AsyncRead for TlsStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_plain(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.try_write_plain(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.shared.socket.poll_write_ready(cx))?;
+                }
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if self.flush_pending()? {
+                return Poll::Ready(Ok(()));
+            }
+            ready!(self.shared.socket.poll_write_ready(cx))?;
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.send_close_notify();
+        ready!(self.as_mut().poll_flush(cx))?;
+        self.shared.socket.shutdown_write();
+        Poll::Ready(Ok(()))
+    }
+}
