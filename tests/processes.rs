@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{PATIENCE, spawn_example, spawn_name_server};
+use common::{PATIENCE, mutual_tls_env, spawn_example, spawn_name_server, spawn_name_server_with};
 use rmi::{Config, NameServerProxy, ObjectUri, Proxy};
 use tokio::io::AsyncWriteExt;
 
@@ -24,8 +24,31 @@ fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)
 
 #[tokio::test]
 async fn the_greeting_across_three_processes() {
-    let ns = spawn_name_server(&[]).await;
+    greeting_across_three_processes(&[]).await;
+}
+
+/// The greeting and the chain run unchanged over mutual TLS, with nothing
+/// but the `RMI_TLS_*` variables set for each process; a process without
+/// them is refused.
+#[tokio::test]
+async fn the_greeting_and_the_chain_over_mutual_tls_with_only_the_variables_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = mutual_tls_env(dir.path());
+    let ns = greeting_across_three_processes(&tls).await;
+    // A client without the variables cannot even resolve the name.
     let env = ns_env(ns.port);
+    let client = spawn_example("greeting_client", &[], &as_refs(&env));
+    let (status, out) = client.output().await;
+    assert!(!status.success(), "a plaintext client got through: {out}");
+    chain_across_five_processes(&tls).await;
+}
+
+/// The greeting's server and client found through a name server, each
+/// process with `extra` in its environment; returns the name server.
+async fn greeting_across_three_processes(extra: &[(&'static str, String)]) -> common::NameServerProcess {
+    let ns = spawn_name_server_with(&[], &as_refs(extra)).await;
+    let mut env = ns_env(ns.port);
+    env.extend(extra.iter().cloned());
     let mut server = spawn_example("greeting_server", &[], &as_refs(&env));
     let mut lines = server.lines();
     server.wait_for_line(&mut lines, |l| l.starts_with("Registered example.greeting")).await;
@@ -37,12 +60,18 @@ async fn the_greeting_across_three_processes() {
     let (status, out) = client.output().await;
     assert!(status.success(), "{status}: {out}");
     assert_eq!(out, "What is your name? Hi welcome Ruvika\n");
+    ns
 }
 
 #[tokio::test]
 async fn the_chain_topology_across_five_processes() {
-    let ns = spawn_name_server(&[]).await;
-    let env = ns_env(ns.port);
+    chain_across_five_processes(&[]).await;
+}
+
+async fn chain_across_five_processes(extra: &[(&'static str, String)]) {
+    let ns = spawn_name_server_with(&[], &as_refs(extra)).await;
+    let mut env = ns_env(ns.port);
+    env.extend(extra.iter().cloned());
     let mut servers = Vec::new();
     for (n, next) in [("1", "2"), ("2", "3"), ("3", "1")] {
         let mut server = spawn_example("chain_server", &[n, next], &as_refs(&env));

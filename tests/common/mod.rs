@@ -282,7 +282,13 @@ pub struct NameServerProcess {
 
 /// Starts `rmi-naming --port 0 --no-broadcast <extra>` and waits for its URI.
 pub async fn spawn_name_server(extra: &[&str]) -> NameServerProcess {
+    spawn_name_server_with(extra, &[]).await
+}
+
+/// As [`spawn_name_server`], with `env` set for the name server.
+pub async fn spawn_name_server_with(extra: &[&str], env: &[(&str, &str)]) -> NameServerProcess {
     let mut command = tokio::process::Command::new(naming_bin());
+    command.envs(env.iter().copied());
     command
         .args(["--port", "0", "--no-broadcast"])
         .args(extra)
@@ -299,6 +305,17 @@ pub async fn spawn_name_server(extra: &[&str]) -> NameServerProcess {
     let uri = line.trim_start_matches("URI = ").to_owned();
     let port = uri.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port in the URI");
     NameServerProcess { child, uri, port, lines }
+}
+
+/// The `RMI_TLS_*` variables of mutual TLS, with throwaway certificates for
+/// loopback written into `dir` (as `rmi-naming dev-certs` writes them).
+pub fn mutual_tls_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    rmi_naming::devcerts::write_dev_files(dir, &["localhost", "127.0.0.1", "::1"], 1).expect("certificates");
+    let mut env = vec![("RMI_TLS", "on".to_owned()), ("RMI_TLS_REQUIRE_CLIENT_CERT", "on".to_owned())];
+    for (var, file) in rmi_naming::devcerts::DEV_FILES {
+        env.push((var, dir.join(file).display().to_string()));
+    }
+    env
 }
 
 /// The environment that points examples at the name server on `port`.

@@ -23,8 +23,8 @@ pub(crate) async fn run(command: Command, common: &Common, config: Config) -> an
     let ns = locate_ns_with(&config, address.as_deref()).await.context("cannot reach the name server")?;
     let json = common.json;
     match command {
-        // `main` serves without coming here.
-        Command::Serve => {}
+        // `main` serves, and writes certificates, without coming here.
+        Command::Serve | Command::DevCerts { .. } => {}
         Command::List { prefix, regex } => {
             let filter = match (prefix, regex) {
                 (Some(p), _) => NameFilter::Prefix(p),

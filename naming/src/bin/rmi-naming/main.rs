@@ -31,6 +31,11 @@ Environment (flags win over variables):
   RMI_NS_NO_BROADCAST   true: do not answer (or send) discovery broadcasts
   RMI_MAX_MESSAGE_SIZE  largest message (default 64M)
   RMI_CALL_TIMEOUT      how long commands wait for an answer (default 30s)
+  RMI_TLS               on: serve and talk over TLS (with the files below)
+  RMI_TLS_CA            PEM bundle of the CAs certificates are verified with
+  RMI_TLS_SERVER_CERT   PEM certificate the name server presents (with RMI_TLS_SERVER_KEY)
+  RMI_TLS_REQUIRE_CLIENT_CERT  on: refuse clients without a certificate from RMI_TLS_CA
+  RMI_TLS_CLIENT_CERT   PEM certificate commands present (with RMI_TLS_CLIENT_KEY)
   RUST_LOG              log filter (default: info when serving, warn otherwise)
 
 Examples:
@@ -39,7 +44,8 @@ Examples:
   rmi-naming list --prefix example.              names beginning with example.
   rmi-naming register app.db RMI:db@10.0.0.5:9100 --meta class:database
   rmi-naming yplookup --all class:database
-  rmi-naming --json list                         the same, as JSON";
+  rmi-naming --json list                         the same, as JSON
+  rmi-naming dev-certs ./certs                   throwaway TLS certificates (development only)";
 
 /// rmi's name server: maps logical names to object URIs.
 ///
@@ -171,6 +177,21 @@ enum Command {
     Count,
     /// Check that the name server answers.
     Ping,
+    /// FOR LOCAL DEVELOPMENT ONLY: write a throwaway CA, a server
+    /// certificate and a client certificate (PEM) into DIR, and print the
+    /// RMI_TLS_* settings that use them. The CA's key is not kept. Real
+    /// deployments take certificates from their own CA.
+    DevCerts {
+        /// The directory to write into (created if missing).
+        dir: PathBuf,
+        /// A host name or IP address the server certificate is valid for
+        /// (repeat for several).
+        #[arg(long = "san", value_name = "NAME", default_values = ["localhost", "127.0.0.1", "::1"])]
+        hosts: Vec<String>,
+        /// How many days the certificates are valid.
+        #[arg(long, default_value_t = 30, value_name = "DAYS")]
+        days: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -184,6 +205,12 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
+    if let Some(Command::DevCerts { dir, hosts, days }) = &cli.command {
+        return match dev_certs(dir, hosts, *days) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => return fail(&anyhow::Error::new(e).context("cannot start the async runtime")),
@@ -199,6 +226,23 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
+}
+
+/// Writes throwaway certificates and prints how to use them.
+fn dev_certs(dir: &std::path::Path, hosts: &[String], days: u64) -> anyhow::Result<()> {
+    let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    rmi_naming::devcerts::write_dev_files(dir, &hosts, days)?;
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    println!("# Throwaway certificates for local development, NOT for production:");
+    println!("# a new CA (its key not kept), a server certificate for {} and a client", hosts.join(", "));
+    println!("# certificate, valid for {days} days. In each terminal:");
+    println!("export RMI_TLS=on");
+    for (var, file) in rmi_naming::devcerts::DEV_FILES {
+        println!("export {var}={}", dir.join(file).display());
+    }
+    println!("# and, for mutual TLS (daemons refuse clients without a certificate):");
+    println!("export RMI_TLS_REQUIRE_CLIENT_CERT=on");
+    Ok(())
 }
 
 /// Prints the error and its causes on one line, and fails.
@@ -250,6 +294,10 @@ async fn serve(
     match &options.storage {
         Some(path) => println!("Storage: {}", path.display()),
         None => println!("Storage: in memory (use --storage to keep names across restarts)"),
+    }
+    match (&options.tls, options.tls.is_some() && config.tls.is_some()) {
+        (Some(_), _) => println!("TLS: on"),
+        (None, _) => println!("TLS: off (plaintext; RMI_TLS=on turns it on)"),
     }
     println!("URI = {}", running.uri());
     tracing::info!(uri = %running.uri(), authenticated = options.key.is_some(), "name server ready");
