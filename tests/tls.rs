@@ -27,7 +27,8 @@ struct Pki {
 impl Pki {
     fn new() -> Self {
         let ca = DevCa::new("test CA").unwrap();
-        let server = ca.issue("daemon", &["localhost", "127.0.0.1", "::1"], Usage::Server, Validity::days(1)).unwrap();
+        let server =
+            ca.issue("daemon", &["localhost", "127.0.0.1", "::1"], Usage::Server, Validity::days(1)).unwrap();
         let alice = ca.issue("alice", &[], Usage::Client, Validity::days(1)).unwrap();
         Pki { ca, server, alice }
     }
@@ -71,12 +72,16 @@ fn server_tls(cert: &DevCert, clients: ClientAuth) -> ServerTls {
 }
 
 /// Tells a caller who it is, by its certificate.
+#[derive(Debug)]
 pub struct Whoami;
+
+/// A caller's certificate subject, subject alternative names and fingerprint.
+type Who = Option<(String, Vec<String>, String)>;
 
 #[rmi::expose]
 impl Whoami {
     /// The caller's certificate subject and SANs, or `None` without one.
-    pub fn whoami(&self) -> Option<(String, Vec<String>, String)> {
+    pub fn whoami(&self) -> Who {
         let context = rmi::context()?;
         let identity = context.identity()?;
         Some((identity.subject.clone(), identity.subject_alt_names.clone(), identity.fingerprint_hex()))
@@ -145,7 +150,7 @@ async fn calls_over_tls_on_ipv4_ipv6_and_unix_sockets() {
             .tls(Some(pki.client()))
             .build()
             .unwrap();
-        let none: Option<(String, Vec<String>, String)> = who.call("whoami", ()).await.unwrap();
+        let none: Who = who.call("whoami", ()).await.unwrap();
         assert_eq!(none, None);
         daemon.stop().await;
     }
@@ -165,19 +170,27 @@ async fn mutual_tls_gives_methods_and_hooks_the_callers_identity() {
     let pki = Pki::new();
     let bob = pki.ca.issue("bob", &[], Usage::Client, Validity::days(1)).unwrap();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let daemon =
-        TestDaemon::start(builder().tls(Some(pki.server_tls(Clients::Required))).hooks(OnlyAlice(seen.clone())))
-            .await;
+    let daemon = TestDaemon::start(
+        builder().tls(Some(pki.server_tls(Clients::Required))).hooks(OnlyAlice(seen.clone())),
+    )
+    .await;
     let uri = daemon.daemon.register(Whoami, Some("whoami")).unwrap();
-    let alice = Proxy::builder_with_config(&uri, &Config::default()).tls(Some(pki.client_as(&pki.alice))).build().unwrap();
+    let alice = Proxy::builder_with_config(&uri, &Config::default())
+        .tls(Some(pki.client_as(&pki.alice)))
+        .build()
+        .unwrap();
     let (subject, names, fingerprint): (String, Vec<String>, String) =
-        alice.call::<Option<(String, Vec<String>, String)>>("whoami", ()).await.unwrap().expect("an identity");
+        alice.call::<Who>("whoami", ()).await.unwrap().expect("an identity");
     assert_eq!(subject, "CN=alice, O=rmi development (not for production)");
     assert_eq!(names, vec!["URI:rmi://client/alice".to_owned()]);
     assert_eq!(fingerprint, PeerIdentity::from_der(pki.alice.der()).fingerprint_hex());
-    let bob = Proxy::builder_with_config(&uri, &Config::default()).tls(Some(pki.client_as(&bob))).build().unwrap();
-    let refused = bob.call::<Option<(String, Vec<String>, String)>>("whoami", ()).await.unwrap_err();
-    assert!(matches!(&refused, Error::Refused(reason) if reason.contains("bob may not connect")), "{refused:?}");
+    let bob =
+        Proxy::builder_with_config(&uri, &Config::default()).tls(Some(pki.client_as(&bob))).build().unwrap();
+    let refused = bob.call::<Who>("whoami", ()).await.unwrap_err();
+    assert!(
+        matches!(&refused, Error::Refused(reason) if reason.contains("bob may not connect")),
+        "{refused:?}"
+    );
     assert_eq!(*seen.lock().unwrap(), vec!["alice".to_owned(), "bob".to_owned()]);
     daemon.stop().await;
 }
@@ -226,7 +239,10 @@ async fn each_refusal_has_its_own_error_and_the_daemon_serves_on() {
     let e = refused(&uri, Some(pki.client())).await;
     let certificate = tls_failure(&e).certificate_error().cloned();
     assert!(
-        matches!(certificate, Some(CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. })),
+        matches!(
+            certificate,
+            Some(CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. })
+        ),
         "{e}"
     );
     // Verified against the name it does hold, it is accepted.
@@ -255,10 +271,9 @@ async fn a_stalled_tls_handshake_is_closed_by_the_handshake_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let pki = Pki::new();
     let timeout = Duration::from_millis(300);
-    let daemon = TestDaemon::start(
-        builder().tls(Some(pki.server_tls(Clients::Anyone))).handshake_timeout(timeout),
-    )
-    .await;
+    let daemon =
+        TestDaemon::start(builder().tls(Some(pki.server_tls(Clients::Anyone))).handshake_timeout(timeout))
+            .await;
     let uri = daemon.daemon.register(Calculator::default(), Some("calc")).unwrap();
     let address = match &uri.location {
         rmi::Location::Tcp(hp) => format!("{hp}"),
@@ -271,7 +286,8 @@ async fn a_stalled_tls_handshake_is_closed_by_the_handshake_timeout() {
     halfway.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00]).await.unwrap();
     for stream in [&mut silent, &mut halfway] {
         let mut buf = [0u8; 64];
-        let read = tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await.expect("closed, not left open");
+        let read =
+            tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await.expect("closed, not left open");
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
         let waited = opened.elapsed();
         assert!(waited >= timeout - Duration::from_millis(50) && waited < timeout * 10, "{waited:?}");
@@ -284,7 +300,8 @@ async fn a_stalled_tls_handshake_is_closed_by_the_handshake_timeout() {
 async fn tls_and_the_shared_key_together() {
     let pki = Pki::new();
     let key = Key::new(b"defence in depth".to_vec());
-    let daemon = TestDaemon::start(builder().tls(Some(pki.server_tls(Clients::Anyone))).key(Some(key.clone()))).await;
+    let daemon =
+        TestDaemon::start(builder().tls(Some(pki.server_tls(Clients::Anyone))).key(Some(key.clone()))).await;
     let uri = daemon.daemon.register(Calculator::default(), Some("calc")).unwrap();
     let both = CalculatorProxy::from_proxy(
         proxy_builder(&uri).tls(Some(pki.client())).key(Some(key.clone())).build().unwrap(),
@@ -339,10 +356,12 @@ async fn the_environment_turns_on_mutual_tls_for_daemons_proxies_and_the_name_se
     // and calls over mutual TLS.
     let rmi::Location::Tcp(ns_at) = &ns.uri().location else { panic!() };
     let by_name = format!("RMINAME:example.calc@{ns_at}");
-    let proxy = CalculatorProxy::from_proxy(Proxy::builder_with_config(by_name.as_str(), &config).build().unwrap());
+    let proxy =
+        CalculatorProxy::from_proxy(Proxy::builder_with_config(by_name.as_str(), &config).build().unwrap());
     assert_eq!(proxy.add(1, 2).await.unwrap(), 3);
     let who = Proxy::builder_with_config(whoami_uri(&calc_uri), &config).build().unwrap();
-    let (subject, _, _): (String, Vec<String>, String) = who.call::<Option<(String, Vec<String>, String)>>("whoami", ()).await.unwrap().unwrap();
+    let (subject, _, _): (String, Vec<String>, String) =
+        who.call::<Who>("whoami", ()).await.unwrap().unwrap();
     assert!(subject.starts_with("CN=client"), "{subject}");
 
     // A plaintext client of either is refused, saying why.
@@ -361,17 +380,18 @@ fn tls_variables_are_checked_together() {
     let lookup = |vars: Vec<(&'static str, String)>| {
         Config::from_lookup(move |var| vars.iter().find(|(v, _)| *v == var).map(|(_, value)| value.clone()))
     };
-    let cases: Vec<(Vec<(&'static str, String)>, &str, &str)> = vec![
+    type Vars = Vec<(&'static str, String)>;
+    let cases: Vec<(Vars, &str, &str)> = vec![
         (vec![("RMI_TLS_CA", file("ca.pem"))], "RMI_TLS_CA", "RMI_TLS is not on"),
         (vec![("RMI_TLS", "on".into())], "RMI_TLS_CA", "needs the PEM bundle"),
         (vec![("RMI_TLS", "maybe".into())], "RMI_TLS", "neither on nor off"),
+        (vec![("RMI_TLS", "on".into()), ("RMI_TLS_CA", file("missing.pem"))], "RMI_TLS_CA", "missing.pem"),
         (
-            vec![("RMI_TLS", "on".into()), ("RMI_TLS_CA", file("missing.pem"))],
-            "RMI_TLS_CA",
-            "missing.pem",
-        ),
-        (
-            vec![("RMI_TLS", "on".into()), ("RMI_TLS_CA", file("ca.pem")), ("RMI_TLS_SERVER_CERT", file("server.pem"))],
+            vec![
+                ("RMI_TLS", "on".into()),
+                ("RMI_TLS_CA", file("ca.pem")),
+                ("RMI_TLS_SERVER_CERT", file("server.pem")),
+            ],
             "RMI_TLS_SERVER_CERT",
             "without its _KEY",
         ),
@@ -386,7 +406,11 @@ fn tls_variables_are_checked_together() {
             "do not go together",
         ),
         (
-            vec![("RMI_TLS", "on".into()), ("RMI_TLS_CA", file("ca.pem")), ("RMI_TLS_REQUIRE_CLIENT_CERT", "on".into())],
+            vec![
+                ("RMI_TLS", "on".into()),
+                ("RMI_TLS_CA", file("ca.pem")),
+                ("RMI_TLS_REQUIRE_CLIENT_CERT", "on".into()),
+            ],
             "RMI_TLS_REQUIRE_CLIENT_CERT",
             "applies to a daemon",
         ),

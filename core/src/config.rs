@@ -208,7 +208,9 @@ impl Config {
 }
 
 /// The TLS variables, read in [`ENV_VARS`]' order, each once.
-fn tls_from_lookup(lookup: &impl Fn(&'static str) -> Option<String>) -> Result<Option<TlsSettings>, ConfigError> {
+fn tls_from_lookup(
+    lookup: &impl Fn(&'static str) -> Option<String>,
+) -> Result<Option<TlsSettings>, ConfigError> {
     let on = match lookup("RMI_TLS") {
         Some(v) => parse_switch("RMI_TLS", &v)?,
         None => false,
@@ -226,7 +228,10 @@ fn tls_from_lookup(lookup: &impl Fn(&'static str) -> Option<String>) -> Result<O
     if !on {
         let set = [&ca, &server_cert, &server_key, &client_cert, &client_key].into_iter().flatten().next();
         if let Some((var, _)) = set {
-            return Err(ConfigError::new(var, "it is set but RMI_TLS is not on (set RMI_TLS=on, or unset it)"));
+            return Err(ConfigError::new(
+                var,
+                "it is set but RMI_TLS is not on (set RMI_TLS=on, or unset it)",
+            ));
         }
         if require.is_some() {
             return Err(ConfigError::new(
@@ -242,7 +247,8 @@ fn tls_from_lookup(lookup: &impl Fn(&'static str) -> Option<String>) -> Result<O
             "RMI_TLS is on and needs the PEM bundle of the CAs that peers' certificates are verified with",
         ));
     };
-    let pair = |cert: Option<(&'static str, std::path::PathBuf)>, key: Option<(&'static str, std::path::PathBuf)>| {
+    let pair = |cert: Option<(&'static str, std::path::PathBuf)>,
+                key: Option<(&'static str, std::path::PathBuf)>| {
         match (cert, key) {
             (Some((_, c)), Some((_, k))) => Ok(Some((c, k))),
             (None, None) => Ok(None),
@@ -253,17 +259,25 @@ fn tls_from_lookup(lookup: &impl Fn(&'static str) -> Option<String>) -> Result<O
         }
     };
     let client_pair = pair(client_cert, client_key)?;
-    let client = ClientTls::from_pem_files(&ca, client_pair.as_ref().map(|(c, k)| (c.as_path(), k.as_path())))
-        .map_err(|e| {
-            let (cert, key) = client_pair.as_ref().map(|(c, k)| (c.as_path(), k.as_path())).unzip();
-            tls_error(&e, &[("RMI_TLS_CLIENT_CERT", cert), ("RMI_TLS_CLIENT_KEY", key), ("RMI_TLS_CA", Some(&ca))])
-        })?;
+    let client =
+        ClientTls::from_pem_files(&ca, client_pair.as_ref().map(|(c, k)| (c.as_path(), k.as_path())))
+            .map_err(|e| {
+                let (cert, key) = client_pair.as_ref().map(|(c, k)| (c.as_path(), k.as_path())).unzip();
+                tls_error(
+                    &e,
+                    &[("RMI_TLS_CLIENT_CERT", cert), ("RMI_TLS_CLIENT_KEY", key), ("RMI_TLS_CA", Some(&ca))],
+                )
+            })?;
     let server = match pair(server_cert, server_key)? {
         Some((cert, key)) => Some(
             ServerTls::from_pem_files(&cert, &key, Some(&ca), require.unwrap_or(false)).map_err(|e| {
                 tls_error(
                     &e,
-                    &[("RMI_TLS_SERVER_CERT", Some(&cert)), ("RMI_TLS_SERVER_KEY", Some(&key)), ("RMI_TLS_CA", Some(&ca))],
+                    &[
+                        ("RMI_TLS_SERVER_CERT", Some(&cert)),
+                        ("RMI_TLS_SERVER_KEY", Some(&key)),
+                        ("RMI_TLS_CA", Some(&ca)),
+                    ],
                 )
             })?,
         ),

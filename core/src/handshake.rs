@@ -113,7 +113,10 @@ fn opens_tls(prefix: &[u8; LENGTH_PREFIX_LEN]) -> bool {
 /// Reads the rest of the TLS record a client opened with (so that closing
 /// the socket does not reset it before it reads the answer), as far as it
 /// is bounded; errors are the caller's to ignore.
-async fn skip_tls_record<IO: AsyncRead + Unpin>(io: &mut IO, prefix: [u8; LENGTH_PREFIX_LEN]) -> std::io::Result<()> {
+async fn skip_tls_record<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    prefix: [u8; LENGTH_PREFIX_LEN],
+) -> std::io::Result<()> {
     let mut low = [0u8; 1];
     io.read_exact(&mut low).await?;
     let len = usize::from(u16::from_be_bytes([prefix[3], low[0]]));
@@ -128,10 +131,10 @@ async fn skip_tls_record<IO: AsyncRead + Unpin>(io: &mut IO, prefix: [u8; LENGTH
 /// either way.
 pub(crate) async fn refuse_plaintext<IO: AsyncRead + AsyncWrite + Unpin>(io: &mut IO, first: u8) {
     let mut prefix = [first, 0, 0, 0];
-    if let Some(rest) = prefix.get_mut(1..) {
-        if io.read_exact(rest).await.is_err() {
-            return;
-        }
+    if let Some(rest) = prefix.get_mut(1..)
+        && io.read_exact(rest).await.is_err()
+    {
+        return;
     }
     if read_body(io, prefix).await.is_ok() {
         refuse(io, Status::TlsRequired).await;

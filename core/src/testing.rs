@@ -11,6 +11,45 @@ use tokio::net::{TcpListener, TcpStream};
 const MAX_RELAYED: usize = 64 << 20;
 
 /// Relays the next connection made to the returned address on to `server`,
+/// flipping the bits of the byte at `offset` of what the client sends (as
+/// a line would, or an attacker who cannot read it): under TLS, a record
+/// that fails its check.
+///
+/// # Errors
+///
+/// When the relay cannot listen.
+pub async fn bit_flipper(server: SocketAddr, offset: usize) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let Ok((client, _)) = listener.accept().await else { return };
+        let Ok(upstream) = TcpStream::connect(server).await else { return };
+        let (mut client_read, mut client_write) = client.into_split();
+        let (mut server_read, mut server_write) = upstream.into_split();
+        let back = tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        });
+        let mut seen = 0usize;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match client_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if let Some(byte) = offset.checked_sub(seen).and_then(|at| buf.get_mut(..n)?.get_mut(at)) {
+                *byte ^= 0xff;
+            }
+            seen += n;
+            if server_write.write_all(buf.get(..n).unwrap_or_default()).await.is_err() {
+                break;
+            }
+        }
+        back.abort();
+    });
+    Ok(addr)
+}
+
+/// Relays the next connection made to the returned address on to `server`,
 /// reading what the client sends frame by frame (a `u32` length, then the
 /// body); `forward(index, frame)` says which frames go on in its place
 /// (index 0 is the client's first frame, its hello). What the server sends

@@ -43,10 +43,10 @@ mod identity;
 mod stream;
 
 pub use identity::PeerIdentity;
-pub use stream::TlsStream;
 /// The rustls this crate uses, for its error types and for configurations
 /// built by hand ([`ServerTls::from_rustls`], [`ClientTls::from_rustls`]).
 pub use rustls;
+pub use stream::TlsStream;
 
 /// The first byte of every TLS record that opens a handshake.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -127,7 +127,8 @@ fn explain(e: &rustls::Error) -> String {
                 .to_owned()
         }
         E::AlertReceived(Alert::CertificateRequired) => {
-            "the server requires a client certificate (set RMI_TLS_CLIENT_CERT and RMI_TLS_CLIENT_KEY)".to_owned()
+            "the server requires a client certificate (set RMI_TLS_CLIENT_CERT and RMI_TLS_CLIENT_KEY)"
+                .to_owned()
         }
         E::AlertReceived(
             alert @ (Alert::UnknownCA
@@ -187,7 +188,9 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
 /// # Errors
 ///
 /// [`TlsError::Setup`] when a certificate is not usable as a trust anchor.
-pub fn roots(certificates: impl IntoIterator<Item = CertificateDer<'static>>) -> Result<RootCertStore, TlsError> {
+pub fn roots(
+    certificates: impl IntoIterator<Item = CertificateDer<'static>>,
+) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
     for certificate in certificates {
         store.add(certificate).map_err(|e| TlsError::setup(format!("not a usable CA certificate: {e}")))?;
@@ -418,7 +421,9 @@ impl ClientTls {
             Location::Tcp(HostPort { host: Host::V4(ip), .. }) => Ok(ServerName::IpAddress((*ip).into())),
             Location::Tcp(HostPort { host: Host::V6(ip), .. }) => Ok(ServerName::IpAddress((*ip).into())),
             Location::Tcp(HostPort { host: Host::Name(name), .. }) => ServerName::try_from(name.clone())
-                .map_err(|e| TlsError::setup(format!("{name:?} cannot be verified as a TLS server name: {e}"))),
+                .map_err(|e| {
+                    TlsError::setup(format!("{name:?} cannot be verified as a TLS server name: {e}"))
+                }),
             Location::Unix(_) => Ok(ServerName::DnsName(
                 rustls::pki_types::DnsName::try_from("localhost")
                     .map_err(|e| TlsError::setup(e.to_string()))?
@@ -434,7 +439,11 @@ impl ClientTls {
     ///
     /// [`AuthError::ServerHasNoTls`] when the server answered in plaintext
     /// rmi, the handshake's [`TlsError`], or an I/O error.
-    pub async fn connect(&self, connection: Connection, location: &Location) -> Result<Connection, TransportError> {
+    pub async fn connect(
+        &self,
+        connection: Connection,
+        location: &Location,
+    ) -> Result<Connection, TransportError> {
         let name = self.name_for(location)?;
         let io = Handshaking::new(connection, None);
         let connector = tokio_rustls::TlsConnector::from(self.config.clone());
@@ -507,7 +516,8 @@ impl AsyncRead for Handshaking {
             let fresh = buf.filled().get(before..).unwrap_or_default();
             let room = this.seen.len() - this.seen_len;
             let take = room.min(fresh.len());
-            if let (Some(to), Some(from)) = (this.seen.get_mut(this.seen_len..this.seen_len + take), fresh.get(..take))
+            if let (Some(to), Some(from)) =
+                (this.seen.get_mut(this.seen_len..this.seen_len + take), fresh.get(..take))
             {
                 to.copy_from_slice(from);
                 this.seen_len += take;

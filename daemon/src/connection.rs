@@ -314,11 +314,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
         .budget(daemon.output.clone());
     let identity = connection.peer_identity().cloned();
     let (mut reader, writer) = link::split_with(connection, session, link);
-    let info = Arc::new(ConnectionInfo {
-        id: daemon.next_connection_id(),
-        peer: peer.clone(),
-        identity,
-    });
+    let info = Arc::new(ConnectionInfo { id: daemon.next_connection_id(), peer: peer.clone(), identity });
     if let Some(hooks) = &options.hooks {
         if let Err(reason) = hooks.0.validate(&info) {
             tracing::info!(%peer, "refused a connection: {reason}");

@@ -1,7 +1,7 @@
 //! What the daemon's tasks share: its settings and its state.
 
-use rmi_core::tls::ServerTls;
 use rmi_core::ConfigError;
+use rmi_core::tls::ServerTls;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 

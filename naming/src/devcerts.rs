@@ -56,7 +56,10 @@ impl Validity {
     /// Ended an hour ago (for tests of expired certificates).
     pub fn expired() -> Self {
         let now = SystemTime::now();
-        Validity { not_before: now - Duration::from_secs(48 * 3600), not_after: now - Duration::from_secs(3600) }
+        Validity {
+            not_before: now - Duration::from_secs(48 * 3600),
+            not_after: now - Duration::from_secs(3600),
+        }
     }
 }
 
@@ -204,7 +207,8 @@ pub const DEV_FILES: &[(&str, &str)] = &[
 /// A certificate that cannot be made, or a file that cannot be written.
 pub fn write_dev_files(dir: &Path, hosts: &[&str], days: u64) -> Result<Vec<PathBuf>, DevCertError> {
     let ca = DevCa::new("rmi development CA")?;
-    let server = ca.issue(hosts.first().copied().unwrap_or("localhost"), hosts, Usage::Server, Validity::days(days))?;
+    let server =
+        ca.issue(hosts.first().copied().unwrap_or("localhost"), hosts, Usage::Server, Validity::days(days))?;
     let client = ca.issue("client", &[], Usage::Client, Validity::days(days))?;
     std::fs::create_dir_all(dir).map_err(|source| DevCertError::Write { path: dir.to_path_buf(), source })?;
     let files = [
@@ -217,7 +221,8 @@ pub fn write_dev_files(dir: &Path, hosts: &[&str], days: u64) -> Result<Vec<Path
     let mut written = Vec::new();
     for (name, text, secret) in files {
         let path = dir.join(name);
-        write_file(&path, text, secret).map_err(|source| DevCertError::Write { path: path.clone(), source })?;
+        write_file(&path, text, secret)
+            .map_err(|source| DevCertError::Write { path: path.clone(), source })?;
         written.push(path);
     }
     Ok(written)

@@ -217,7 +217,11 @@ impl ClientConnection {
             alarm: Alarm::new(me.clone() as Weak<dyn Ring>),
             expiries: AtomicU64::new(0),
             contexts: rmi_core::context::ConnectionContext::new(Some(Arc::new(
-                rmi_core::context::ConnectionInfo { id: next_connection_id(), peer: address.clone(), identity },
+                rmi_core::context::ConnectionInfo {
+                    id: next_connection_id(),
+                    peer: address.clone(),
+                    identity,
+                },
             ))),
         }))
     }

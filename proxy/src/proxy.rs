@@ -1,7 +1,7 @@
 //! The dynamic proxy: calls any method by name.
 
-use rmi_core::tls::ClientTls;
 use rmi_core::alarm::ticks_of;
+use rmi_core::tls::ClientTls;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;

@@ -116,7 +116,11 @@ impl TlsStream {
     }
 
     /// Reads plaintext into `buf`, reading and decrypting records as needed.
-    pub(crate) fn poll_read_plain(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_read_plain(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let socket = &self.shared.socket;
         loop {
             let mut tls = self.lock();
