@@ -44,6 +44,7 @@ struct Shared {
     socket: Socket,
     tls: Mutex<rustls::Connection>,
     identity: Option<Arc<PeerIdentity>>,
+    resumed: bool,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -92,7 +93,14 @@ impl TlsStream {
             .peer_certificates()
             .and_then(|chain| chain.first())
             .map(|leaf| Arc::new(PeerIdentity::from_der(leaf)));
-        TlsStream { shared: Arc::new(Shared { socket, tls: Mutex::new(tls), identity }) }
+        let resumed = tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        TlsStream { shared: Arc::new(Shared { socket, tls: Mutex::new(tls), identity, resumed }) }
+    }
+
+    /// Whether the handshake resumed an earlier session (no certificate
+    /// exchange: a [`super::ClientTls`] reconnecting to a server it knows).
+    pub fn resumed(&self) -> bool {
+        self.shared.resumed
     }
 
     /// The peer's verified identity, when it presented a certificate.
