@@ -51,12 +51,24 @@ where
         latencies.push(t.elapsed());
     }
     let secs = started.elapsed().as_secs_f64();
+    Ok(Outcome { ops: count, secs, ..with_percentiles(latencies) })
+}
+
+/// The median and 99th percentile of `latencies`; `ops` their number and
+/// `secs` their sum (what [`sequential`] replaces with the wall-clock time).
+pub(crate) fn with_percentiles(mut latencies: Vec<Duration>) -> Outcome {
     latencies.sort_unstable();
     let pick = |q: f64| {
         let index = ((latencies.len() as f64 - 1.0) * q).round() as usize;
         latencies.get(index).map(|d| d.as_secs_f64() * 1e6)
     };
-    Ok(Outcome { ops: count, secs, p50_us: pick(0.50), p99_us: pick(0.99), bytes: None })
+    Outcome {
+        ops: latencies.len() as u64,
+        secs: latencies.iter().sum::<Duration>().as_secs_f64(),
+        p50_us: pick(0.50),
+        p99_us: pick(0.99),
+        bytes: None,
+    }
 }
 
 /// Counts what concurrent loops complete in a measured window: loops run

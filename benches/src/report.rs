@@ -162,6 +162,42 @@ fn checks() -> Vec<Check> {
         ),
         c("h", "HMAC on / off, 64 in flight", "rmi.hmac.pipe64", "rmi.pipe64", Rate, AtLeast(0.85)),
         c("h", "HMAC on / off, 10 MiB argument", "rmi.hmac.payload", "rmi.payload", Throughput, Report),
+        c("tls", "TLS / plaintext, 10 MiB argument", "rmi.tls.payload", "rmi.payload", Throughput, AtLeast(0.5)),
+        c(
+            "tls",
+            "TLS / shared key, 10 MiB argument",
+            "rmi.tls.payload",
+            "rmi.hmac.payload",
+            Throughput,
+            AtLeast(2.0),
+        ),
+        c("tls", "TLS / plaintext, round trip pinned", "rmi.tls.seq.pinned", "rmi.seq.pinned", Rtt, AtMost(1.3)),
+        c("tls", "TLS / plaintext, round trip unpinned", "rmi.tls.seq", "rmi.seq", Rtt, Report),
+        c("tls", "TLS / plaintext, 64 in flight", "rmi.tls.pipe64", "rmi.pipe64", Rate, AtLeast(0.8)),
+        c(
+            "tls",
+            "connection setup (connect, handshakes, first call): TLS, full handshake / plaintext",
+            "rmi.tls.connect.full",
+            "rmi.connect",
+            Rtt,
+            Report,
+        ),
+        c(
+            "tls",
+            "connection setup: TLS, session resumed / plaintext",
+            "rmi.tls.connect",
+            "rmi.connect",
+            Rtt,
+            Report,
+        ),
+        c(
+            "tls",
+            "connection setup: TLS, session resumed / full handshake",
+            "rmi.tls.connect",
+            "rmi.tls.connect.full",
+            Rtt,
+            Report,
+        ),
         c(
             "k",
             "plain fn (blocking pool) / #[nonblocking], round trip unpinned",
@@ -239,6 +275,15 @@ fn checks() -> Vec<Check> {
             Report,
         ),
     ]
+}
+
+/// The runs the TLS checks compare (`--tls` runs these alone).
+pub(crate) fn tls_runs() -> Vec<&'static str> {
+    let mut runs: Vec<&'static str> =
+        checks().into_iter().filter(|c| c.id == "tls").flat_map(|c| [c.rmi, c.base]).collect();
+    runs.sort_unstable();
+    runs.dedup();
+    runs
 }
 
 fn unit(m: Metric) -> &'static str {

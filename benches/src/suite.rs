@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::Context;
@@ -19,11 +19,28 @@ struct Bench {
     server: &'static str,
     client: &'static str,
     workload: &'static str,
-    key: bool,
+    wire: Wire,
     pinned: bool,
     threads: usize,
     /// Run by the tonic baseline's own binary (benches/grpc), not this one.
     grpc: bool,
+}
+
+/// How a benchmark's connections are protected (rmi's runs; every other
+/// system's are plaintext).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// Plaintext.
+    Plain,
+    /// A shared key (`--key`): every write sealed with HMAC-SHA256.
+    Key,
+    /// TLS, from the `RMI_TLS_*` variables the suite gives both processes
+    /// (certificates it wrote at the start of the run): the client's
+    /// proxies share one `ClientTls`, and so its session cache.
+    Tls,
+    /// TLS with a fresh `ClientTls` for each connection the client opens
+    /// (`--fresh-tls`): no session to resume, a full handshake every time.
+    TlsFresh,
 }
 
 /// What each system's processes run on: tarpc as its users run it (tokio's
@@ -32,10 +49,11 @@ struct Bench {
 /// tokio's default multi-thread runtime.
 fn benches(rmi_threads: usize, grpc: bool) -> Vec<Bench> {
     let mut all = Vec::new();
-    let mut add = |name: &str, server: &'static str, client, workload, key, pinned, threads| {
+    let mut add = |name: &str, server: &'static str, client, workload, wire, pinned, threads| {
         let grpc = server == "tonic";
-        all.push(Bench { name: name.to_owned(), server, client, workload, key, pinned, threads, grpc });
+        all.push(Bench { name: name.to_owned(), server, client, workload, wire, pinned, threads, grpc });
     };
+    use Wire::{Key, Plain, Tls, TlsFresh};
     // Grouped by workload, so that each figure and its baselines are measured
     // within seconds of each other on a shared machine.
     // rmi.mt.*: rmi on tokio's default multi-thread runtime (`--threads 0`),
@@ -55,45 +73,53 @@ fn benches(rmi_threads: usize, grpc: bool) -> Vec<Bench> {
         [("seq", "seq", false), ("seq", "seq.pinned", true), ("pipe64", "pipe64", false)]
     {
         for &(name, system, server, threads) in systems {
-            add(&format!("{name}.{suffix}"), server, system, workload, false, pinned, threads);
+            add(&format!("{name}.{suffix}"), server, system, workload, Plain, pinned, threads);
         }
-        add(&format!("rmi.hmac.{suffix}"), "rmi", "rmi", workload, true, pinned, rmi_threads);
+        add(&format!("rmi.hmac.{suffix}"), "rmi", "rmi", workload, Key, pinned, rmi_threads);
+        add(&format!("rmi.tls.{suffix}"), "rmi", "rmi", workload, Tls, pinned, rmi_threads);
         if workload == "seq" {
             // The same call to a plain `fn`, which runs on the blocking pool.
             let name = if pinned { "rmi.seq.blocking.pinned" } else { "rmi.seq.blocking" };
-            add(name, "rmi", "rmi", "seq-blocking", false, pinned, rmi_threads);
+            add(name, "rmi", "rmi", "seq-blocking", Plain, pinned, rmi_threads);
             let name = if pinned { "rmi.mt.seq.blocking.pinned" } else { "rmi.mt.seq.blocking" };
-            add(name, "rmi", "rmi", "seq-blocking", false, pinned, 0);
+            add(name, "rmi", "rmi", "seq-blocking", Plain, pinned, 0);
             // The daemon calling the client back, and references passed.
             let name = if pinned { "rmi.callback.pinned" } else { "rmi.callback" };
-            add(name, "rmi", "rmi", "callback", false, pinned, rmi_threads);
+            add(name, "rmi", "rmi", "callback", Plain, pinned, rmi_threads);
             let name = if pinned { "rmi.refs.pinned" } else { "rmi.refs" };
-            add(name, "rmi", "rmi", "refs", false, pinned, rmi_threads);
+            add(name, "rmi", "rmi", "refs", Plain, pinned, rmi_threads);
         }
     }
     for &(name, system, server, threads) in systems {
-        add(&format!("{name}.clients8"), server, system, "clients8", false, false, threads);
+        add(&format!("{name}.clients8"), server, system, "clients8", Plain, false, threads);
     }
     for &(name, system, server, threads) in systems {
         let server = if system == "tcp" { "tcp-sink" } else { server };
-        add(&format!("{name}.payload"), server, system, "payload", false, false, threads);
+        add(&format!("{name}.payload"), server, system, "payload", Plain, false, threads);
     }
-    add("rmi.hmac.payload", "rmi", "rmi", "payload", true, false, rmi_threads);
+    add("rmi.hmac.payload", "rmi", "rmi", "payload", Key, false, rmi_threads);
+    add("rmi.tls.payload", "rmi", "rmi", "payload", Tls, false, rmi_threads);
+    // Connection setup: connecting, the handshakes and a first call, over
+    // plaintext, over TLS resuming the session of the connection before,
+    // and over TLS with a full handshake each time.
+    add("rmi.connect", "rmi", "rmi", "connect", Plain, false, rmi_threads);
+    add("rmi.tls.connect", "rmi", "rmi", "connect", Tls, false, rmi_threads);
+    add("rmi.tls.connect.full", "rmi", "rmi", "connect", TlsFresh, false, rmi_threads);
     // Streams: 8-byte items and 64 KiB chunks, read as fast as they come.
     for (workload, suffix) in [("stream-items", "stream.items"), ("stream-chunks", "stream.chunks")] {
-        add(&format!("tcp.{suffix}"), "tcp-source", "tcp", workload, false, false, 1);
+        add(&format!("tcp.{suffix}"), "tcp-source", "tcp", workload, Plain, false, 1);
         if grpc {
-            add(&format!("tonic.{suffix}"), "tonic", "tonic", workload, false, false, 0);
+            add(&format!("tonic.{suffix}"), "tonic", "tonic", workload, Plain, false, 0);
         }
-        add(&format!("rmi.{suffix}"), "rmi", "rmi", workload, false, false, rmi_threads);
-        add(&format!("rmi.mt.{suffix}"), "rmi", "rmi", workload, false, false, 0);
+        add(&format!("rmi.{suffix}"), "rmi", "rmi", workload, Plain, false, rmi_threads);
+        add(&format!("rmi.mt.{suffix}"), "rmi", "rmi", workload, Plain, false, 0);
     }
-    add("rmi.oneway", "rmi", "rmi", "oneway", false, false, rmi_threads);
-    add("rmi.batch", "rmi", "rmi", "batch", false, false, rmi_threads);
-    add("rmi.lookup.seq", "names", "rmi", "lookup-seq", false, false, rmi_threads);
-    add("rmi.lookup.pipe64", "names", "rmi", "lookup-pipe64", false, false, rmi_threads);
-    add("rmi.register.seq", "durable-names", "rmi", "register-seq", false, false, rmi_threads);
-    add("rmi.register.pipe64", "durable-names", "rmi", "register-pipe64", false, false, rmi_threads);
+    add("rmi.oneway", "rmi", "rmi", "oneway", Plain, false, rmi_threads);
+    add("rmi.batch", "rmi", "rmi", "batch", Plain, false, rmi_threads);
+    add("rmi.lookup.seq", "names", "rmi", "lookup-seq", Plain, false, rmi_threads);
+    add("rmi.lookup.pipe64", "names", "rmi", "lookup-pipe64", Plain, false, rmi_threads);
+    add("rmi.register.seq", "durable-names", "rmi", "register-seq", Plain, false, rmi_threads);
+    add("rmi.register.pipe64", "durable-names", "rmi", "register-pipe64", Plain, false, rmi_threads);
     all
 }
 
@@ -140,12 +166,82 @@ impl Drop for Server {
     }
 }
 
-fn start_server(bench: &Bench, grpc: Option<&PathBuf>) -> anyhow::Result<(Server, String)> {
+/// The throwaway certificates of the TLS runs, written at the start of a
+/// run into a directory of their own, removed at its end.
+struct Certs {
+    dir: PathBuf,
+}
+
+impl Certs {
+    /// A CA, a certificate for the server (`127.0.0.1` and `localhost`, the
+    /// addresses the servers print) and one for a client, valid for a day.
+    fn write() -> anyhow::Result<Certs> {
+        let dir = std::env::temp_dir().join(format!("rmi-bench-tls-{}", std::process::id()));
+        let certs = Certs { dir };
+        rmi_naming::devcerts::write_dev_files(&certs.dir, &["127.0.0.1", "localhost"], 1)
+            .context("writing the TLS runs' certificates")?;
+        Ok(certs)
+    }
+
+    fn file(&self, var: &str) -> anyhow::Result<PathBuf> {
+        let (_, name) = rmi_naming::devcerts::DEV_FILES
+            .iter()
+            .find(|(v, _)| *v == var)
+            .with_context(|| format!("devcerts writes no file for {var}"))?;
+        Ok(self.dir.join(name))
+    }
+}
+
+impl Drop for Certs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Every `RMI_TLS_*` variable: none reaches a benchmark process but those
+/// its run sets, whatever the suite's own environment holds.
+const TLS_VARS: [&str; 7] = [
+    "RMI_TLS",
+    "RMI_TLS_CA",
+    "RMI_TLS_SERVER_CERT",
+    "RMI_TLS_SERVER_KEY",
+    "RMI_TLS_REQUIRE_CLIENT_CERT",
+    "RMI_TLS_CLIENT_CERT",
+    "RMI_TLS_CLIENT_KEY",
+];
+
+/// What `bench`'s server (`server`) or client process is told: its key,
+/// its TLS variables (the server's certificate and key for the server, the
+/// CA for both: clients without a certificate of their own, the daemon
+/// asking for none it requires), and `--fresh-tls` for the client of a
+/// full-handshake run.
+fn protect(c: &mut Command, bench: &Bench, server: bool, certs: Option<&Certs>) -> anyhow::Result<()> {
+    for var in TLS_VARS {
+        c.env_remove(var);
+    }
+    match bench.wire {
+        Wire::Plain => {}
+        Wire::Key => {
+            c.args(["--key", BENCH_KEY]);
+        }
+        Wire::Tls | Wire::TlsFresh => {
+            let certs = certs.with_context(|| format!("{} needs the run's certificates", bench.name))?;
+            c.env("RMI_TLS", "on").env("RMI_TLS_CA", certs.file("RMI_TLS_CA")?);
+            if server {
+                c.env("RMI_TLS_SERVER_CERT", certs.file("RMI_TLS_SERVER_CERT")?);
+                c.env("RMI_TLS_SERVER_KEY", certs.file("RMI_TLS_SERVER_KEY")?);
+            } else if bench.wire == Wire::TlsFresh {
+                c.arg("--fresh-tls");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn start_server(bench: &Bench, grpc: Option<&PathBuf>, certs: Option<&Certs>) -> anyhow::Result<(Server, String)> {
     let mut c = command(bench, grpc)?;
     c.args(["serve", bench.server, "--threads", &bench.threads.to_string()]);
-    if bench.key {
-        c.args(["--key", BENCH_KEY]);
-    }
+    protect(&mut c, bench, true, certs)?;
     let mut child = c.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().context("starting a server")?;
     let stdout = child.stdout.take().context("server stdout")?;
     let server = Server(child);
@@ -156,12 +252,16 @@ fn start_server(bench: &Bench, grpc: Option<&PathBuf>) -> anyhow::Result<(Server
     Ok((server, target))
 }
 
-fn run_client(bench: &Bench, target: &str, quick: bool, grpc: Option<&PathBuf>) -> anyhow::Result<Outcome> {
+fn run_client(
+    bench: &Bench,
+    target: &str,
+    quick: bool,
+    grpc: Option<&PathBuf>,
+    certs: Option<&Certs>,
+) -> anyhow::Result<Outcome> {
     let mut c = command(bench, grpc)?;
     c.args(["client", bench.client, bench.workload, target, "--threads", &bench.threads.to_string()]);
-    if bench.key {
-        c.args(["--key", BENCH_KEY]);
-    }
+    protect(&mut c, bench, false, certs)?;
     if quick {
         c.arg("--quick");
     }
@@ -214,6 +314,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let repeat: usize =
         flag(args, "--repeat").unwrap_or(if quick { "1" } else { "3" }).parse().context("--repeat")?;
     let only: Option<Vec<&str>> = flag(args, "--only").map(|o| o.split(',').collect());
+    // --tls: the TLS runs and the runs they are compared with, alone.
+    let tls_only = args.iter().any(|a| a == "--tls").then(report::tls_runs);
     let grpc = if args.iter().any(|a| a == "--grpc") {
         eprintln!("building the tonic baseline (benches/grpc/build.sh)…");
         Some(build_grpc()?)
@@ -223,7 +325,13 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let chosen: Vec<Bench> = benches(rmi_threads, grpc.is_some())
         .into_iter()
         .filter(|b| only.as_ref().is_none_or(|o| o.iter().any(|n| b.name.starts_with(n))))
+        .filter(|b| tls_only.as_ref().is_none_or(|t| t.contains(&b.name.as_str())))
         .collect();
+    let certs = if chosen.iter().any(|b| matches!(b.wire, Wire::Tls | Wire::TlsFresh)) {
+        Some(Certs::write()?)
+    } else {
+        None
+    };
     // Rounds run every benchmark once, so that the baselines and rmi meet
     // the same moments of a shared, noisy machine; each figure is the
     // median of its rounds, and each ratio the median of the ratios of its
@@ -239,8 +347,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         let mut this_round = BTreeMap::new();
         for bench in in_order(&chosen, round % 2 == 0) {
             eprint!("{:<24}", bench.name);
-            let (server, target) = start_server(bench, grpc.as_ref())?;
-            let outcome = run_client(bench, &target, quick, grpc.as_ref())?;
+            let (server, target) = start_server(bench, grpc.as_ref(), certs.as_ref())?;
+            let outcome = run_client(bench, &target, quick, grpc.as_ref(), certs.as_ref())?;
             drop(server);
             eprintln!("{}", report::summary(&outcome));
             samples.entry(bench.name.clone()).or_default().push(outcome.clone());

@@ -78,7 +78,18 @@ pub fn handshakes(data: &[u8]) {
             let mut io = Pieces { data, chunk: 7 };
             let _ = crate::handshake::client_handshake(&mut io, key).await;
         }
+        // A TLS server's answer to a client whose first byte was not TLS's.
+        if let Some((&first, rest)) = data.split_first() {
+            let mut io = Pieces { data: rest, chunk: 7 };
+            crate::handshake::refuse_plaintext(&mut io, first).await;
+        }
     });
+}
+
+/// The `certificate` target: a peer's certificate, read for its identity.
+pub fn certificate_target(data: &[u8]) {
+    let identity = crate::tls::PeerIdentity::from_der(data);
+    let _ = (identity.common_name(), identity.fingerprint_hex(), identity.to_string());
 }
 
 /// Parses `text` as every kind of URI, and checks that what parses prints
