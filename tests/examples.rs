@@ -52,6 +52,28 @@ async fn the_callback_client_hears_every_step_with_no_daemon_of_its_own() {
     );
 }
 
+/// Callbacks travel back over the client's own connection: under mutual
+/// TLS too, with nothing but the `RMI_TLS_*` variables set.
+#[tokio::test]
+async fn the_callback_example_over_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = common::mutual_tls_env(dir.path());
+    let env = common::env_refs(&tls);
+    let mut server = spawn_example("callback_server", &["127.0.0.1:0"], &env);
+    let mut lines = server.lines();
+    let ready = server.wait_for_line(&mut lines, |l| l.starts_with("Ready. Object uri = ")).await;
+    let uri = ready.trim_start_matches("Ready. Object uri = ").to_owned();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let client = spawn_example("callback_client", &[&uri], &env);
+    let (status, out) = client.output().await;
+    assert!(status.success(), "{status}: {out}");
+    assert!(out.ends_with("Progress: 100% (step 4 of 4)\nJob done: 4 steps done\n"), "{out}");
+    // Without the variables, the client is refused.
+    let client = spawn_example("callback_client", &[&uri], &[]);
+    let (status, _) = client.output().await;
+    assert!(!status.success());
+}
+
 #[tokio::test]
 async fn the_autoproxy_client_uses_its_thingies_and_the_server_releases_them() {
     let (_server, uri) = server("autoproxy_server").await;

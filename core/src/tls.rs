@@ -28,10 +28,10 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::auth::AuthError;
@@ -425,7 +425,7 @@ impl ClientTls {
                     TlsError::setup(format!("{name:?} cannot be verified as a TLS server name: {e}"))
                 }),
             Location::Unix(_) => Ok(ServerName::DnsName(
-                rustls::pki_types::DnsName::try_from("localhost")
+                rustls_pki_types::DnsName::try_from("localhost")
                     .map_err(|e| TlsError::setup(e.to_string()))?
                     .to_owned(),
             )),
