@@ -259,6 +259,26 @@
 //!
 //! Large binary arguments and results travel without copies as [`Blob`].
 //!
+//! # TLS
+//!
+//! `RMI_TLS=on` with the `RMI_TLS_*` files turns TLS on for every
+//! connection of a process, or in code:
+//!
+//! ```no_run
+//! # use std::path::Path;
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use rmi::tls::{ClientTls, ServerTls};
+//! let server = ServerTls::from_pem_files(Path::new("server.pem"), Path::new("server.key"), Some(Path::new("ca.pem")), true)?;
+//! let daemon = rmi::Daemon::builder()?.tls(Some(server)).bind("127.0.0.1:9100").await?;
+//! let client = ClientTls::from_pem_files(Path::new("ca.pem"), Some((Path::new("client.pem"), Path::new("client.key"))))?;
+//! let proxy = rmi::Proxy::builder("RMI:calc@127.0.0.1:9100")?.tls(Some(client)).build()?;
+//! # Ok(()) }
+//! // Inside a method: who called, by certificate.
+//! fn caller() -> Option<String> {
+//!     Some(rmi::context()?.identity()?.subject.clone())
+//! }
+//! ```
+//!
 //! # Layout
 //!
 //! This crate re-exports rmi's member crates: `rmi-core` (URIs, wire,

@@ -33,8 +33,8 @@ pub(crate) const SEND_BUFFER: usize = 256 * 1024;
 /// reader forever.
 const READ_ROUNDS: usize = 16;
 
-/// A TLS connection whose handshake is done; [`TlsStream::split`] gives its
-/// halves.
+/// A TLS connection whose handshake is done. Its reading half and its
+/// writing half (see [`crate::net::Connection::into_split`]) share it.
 #[derive(Clone)]
 pub struct TlsStream {
     shared: Arc<Shared>,
