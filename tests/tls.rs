@@ -181,7 +181,7 @@ async fn mutual_tls_gives_methods_and_hooks_the_callers_identity() {
         .unwrap();
     let (subject, names, fingerprint): (String, Vec<String>, String) =
         alice.call::<Who>("whoami", ()).await.unwrap().expect("an identity");
-    assert_eq!(subject, "CN=alice, O=rmi development (not for production)");
+    assert_eq!(subject, "CN=alice,O=rmi development (not for production)");
     assert_eq!(names, vec!["URI:rmi://client/alice".to_owned()]);
     assert_eq!(fingerprint, PeerIdentity::from_der(pki.alice.der()).fingerprint_hex());
     let bob =

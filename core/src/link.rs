@@ -196,6 +196,13 @@ struct State {
 pub const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Shared {
+    /// What the connection holds for the peer: the queue, and under TLS
+    /// the records encrypted and not yet taken by the socket.
+    #[inline]
+    fn held(&self, state: &State) -> usize {
+        state.frames.queued() + self.io.pending_bytes()
+    }
+
     /// Writes what the socket takes now: whether everything went (with TLS,
     /// the records under the queue too).
     #[inline]
@@ -227,7 +234,7 @@ impl Shared {
     /// everything, it did not).
     #[inline]
     fn settle(&self, state: &mut State) {
-        let now = state.frames.queued();
+        let now = self.held(state);
         if now != state.counted {
             self.publish(state, now);
         }
@@ -342,7 +349,7 @@ impl MessageWriter {
             let drained = self.shared.drained.notified();
             {
                 let state = self.shared.lock();
-                if state.frames.queued() <= limit || state.failed.is_some() || !state.flushing {
+                if self.shared.held(&state) <= limit || state.failed.is_some() || !state.flushing {
                     return;
                 }
             }
@@ -367,6 +374,8 @@ impl MessageWriter {
         shared.settle(&mut state);
         drop(state);
         if drained {
+            // Under TLS, the end said in TLS, after the last frame.
+            shared.io.close_notify();
             shared.closed.cancel();
             return;
         }
@@ -374,7 +383,9 @@ impl MessageWriter {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
-                    let _ = tokio::time::timeout(LINGER, lingering.drain()).await;
+                    if tokio::time::timeout(LINGER, lingering.drain()).await.is_ok() {
+                        lingering.io.close_notify();
+                    }
                     let mut state = lingering.lock();
                     state.frames.discard();
                     lingering.settle(&mut state);
@@ -419,7 +430,7 @@ async fn flusher(shared: Weak<Shared>, wake: Arc<Notify>, closed: CancellationTo
         loop {
             {
                 let mut state = shared.lock();
-                let before = state.frames.queued();
+                let before = shared.held(&state);
                 match shared.write_now(&mut state) {
                     Ok(true) => {
                         state.flushing = false;
@@ -428,7 +439,7 @@ async fn flusher(shared: Weak<Shared>, wake: Arc<Notify>, closed: CancellationTo
                         break;
                     }
                     Ok(false) => {
-                        if state.frames.queued() < before {
+                        if shared.held(&state) < before {
                             progress = Instant::now();
                             shared.settle(&mut state);
                             shared.drained.notify_waiters();
@@ -470,7 +481,7 @@ impl Shared {
     fn time_out(&self) {
         let timeout = self.write_timeout.unwrap_or_default();
         let mut state = self.lock();
-        let waiting = state.frames.queued();
+        let waiting = self.held(&state);
         let e = std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             format!(

@@ -295,6 +295,24 @@ impl WriteHalf {
         }
     }
 
+    /// Bytes the connection holds below the caller's (TLS records not yet
+    /// taken by the socket; about, with their overhead); 0 for plaintext.
+    #[inline]
+    pub fn pending_bytes(&self) -> usize {
+        match self {
+            WriteHalf::Tls(s) => s.pending_bytes(),
+            _ => 0,
+        }
+    }
+
+    /// Queues TLS's `close_notify` (the peer then sees a clean end); nothing
+    /// for plaintext.
+    pub fn close_notify(&self) {
+        if let WriteHalf::Tls(s) = self {
+            s.send_close_notify();
+        }
+    }
+
     /// Shuts the socket down both ways, at once: the peer sees the end, and
     /// so does this side's reading half. Errors (a socket already gone) are
     /// ignored.

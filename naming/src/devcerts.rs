@@ -44,12 +44,13 @@ pub struct Validity {
 }
 
 impl Validity {
-    /// From an hour ago for `days` days.
+    /// From an hour ago for `days` days (at most about 100 years).
     pub fn days(days: u64) -> Self {
         let now = SystemTime::now();
+        let days = days.min(36_500);
         Validity {
-            not_before: now - Duration::from_secs(3600),
-            not_after: now + Duration::from_secs(days * 86_400),
+            not_before: now.checked_sub(Duration::from_secs(3600)).unwrap_or(now),
+            not_after: now.checked_add(Duration::from_secs(days * 86_400)).unwrap_or(now),
         }
     }
 
@@ -230,11 +231,17 @@ pub fn write_dev_files(dir: &Path, hosts: &[&str], days: u64) -> Result<Vec<Path
 
 fn write_file(path: &Path, text: &str, secret: bool) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     if secret {
         options.mode(0o600);
     }
-    options.open(path)?.write_all(text.as_bytes())
+    let mut file = options.open(path)?;
+    if secret {
+        // A file that was there already keeps its mode when opened: set it,
+        // before the key is written.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(text.as_bytes())
 }

@@ -18,14 +18,18 @@ pub struct PeerIdentity {
     /// SHA-256 of the certificate's DER: the one value that names exactly
     /// this certificate (pin it, or log it).
     pub fingerprint: [u8; 32],
-    /// The subject's distinguished name, as `CN=alice, O=Example` (most
-    /// specific first, RFC 4514's order).
+    /// The subject's distinguished name in RFC 4514's form, as
+    /// `CN=alice,O=Example` (most specific first; special characters
+    /// escaped, so that no value can pass for another attribute). Compare
+    /// it whole; to read one attribute, use [`PeerIdentity::subject_attribute`].
     pub subject: String,
     /// The issuer's distinguished name, in the same form.
     pub issuer: String,
     /// The subject alternative names: `DNS:host`, `IP:10.0.0.1`,
-    /// `URI:spiffe://…`, `email:a@b`.
+    /// `URI:spiffe://…`, `email:a@b` (control characters shown as `\xNN`).
     pub subject_alt_names: Vec<String>,
+    /// The subject's attributes, most specific first, values unescaped.
+    subject_attributes: Vec<(String, String)>,
 }
 
 impl PeerIdentity {
@@ -37,6 +41,7 @@ impl PeerIdentity {
             subject: String::new(),
             issuer: String::new(),
             subject_alt_names: Vec::new(),
+            subject_attributes: Vec::new(),
         };
         // A certificate that does not have the expected shape keeps its
         // fingerprint and loses its names.
@@ -54,9 +59,17 @@ impl PeerIdentity {
         })
     }
 
-    /// The subject's common name (`CN`), if it has one.
+    /// The subject's common name (`CN`, the most specific one), if it has
+    /// one: the value as the certificate holds it.
     pub fn common_name(&self) -> Option<&str> {
-        self.subject.split(", ").find_map(|part| part.strip_prefix("CN="))
+        self.subject_attribute("CN")
+    }
+
+    /// The value of the subject's most specific attribute named `name`
+    /// (`CN`, `O`, `OU`, `C`, `DC`, … or a dotted OID), as the certificate
+    /// holds it.
+    pub fn subject_attribute(&self, name: &str) -> Option<&str> {
+        self.subject_attributes.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// Whether the certificate names `dns` among its DNS subject
@@ -141,9 +154,12 @@ fn read_certificate(der: &[u8], identity: &mut PeerIdentity) -> Option<()> {
         let _serial = tbs.next()?;
     }
     let _signature = tbs.expect(SEQUENCE)?;
-    identity.issuer = name(tbs.expect(SEQUENCE)?);
+    identity.issuer = rfc4514(&name(tbs.expect(SEQUENCE)?));
     let _validity = tbs.expect(SEQUENCE)?;
-    identity.subject = name(tbs.expect(SEQUENCE)?);
+    let subject = name(tbs.expect(SEQUENCE)?);
+    identity.subject = rfc4514(&subject);
+    identity.subject_attributes =
+        subject.into_iter().rev().flatten().map(|(name, value, _)| (name, value)).collect();
     let _key = tbs.expect(SEQUENCE)?;
     while let Some(element) = tbs.next() {
         if element.tag == EXTENSIONS {
@@ -179,7 +195,7 @@ fn read_extensions(body: &[u8], identity: &mut PeerIdentity) -> Option<()> {
 
 /// One GeneralName, as text; `None` for the kinds not shown.
 fn general_name(name: &Element<'_>) -> Option<String> {
-    let text = || String::from_utf8_lossy(name.body).into_owned();
+    let text = || printable(&String::from_utf8_lossy(name.body));
     match name.tag {
         0x81 => Some(format!("email:{}", text())),
         0x82 => Some(format!("DNS:{}", text())),
@@ -199,23 +215,122 @@ fn general_name(name: &Element<'_>) -> Option<String> {
     }
 }
 
-/// A distinguished name as `CN=…, O=…`, most specific (last) first.
-fn name(body: &[u8]) -> String {
-    let mut parts = Vec::new();
-    let mut rdns = Der(body);
-    while let Some(rdn) = rdns.next() {
+/// `text` with control characters shown as `\xNN`, so that it cannot
+/// break a log line.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\x{:02x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A relative distinguished name: its attributes (more than one in a
+/// multi-valued RDN): name, value, and whether the value is the hex of a
+/// value that is not a string (shown as it is, never escaped).
+type Rdn = Vec<(String, String, bool)>;
+
+/// A distinguished name's RDNs, in the certificate's order (most general
+/// first).
+fn name(body: &[u8]) -> Vec<Rdn> {
+    let mut rdns = Vec::new();
+    let mut elements = Der(body);
+    while let Some(rdn) = elements.next() {
         if rdn.tag != SET {
             continue;
         }
         let mut attributes = Der(rdn.body);
+        let mut parts = Vec::new();
         while let Some(attribute) = attributes.next() {
             let mut fields = Der(attribute.body);
             let (Some(oid), Some(value)) = (fields.expect(OID), fields.next()) else { continue };
-            parts.push(format!("{}={}", attribute_name(oid), String::from_utf8_lossy(value.body)));
+            let (text, hex) = string_value(&value);
+            parts.push((attribute_name(oid), text, hex));
+        }
+        if !parts.is_empty() {
+            rdns.push(parts);
         }
     }
-    parts.reverse();
-    parts.join(", ")
+    rdns
+}
+
+/// A directory string's text, by its type; another type as `#` and the
+/// hex of its encoding (RFC 4514's form for values that are not strings),
+/// said by the flag.
+fn string_value(value: &Element<'_>) -> (String, bool) {
+    let text = match value.tag {
+        // UTF8String, PrintableString, IA5String, VisibleString, NumericString.
+        0x0c | 0x13 | 0x16 | 0x1a | 0x12 => String::from_utf8_lossy(value.body).into_owned(),
+        // TeletexString: in practice Latin-1.
+        0x14 => value.body.iter().map(|&b| char::from(b)).collect(),
+        // BMPString: UTF-16, big-endian.
+        0x1e => {
+            let units = value.body.chunks_exact(2).filter_map(|p| p.try_into().ok()).map(u16::from_be_bytes);
+            char::decode_utf16(units).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)).collect()
+        }
+        // UniversalString: UTF-32, big-endian.
+        0x1c => value
+            .body
+            .chunks_exact(4)
+            .filter_map(|q| q.try_into().ok())
+            .map(|q| char::from_u32(u32::from_be_bytes(q)).unwrap_or(char::REPLACEMENT_CHARACTER))
+            .collect(),
+        _ => {
+            let mut hex = format!("#{:02x}", value.tag);
+            let len = value.body.len();
+            if len < 0x80 {
+                hex.push_str(&format!("{len:02x}"));
+            } else {
+                let bytes = len.to_be_bytes();
+                let significant: Vec<u8> = bytes.iter().copied().skip_while(|&b| b == 0).collect();
+                hex.push_str(&format!("{:02x}", 0x80 | significant.len()));
+                significant.iter().for_each(|b| hex.push_str(&format!("{b:02x}")));
+            }
+            value.body.iter().for_each(|b| hex.push_str(&format!("{b:02x}")));
+            return (hex, true);
+        }
+    };
+    (text, false)
+}
+
+/// RDNs in RFC 4514's text form: most specific first, separated by `,`,
+/// the attributes of a multi-valued RDN by `+`, values escaped.
+fn rfc4514(rdns: &[Rdn]) -> String {
+    let rdn_text = |rdn: &Rdn| {
+        let attribute = |(name, value, hex): &(String, String, bool)| {
+            if *hex { format!("{name}={value}") } else { format!("{name}={}", escape(value)) }
+        };
+        rdn.iter().map(attribute).collect::<Vec<_>>().join("+")
+    };
+    rdns.iter().rev().map(rdn_text).collect::<Vec<_>>().join(",")
+}
+
+/// A value escaped as RFC 4514 says (and control characters as `\XX`).
+fn escape(value: &str) -> String {
+    let last = value.chars().count().saturating_sub(1);
+    let mut out = String::with_capacity(value.len());
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' if i == 0 => out.push_str("\\#"),
+            ' ' if i == 0 || i == last => out.push_str("\\ "),
+            c if c.is_control() => {
+                let mut utf8 = [0u8; 4];
+                for b in c.encode_utf8(&mut utf8).bytes() {
+                    out.push_str(&format!("\\{b:02X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn attribute_name(oid: &[u8]) -> String {
@@ -224,15 +339,32 @@ fn attribute_name(oid: &[u8]) -> String {
         [0x55, 0x04, 0x06] => "C".into(),
         [0x55, 0x04, 0x07] => "L".into(),
         [0x55, 0x04, 0x08] => "ST".into(),
+        [0x55, 0x04, 0x09] => "STREET".into(),
         [0x55, 0x04, 0x0a] => "O".into(),
         [0x55, 0x04, 0x0b] => "OU".into(),
-        [0x55, 0x04, 0x05] => "serialNumber".into(),
         [0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19] => "DC".into(),
         [0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x01] => "UID".into(),
-        [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01] => "emailAddress".into(),
-        other => {
-            let hex: String = other.iter().map(|b| format!("{b:02x}")).collect();
-            format!("OID.{hex}")
+        other => dotted(other),
+    }
+}
+
+/// An OID in dotted decimal (RFC 4514's form for attributes it has no
+/// short name for).
+fn dotted(oid: &[u8]) -> String {
+    let mut arcs: Vec<u64> = Vec::new();
+    let mut arc: u64 = 0;
+    for &byte in oid {
+        arc = arc.saturating_mul(128).saturating_add(u64::from(byte & 0x7f));
+        if byte & 0x80 == 0 {
+            if arcs.is_empty() {
+                let first = (arc / 40).min(2);
+                arcs.push(first);
+                arcs.push(arc - first * 40);
+            } else {
+                arcs.push(arc);
+            }
+            arc = 0;
         }
     }
+    arcs.iter().map(u64::to_string).collect::<Vec<_>>().join(".")
 }

@@ -15,6 +15,7 @@
 
 use std::io::{self, Read, Write};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
 
@@ -45,7 +46,20 @@ struct Shared {
     tls: Mutex<rustls::Connection>,
     identity: Option<Arc<PeerIdentity>>,
     resumed: bool,
+    /// Ciphertext rustls holds for the socket, about (the records' overhead
+    /// is estimated): what the link counts as still queued.
+    pending: AtomicUsize,
+    /// Set when a read failed after it had returned data: the next read
+    /// returns the error kept in `failure`.
+    broken: AtomicBool,
+    failure: Mutex<Option<io::Error>>,
 }
+
+/// Bytes a TLS record adds to its plaintext, at most (TLS 1.2's AES-GCM:
+/// header, explicit nonce, tag).
+const RECORD_OVERHEAD: usize = 29;
+/// The most plaintext one record carries.
+const RECORD_PAYLOAD: usize = 16 * 1024;
 
 impl std::fmt::Debug for TlsStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -94,7 +108,17 @@ impl TlsStream {
             .and_then(|chain| chain.first())
             .map(|leaf| Arc::new(PeerIdentity::from_der(leaf)));
         let resumed = tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-        TlsStream { shared: Arc::new(Shared { socket, tls: Mutex::new(tls), identity, resumed }) }
+        TlsStream {
+            shared: Arc::new(Shared {
+                socket,
+                tls: Mutex::new(tls),
+                identity,
+                resumed,
+                pending: AtomicUsize::new(0),
+                broken: AtomicBool::new(false),
+                failure: Mutex::new(None),
+            }),
+        }
     }
 
     /// Whether the handshake resumed an earlier session (no certificate
@@ -149,16 +173,22 @@ impl TlsStream {
                     Ok(_) => {
                         if let Err(e) = tls.process_new_packets() {
                             // Tell the peer why (an alert), as far as the socket takes it.
-                            let _ = tls.write_tls(&mut TryWrite(socket));
+                            let _ = self.push(&mut tls);
                             return Poll::Ready(Err(tls_error(e)));
                         }
-                        // A key update's answer: sent now, or with what is written
-                        // next if the socket is full.
-                        let _ = push(&mut tls, socket);
+                        // An alert rustls answers with: sent now if the socket
+                        // takes it (rustls holds a key update's answer until
+                        // the next write).
+                        let _ = self.push(&mut tls);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    // rustls holds as much plaintext as it takes: hand it over first.
-                    Err(_) if read_any => break,
+                    // Hand over what was read first; the error is the next read's.
+                    Err(e) if read_any => {
+                        *self.shared.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            Some(e);
+                        self.shared.broken.store(true, Ordering::Relaxed);
+                        break;
+                    }
                     Err(e) => return Poll::Ready(Err(e)),
                 }
             }
@@ -176,44 +206,57 @@ impl TlsStream {
     /// Encrypts what of `bufs` rustls takes now and writes what the socket
     /// takes now. `WouldBlock` when the socket holds earlier records still.
     pub(crate) fn try_write_plain(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        let socket = &self.shared.socket;
         let mut tls = self.lock();
-        if !push(&mut tls, socket)? {
+        if !self.push(&mut tls)? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let taken = tls.writer().write_vectored(bufs)?;
-        push(&mut tls, socket)?;
         if taken == 0 && bufs.iter().any(|b| !b.is_empty()) {
-            return Err(io::ErrorKind::WouldBlock.into());
+            // Its buffer is empty (pushed above), and still rustls takes nothing.
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "the TLS session takes no more data"));
         }
+        let records = taken.div_ceil(RECORD_PAYLOAD);
+        self.shared.pending.fetch_add(taken + records * RECORD_OVERHEAD, Ordering::Relaxed);
+        self.push(&mut tls)?;
         Ok(taken)
     }
 
     /// Writes records rustls holds; whether none is left.
     pub(crate) fn flush_pending(&self) -> io::Result<bool> {
-        push(&mut self.lock(), &self.shared.socket)
+        self.push(&mut self.lock())
+    }
+
+    /// Ciphertext rustls holds for the socket, about.
+    #[inline]
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.shared.pending.load(Ordering::Relaxed)
+    }
+
+    /// Hands the records rustls holds to the socket: whether all were taken
+    /// (`false`: the socket is full). Keeps [`TlsStream::pending_bytes`].
+    fn push(&self, tls: &mut rustls::Connection) -> io::Result<bool> {
+        let pending = &self.shared.pending;
+        while tls.wants_write() {
+            match tls.write_tls(&mut TryWrite(&self.shared.socket)) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    let left = pending.load(Ordering::Relaxed).saturating_sub(n);
+                    pending.store(left, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        pending.store(0, Ordering::Relaxed);
+        Ok(true)
     }
 
     /// Queues TLS's `close_notify` and writes it if the socket takes it.
     pub(crate) fn send_close_notify(&self) {
         let mut tls = self.lock();
         tls.send_close_notify();
-        let _ = tls.write_tls(&mut TryWrite(&self.shared.socket));
+        let _ = self.push(&mut tls);
     }
-}
-
-/// Hands the records rustls holds to the socket: whether all were taken
-/// (`false`: the socket is full).
-fn push(tls: &mut rustls::Connection, socket: &Socket) -> io::Result<bool> {
-    while tls.wants_write() {
-        match tls.write_tls(&mut TryWrite(socket)) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
 }
 
 enum Taken {

@@ -32,7 +32,7 @@ fn issue(names: &[&str]) -> (CertificateDer<'static>, CertificateDer<'static>, P
 fn an_identity_names_the_subject_issuer_and_alternative_names() {
     let (_, cert, _) = issue(&["one.example", "127.0.0.1", "::1"]);
     let identity = PeerIdentity::from_der(&cert);
-    assert_eq!(identity.subject, "CN=server one, O=Example");
+    assert_eq!(identity.subject, "CN=server one,O=Example");
     assert_eq!(identity.issuer, "CN=unit CA");
     assert_eq!(identity.common_name(), Some("server one"));
     assert_eq!(
@@ -45,6 +45,42 @@ fn an_identity_names_the_subject_issuer_and_alternative_names() {
     let digest: [u8; 32] = sha2::Sha256::digest(cert.as_ref()).into();
     assert_eq!(identity.fingerprint, digest);
     assert_eq!(identity.fingerprint_hex().len(), 64);
+}
+
+/// A self-signed certificate whose subject is `attributes`, in order.
+fn with_subject(attributes: &[(DnType, &str)]) -> CertificateDer<'static> {
+    let mut params = CertificateParams::new(vec!["x.example".to_owned()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    for (kind, value) in attributes {
+        params.distinguished_name.push(kind.clone(), *value);
+    }
+    let key = KeyPair::generate().unwrap();
+    params.self_signed(&key).unwrap().der().clone()
+}
+
+#[test]
+fn no_attribute_value_passes_for_another_attribute() {
+    // A common name smuggled into another attribute's value is not one.
+    let bob = PeerIdentity::from_der(&with_subject(&[
+        (DnType::CommonName, "bob"),
+        (DnType::OrganizationalUnitName, "z, CN=admin"),
+    ]));
+    assert_eq!(bob.common_name(), Some("bob"));
+    assert_eq!(bob.subject_attribute("OU"), Some("z, CN=admin"));
+    assert_eq!(bob.subject, "OU=z\\, CN=admin,CN=bob");
+    let nobody = PeerIdentity::from_der(&with_subject(&[(DnType::OrganizationName, "x, CN=alice")]));
+    assert_eq!(nobody.common_name(), None);
+    let alice = PeerIdentity::from_der(&with_subject(&[
+        (DnType::OrganizationName, "x"),
+        (DnType::CommonName, "alice"),
+    ]));
+    assert_ne!(nobody.subject, alice.subject);
+    assert_eq!(alice.subject, "CN=alice,O=x");
+    // Characters that end lines, or RFC 4514's specials, are escaped.
+    let odd = PeerIdentity::from_der(&with_subject(&[(DnType::CommonName, " #a+b;c<d>\"q\\\nend ")]));
+    assert_eq!(odd.subject, "CN=\\ #a\\+b\\;c\\<d\\>\\\"q\\\\\\0Aend\\ ");
+    assert_eq!(odd.common_name(), Some(" #a+b;c<d>\"q\\\nend "));
+    assert!(!odd.to_string().contains('\n'));
 }
 
 #[test]
@@ -141,4 +177,67 @@ async fn a_plaintext_rmi_client_is_told_that_tls_is_required_and_the_reverse() {
     assert!(matches!(refused, TransportError::Auth(AuthError::ServerHasNoTls)), "{refused:?}");
     let server_side = served.await.unwrap().unwrap_err();
     assert!(matches!(server_side, TransportError::Auth(AuthError::ClientUsesTls)), "{server_side:?}");
+}
+
+/// Bytes as a message, for the link.
+struct Chunk(Vec<u8>);
+
+impl crate::frame::Wire for Chunk {
+    fn encode(&self, out: &mut Vec<u8>, _: &mut Vec<bytes::Bytes>) {
+        out.extend_from_slice(&self.0);
+    }
+
+    fn decode(envelope: &bytes::Bytes, _: &mut bytes::Bytes) -> Result<Self, String> {
+        Ok(Chunk(envelope.to_vec()))
+    }
+}
+
+#[tokio::test]
+async fn a_peer_reading_slowly_but_steadily_is_not_cut_off_by_the_write_timeout() {
+    // What rustls holds for the socket counts as queued: it draining is
+    // progress, and the link's queue alone may be empty meanwhile.
+    let (ca, cert, key) = issue(&["127.0.0.1"]);
+    let server = ServerTls::new(vec![cert], key, ClientAuth::None).unwrap();
+    let client = ClientTls::new(roots([ca]).unwrap(), None).unwrap();
+    let listener = Listener::bind_tcp("127.0.0.1:0").await.unwrap();
+    let location = listener.location().unwrap();
+    let total = 768 * 1024;
+    let sender = tokio::spawn(async move {
+        let connection = listener.accept().await.unwrap();
+        if let Connection::Tcp(s) = &connection {
+            socket2::SockRef::from(s).set_send_buffer_size(16 * 1024).unwrap();
+        }
+        let connection = server.accept(connection).await.unwrap();
+        let options = crate::link::LinkOptions::new(1 << 20).write_timeout(Some(Duration::from_millis(400)));
+        let (reader, writer) = crate::link::split_with(connection, None, options);
+        for _ in 0..total / (64 * 1024) {
+            writer.send(&Chunk(vec![7; 64 * 1024])).unwrap();
+        }
+        assert!(writer.queued() > 0, "the socket took everything at once: nothing is tested");
+        // Until the reader has it all (it closes), or the link gives up.
+        while !writer.is_closed() && !reader.peer_closed() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        writer.is_closed()
+    });
+    let connection = Connection::connect(&location).await.unwrap();
+    if let Connection::Tcp(s) = &connection {
+        socket2::SockRef::from(s).set_recv_buffer_size(16 * 1024).unwrap();
+    }
+    let mut tls = client.connect(connection, &location).await.unwrap();
+    let mut got = 0;
+    let mut buf = vec![0u8; 16 * 1024];
+    // 16 KiB every 40 ms: about 400 KiB/s, two seconds in all, well past
+    // the write timeout.
+    while got < total {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        match tls.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(got >= total, "cut off after {got} of {total} bytes");
+    drop(tls);
+    let cut_off = tokio::time::timeout(Duration::from_secs(10), sender).await.unwrap().unwrap();
+    assert!(!cut_off, "the link gave up on a peer that read everything");
 }
