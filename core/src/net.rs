@@ -45,8 +45,26 @@ macro_rules! on_socket {
 }
 
 impl Socket {
+    /// Reads what the socket holds now, without waiting. A read that
+    /// fills less than `buf` took all there was: the socket's readiness is
+    /// cleared then (as tokio's own reads do, with the readiness seen
+    /// before the read, so that data arriving meanwhile still wakes the
+    /// reader), which saves the read that would only say `WouldBlock`.
     pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        on_socket!(self, s => s.try_read(buf))
+        use std::io::Read;
+        let mut short = None;
+        let read = on_socket!(self, s => s.try_io(tokio::io::Interest::READABLE, || {
+            let n = (&*socket2::SockRef::from(s)).read(buf)?;
+            if n > 0 && n < buf.len() {
+                short = Some(n);
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        }));
+        match short {
+            Some(n) => Ok(n),
+            None => read,
+        }
     }
 
     pub(crate) fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {

@@ -182,6 +182,7 @@ impl TlsStream {
                         let _ = self.push(&mut tls);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     // Hand over what was read first; the error is the next read's.
                     Err(e) if read_any => {
                         *self.shared.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
