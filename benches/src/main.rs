@@ -57,7 +57,7 @@ fn main() -> ExitCode {
 }
 
 const HELP: &str = "\
-rmi-bench [--quick] [--repeat N] [--pyro] [--grpc] [--only NAMES] [--rmi-threads N] [--save FILE]
+rmi-bench [--quick] [--repeat N] [--pyro] [--grpc] [--only NAMES] [--tls] [--rmi-threads N] [--save FILE]
 rmi-bench --count-instructions
 rmi-bench --chart FROM.json OUT.svg [--rmi-threads N]
 
@@ -70,6 +70,9 @@ prints each figure with its ratio to the matching baseline.
   --pyro           also run benches/pyro5 (creates benches/pyro5/.venv with Pyro5 from PyPI)
   --grpc           also run tonic (gRPC), built by benches/grpc/build.sh (installs protoc with apt-get)
   --only NAMES     comma-separated run names to keep (see the table's first column)
+  --tls            only the TLS runs (rmi.tls.*) and the runs they are compared with
+                   (every run takes the RMI_TLS_* variables of certificates written to a
+                   temporary directory at the start)
   --rmi-threads N  worker threads of rmi's processes (1: current-thread runtime; default 1);
                    the rmi.mt.* runs always use tokio's default multi-thread runtime
   --save FILE      write every outcome as JSON
@@ -86,12 +89,14 @@ is the cost per call, whatever the machine's load.
 had, for the legend (default 1: a current-thread runtime).
 
 Internal: rmi-bench serve <system> [--key K] [--threads N]
-          rmi-bench client <system> <workload> <target> [--key K] [--threads N] [--quick]";
+          rmi-bench client <system> <workload> <target> [--key K] [--threads N] [--quick] [--fresh-tls]
+          (both with TLS when RMI_TLS=on: RMI_TLS_CA, and RMI_TLS_SERVER_CERT/_KEY to serve)";
 
 /// `serve <system>`: prints `READY <address or URI>`, then serves until killed.
 fn serve(args: &[String]) -> anyhow::Result<()> {
     let system = args.first().context("serve what?")?.clone();
     let key = flag(args, "--key").map(str::to_owned);
+    rmi_calls::init_tls()?;
     let ready = |what: String| {
         println!("READY {what}");
         let _ = std::io::stdout().flush();
@@ -120,6 +125,8 @@ fn serve(args: &[String]) -> anyhow::Result<()> {
 fn client(args: &[String]) -> anyhow::Result<()> {
     let [system, workload, target, ..] = args else { anyhow::bail!("client <system> <workload> <target>") };
     let key = flag(args, "--key");
+    rmi_calls::init_tls()?;
+    let fresh_tls = args.iter().any(|a| a == "--fresh-tls");
     let plan = if args.iter().any(|a| a == "--quick") { Plan::quick() } else { Plan::full() };
     let outcome: Outcome = runtime(args)?.block_on(async {
         match (system.as_str(), workload.as_str()) {
@@ -144,6 +151,7 @@ fn client(args: &[String]) -> anyhow::Result<()> {
             ("rmi", "oneway") => rmi_calls::oneway(target, key, plan).await,
             ("rmi", "batch") => rmi_calls::batch(target, key, plan).await,
             ("rmi", "payload") => rmi_calls::payload(target, key, plan).await,
+            ("rmi", "connect") => rmi_calls::connects(target, key, fresh_tls, plan).await,
             ("rmi", "stream-items") => rmi_calls::stream(target, key, false, plan).await,
             ("rmi", "stream-chunks") => rmi_calls::stream(target, key, true, plan).await,
             ("rmi", "lookup-seq") => rmi_calls::lookups(target, key, 1, plan).await,

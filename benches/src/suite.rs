@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::Context;
@@ -103,7 +103,7 @@ fn benches(rmi_threads: usize, grpc: bool) -> Vec<Bench> {
     // plaintext, over TLS resuming the session of the connection before,
     // and over TLS with a full handshake each time.
     add("rmi.connect", "rmi", "rmi", "connect", Plain, false, rmi_threads);
-    add("rmi.tls.connect", "rmi", "rmi", "connect", Tls, false, rmi_threads);
+    add("rmi.tls.connect.resumed", "rmi", "rmi", "connect", Tls, false, rmi_threads);
     add("rmi.tls.connect.full", "rmi", "rmi", "connect", TlsFresh, false, rmi_threads);
     // Streams: 8-byte items and 64 KiB chunks, read as fast as they come.
     for (workload, suffix) in [("stream-items", "stream.items"), ("stream-chunks", "stream.chunks")] {
@@ -238,7 +238,11 @@ fn protect(c: &mut Command, bench: &Bench, server: bool, certs: Option<&Certs>) 
     Ok(())
 }
 
-fn start_server(bench: &Bench, grpc: Option<&PathBuf>, certs: Option<&Certs>) -> anyhow::Result<(Server, String)> {
+fn start_server(
+    bench: &Bench,
+    grpc: Option<&PathBuf>,
+    certs: Option<&Certs>,
+) -> anyhow::Result<(Server, String)> {
     let mut c = command(bench, grpc)?;
     c.args(["serve", bench.server, "--threads", &bench.threads.to_string()]);
     protect(&mut c, bench, true, certs)?;
@@ -369,4 +373,82 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_comparison_is_of_runs_the_suite_has() {
+        let names: Vec<String> = benches(1, true).into_iter().map(|b| b.name).collect();
+        for (rmi, base) in report::comparisons() {
+            for run in [rmi, base] {
+                assert!(
+                    run.starts_with("pyro.") || names.iter().any(|n| n == run),
+                    "{run} is compared but not run"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn each_tls_run_is_measured_beside_its_baseline() {
+        let all = benches(1, false);
+        let order = in_order(&all, false);
+        // The group (a run of one workload and pinning) each run is in.
+        let mut group = BTreeMap::new();
+        for (i, chunk) in order.chunk_by(|a, b| a.workload == b.workload && a.pinned == b.pinned).enumerate()
+        {
+            for bench in chunk {
+                group.insert(bench.name.as_str(), i);
+            }
+        }
+        let tls = report::tls_runs();
+        assert!(tls.len() >= 8, "{tls:?}");
+        for (rmi, base) in report::comparisons().into_iter().filter(|(r, _)| r.starts_with("rmi.tls.")) {
+            assert_eq!(group.get(rmi), group.get(base), "{rmi} and {base} are measured apart");
+            assert!(tls.contains(&rmi) && tls.contains(&base));
+        }
+        for bench in &all {
+            let is_tls = matches!(bench.wire, Wire::Tls | Wire::TlsFresh);
+            assert_eq!(is_tls, bench.name.starts_with("rmi.tls."), "{}", bench.name);
+        }
+    }
+
+    #[test]
+    fn tls_runs_get_their_files_and_no_other_run_does() {
+        let certs = Certs::write().expect("certificates");
+        for name in ["ca.pem", "server.pem", "server.key"] {
+            assert!(certs.dir.join(name).is_file(), "{name}");
+        }
+        let all = benches(1, false);
+        let find = |name: &str| all.iter().find(|b| b.name == name).expect(name).clone();
+        let env = |bench: &Bench, server: bool| {
+            let mut c = Command::new("true");
+            protect(&mut c, bench, server, Some(&certs)).expect("protect");
+            let vars: BTreeMap<String, Option<String>> = c
+                .get_envs()
+                .map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned())))
+                .collect();
+            let args: Vec<String> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+            (vars, args)
+        };
+        let (vars, args) = env(&find("rmi.tls.payload"), true);
+        assert_eq!(vars["RMI_TLS"].as_deref(), Some("on"));
+        assert!(vars["RMI_TLS_SERVER_KEY"].as_deref().is_some_and(|k| k.ends_with("server.key")));
+        assert!(args.is_empty());
+        let (vars, args) = env(&find("rmi.tls.connect.full"), false);
+        assert_eq!(vars["RMI_TLS_SERVER_KEY"], None, "a client gets no server key");
+        assert!(vars["RMI_TLS_CA"].is_some());
+        assert_eq!(args, ["--fresh-tls"]);
+        // Plaintext runs: every TLS variable removed, whatever the suite's own
+        // environment holds.
+        let (vars, args) = env(&find("rmi.payload"), true);
+        assert!(TLS_VARS.iter().all(|v| vars[*v].is_none()), "{vars:?}");
+        assert!(args.is_empty());
+        let dir = certs.dir.clone();
+        drop(certs);
+        assert!(!dir.exists());
+    }
 }

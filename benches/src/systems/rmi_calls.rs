@@ -1,14 +1,16 @@
 //! rmi doing the same work: an exposed object with the same methods, called
 //! through its generated typed proxy, and name-server lookups.
 
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use rmi::tls::ClientTls;
 use rmi::{Blob, Config, Key, NameServerProxy, Proxy, Remote};
 
-use crate::measure::{Gate, Outcome, PAYLOAD, Plan, concurrent, sequential, transfers};
+use crate::measure::{Gate, Outcome, PAYLOAD, Plan, concurrent, sequential, transfers, with_percentiles};
 
 /// Names the name server holds in the lookup workloads.
 pub(crate) const NAMES: usize = 10_000;
@@ -95,10 +97,51 @@ impl Bench {
     }
 }
 
+/// This process's TLS: none but in the processes of the suite's TLS runs,
+/// which it gives `RMI_TLS_*` variables (see [`init_tls`]).
+static TLS: OnceLock<Option<Tls>> = OnceLock::new();
+
+/// TLS as a process's `RMI_TLS_*` variables set it up.
+#[derive(Debug)]
+pub(crate) struct Tls {
+    /// `RMI_TLS_CA`: what a fresh `ClientTls` is made from.
+    ca: PathBuf,
+    /// The configuration those variables make; its `tls` is what every
+    /// daemon and proxy of this process gets (the proxies share its one
+    /// `ClientTls`, and so its session cache).
+    config: Config,
+}
+
+/// Reads this process's `RMI_TLS_*` variables, as `Config::from_env` does
+/// (the other `RMI_*` variables are left out: the benchmark sets its own
+/// key and timeout).
+pub(crate) fn init_tls() -> anyhow::Result<()> {
+    set_tls(tls_from(|var| if var.starts_with("RMI_TLS") { std::env::var(var).ok() } else { None })?)
+}
+
+/// Sets this process's TLS, once.
+pub(crate) fn set_tls(tls: Option<Tls>) -> anyhow::Result<()> {
+    TLS.set(tls).map_err(|_| anyhow::anyhow!("this process's TLS is set already"))
+}
+
+/// The TLS `lookup` (a variable's name to its value) sets up, if it is on.
+pub(crate) fn tls_from(lookup: impl Fn(&'static str) -> Option<String>) -> anyhow::Result<Option<Tls>> {
+    let config = Config::from_lookup(&lookup).context("the RMI_TLS_* variables")?;
+    Ok(match (&config.tls, lookup("RMI_TLS_CA")) {
+        (Some(_), Some(ca)) => Some(Tls { ca: PathBuf::from(ca.trim()), config }),
+        _ => None,
+    })
+}
+
+fn tls() -> Option<&'static Tls> {
+    TLS.get().and_then(Option::as_ref)
+}
+
 fn config(key: Option<&str>) -> Config {
     let mut config = Config::default();
     config.hmac_key = key.map(Key::from);
     config.call_timeout = Some(Duration::from_secs(60));
+    config.tls = tls().and_then(|t| t.config.tls.clone());
     config
 }
 
@@ -196,6 +239,48 @@ pub(crate) async fn seq_count(uri: &str, key: Option<&str>, plan: Plan) -> anyho
         anyhow::ensure!(bench.echo(i).await? == i);
     }
     Ok(Outcome { ops: plan.calls, secs: started.elapsed().as_secs_f64(), ..Outcome::default() })
+}
+
+/// Connections opened one after another, each closed after its first
+/// call: connecting, the TLS handshake (in a process with TLS), rmi's own
+/// handshake and one `echo` are timed together; building the proxy (and,
+/// with `fresh`, its `ClientTls`) and closing the connection are not. With
+/// TLS, every proxy shares the process's `ClientTls`, whose session cache
+/// resumes the session of the connection before; with `fresh`, each has
+/// one of its own: a full handshake every time. `plan.calls / 10`
+/// connections, after a tenth as many to warm up.
+pub(crate) async fn connects(
+    uri: &str,
+    key: Option<&str>,
+    fresh: bool,
+    plan: Plan,
+) -> anyhow::Result<Outcome> {
+    let ca = match (fresh, tls()) {
+        (false, _) => None,
+        (true, Some(tls)) => Some(&tls.ca),
+        (true, None) => anyhow::bail!("--fresh-tls needs TLS (RMI_TLS=on, RMI_TLS_CA)"),
+    };
+    let open = || -> anyhow::Result<BenchProxy> {
+        let mut builder = Proxy::builder_with_config(uri, &config(key));
+        if let Some(ca) = ca {
+            builder = builder.tls(Some(ClientTls::from_pem_files(ca, None)?));
+        }
+        Ok(BenchProxy::from_proxy(builder.build()?))
+    };
+    let count = (plan.calls / 10).max(1);
+    let warmup = count / 10;
+    let mut latencies = Vec::with_capacity(count as usize);
+    for i in 0..warmup + count {
+        let bench = open()?;
+        let started = Instant::now();
+        anyhow::ensure!(bench.echo(i).await? == i);
+        let took = started.elapsed();
+        drop(bench);
+        if i >= warmup {
+            latencies.push(took);
+        }
+    }
+    Ok(with_percentiles(latencies))
 }
 
 /// Callbacks: the daemon calls an object of this client back, one call at a
@@ -412,4 +497,59 @@ pub(crate) async fn lookups(
         })
         .collect();
     gate.measure(plan.warmup, plan.window, loops).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The TLS runs' workloads, in one process: a daemon with the
+    /// certificates the suite writes, read from `RMI_TLS_*` as the suite's
+    /// processes read them, and proxies sharing one `ClientTls` or each with
+    /// its own. (The only test that sets this process's TLS.)
+    #[test]
+    fn tls_workloads_run() {
+        let dir = std::env::temp_dir().join(format!("rmi-bench-tls-test-{}", std::process::id()));
+        rmi_naming::devcerts::write_dev_files(&dir, &["127.0.0.1", "localhost"], 1).expect("certificates");
+        let file = |name: &str| Some(dir.join(name).display().to_string());
+        let vars = move |var: &'static str| match var {
+            "RMI_TLS" => Some("on".to_owned()),
+            "RMI_TLS_CA" => file("ca.pem"),
+            "RMI_TLS_SERVER_CERT" => file("server.pem"),
+            "RMI_TLS_SERVER_KEY" => file("server.key"),
+            _ => None,
+        };
+        set_tls(tls_from(vars).expect("the TLS variables")).expect("set once");
+        assert!(config(None).tls.is_some_and(|t| t.server.is_some()));
+        let plan = Plan {
+            calls: 100,
+            warmup: Duration::from_millis(20),
+            window: Duration::from_millis(50),
+            transfers: 1,
+            oneways: 10,
+            batches: 1,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let outcomes = runtime.block_on(async {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let server = tokio::spawn(serve("127.0.0.1:0", None, move |uri| {
+                let _ = tx.send(uri);
+            }));
+            let uri = rx.await.expect("the daemon's URI");
+            let outcomes = [
+                seq(&uri, None, false, plan).await,
+                pipelined(&uri, None, 4, plan).await,
+                payload(&uri, None, plan).await,
+                connects(&uri, None, false, plan).await,
+                connects(&uri, None, true, plan).await,
+            ];
+            server.abort();
+            outcomes
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        for outcome in outcomes {
+            let outcome = outcome.expect("a TLS workload");
+            assert!(outcome.ops > 0 && outcome.secs > 0.0, "{outcome:?}");
+        }
+    }
 }
