@@ -267,24 +267,39 @@ enum Taken {
     Failed(io::Error),
 }
 
-/// Moves decrypted plaintext into `buf`.
+/// Moves decrypted plaintext into `buf`, copied straight from rustls's
+/// buffer (no zeroing of `buf` first).
 fn take_plaintext(tls: &mut rustls::Connection, buf: &mut ReadBuf<'_>) -> Taken {
+    use std::io::BufRead;
     if buf.remaining() == 0 {
         return Taken::None;
     }
-    let want = buf.remaining().min(64 * 1024);
-    match tls.reader().read(buf.initialize_unfilled_to(want)) {
-        Ok(0) => Taken::End,
-        Ok(n) => {
-            buf.advance(n);
-            Taken::Some
+    let mut reader = tls.reader();
+    let mut taken = 0;
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            // What was taken first; the next read meets the same state.
+            Err(_) if taken > 0 => break,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Taken::None,
+            // The peer closed the socket without TLS's close_notify: for rmi, as
+            // for plain TCP, the end (a frame cut short is caught by the framing).
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Taken::End,
+            Err(e) => return Taken::Failed(e),
+        };
+        if chunk.is_empty() {
+            // close_notify: the end, once what came before it is taken.
+            return if taken > 0 { Taken::Some } else { Taken::End };
         }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Taken::None,
-        // The peer closed the socket without TLS's close_notify: for rmi, as
-        // for plain TCP, the end (a frame cut short is caught by the framing).
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Taken::End,
-        Err(e) => Taken::Failed(e),
+        let n = chunk.len().min(buf.remaining());
+        buf.put_slice(chunk.get(..n).unwrap_or_default());
+        reader.consume(n);
+        taken += n;
+        if buf.remaining() == 0 {
+            break;
+        }
     }
+    Taken::Some
 }
 
 impl AsyncRead for TlsStream {
