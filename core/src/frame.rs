@@ -134,7 +134,7 @@ impl From<io::Error> for TransportError {
         // rustls's errors reach here wrapped in I/O errors (by tokio-rustls,
         // and by rmi's TLS stream): they are told apart, for a clear error.
         if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-            return TransportError::Tls(crate::tls::TlsError::Failed(tls.clone()));
+            return TransportError::Tls(crate::tls::TlsError::Failed(std::sync::Arc::new(tls.clone())));
         }
         TransportError::Io(std::sync::Arc::new(e))
     }

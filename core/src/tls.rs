@@ -82,16 +82,17 @@ pub enum TlsError {
     #[error("TLS setup: {0}")]
     Setup(String),
     /// The TLS handshake (or a later record) failed: the reason, said for
-    /// people, then rustls's own words.
+    /// people, then rustls's own words. (Shared: errors travel in every
+    /// call's `Result`, which stays small.)
     #[error("{}", explain(.0))]
-    Failed(rustls::Error),
+    Failed(Arc<rustls::Error>),
 }
 
 impl TlsError {
     /// rustls's error, when the handshake failed.
     pub fn rustls(&self) -> Option<&rustls::Error> {
         match self {
-            TlsError::Failed(e) => Some(e),
+            TlsError::Failed(e) => Some(e.as_ref()),
             TlsError::Setup(_) => None,
         }
     }
