@@ -288,13 +288,13 @@
 //!
 //! This crate has no feature flags.
 
+pub use rmi_core::config::TlsSettings;
 pub use rmi_core::context::{CallContext, ConnectionInfo, annotate, context, correlate};
 pub use rmi_core::object::{MethodDescription, ObjectDescription};
 pub use rmi_core::stream::{Stream, Upload};
 /// TLS: [`tls::ServerTls`] for daemons, [`tls::ClientTls`] for proxies,
 /// [`tls::PeerIdentity`] for who a caller is.
 pub use rmi_core::tls;
-pub use rmi_core::config::TlsSettings;
 pub use rmi_core::{
     AuthError, Blob, Config, ConfigError, Error, Host, HostPort, Key, Location, MetaUri, NameUri, ObjectUri,
     RemoteError, RemoteErrorKind, Uri, UriError,
