@@ -154,6 +154,13 @@ impl TlsStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let socket = &self.shared.socket;
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if self.shared.broken.load(Ordering::Relaxed) {
+            let kept = self.shared.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            return Poll::Ready(Err(kept.unwrap_or_else(|| io::ErrorKind::BrokenPipe.into())));
+        }
         loop {
             let mut tls = self.lock();
             let mut read_any = false;
