@@ -86,6 +86,28 @@ pub fn handshakes(data: &[u8]) {
     });
 }
 
+/// The `pyro5` target: bytes as what a Pyro5 peer sends, read message by
+/// message (a few bytes at a time) until an error; what reads must encode
+/// back to the bytes it was read from.
+pub fn pyro5_target(data: &[u8]) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(runtime) => runtime,
+        Err(_) => return,
+    };
+    runtime.block_on(async {
+        let mut io = Pieces { data, chunk: 5 };
+        for _ in 0..64 {
+            let Ok(message) = crate::pyro5::read_message(&mut io, 1 << 16).await else { return };
+            let again =
+                message.encode(1 << 16).unwrap_or_else(|e| panic!("a message read does not encode: {e}"));
+            let reread = crate::pyro5::read_message(&mut again.as_slice(), 1 << 16)
+                .await
+                .unwrap_or_else(|e| panic!("a message encoded does not read again: {e}"));
+            assert_eq!(reread, message);
+        }
+    });
+}
+
 /// The `certificate` target: a peer's certificate, read for its identity.
 pub fn certificate_target(data: &[u8]) {
     let identity = crate::tls::PeerIdentity::from_der(data);

@@ -29,6 +29,8 @@
 //!   what the writer holds is published, counted in a shared budget, and cut off
 //!   by a write timeout when the peer stops reading.
 //! - [`net`]: TCP and Unix sockets behind one type, plaintext or TLS.
+//! - [`pyro5`]: Pyro5's framing (protocol 502): its header, annotations and
+//!   bounded reads, for speaking to Pyro5 clients and daemons.
 //! - [`tls`]: TLS under the frames (rustls on ring): server and client
 //!   configurations, the split TLS stream, the peer's certificate identity.
 //! - [`object`]: what a daemon needs from a hosted object ([`object::Exposed`]),
@@ -71,6 +73,7 @@ pub mod message;
 pub mod net;
 pub mod object;
 pub mod peer;
+pub mod pyro5;
 pub mod stream;
 #[doc(hidden)]
 pub mod testing;

@@ -1,0 +1,119 @@
+use super::*;
+
+/// The CONNECT header Pyro5 5.17 sent on loopback (PYRO5-PROTOCOL.md):
+/// json, no flags, seq 0, a 40-byte payload.
+const OBSERVED_CONNECT: &str =
+    "5059524f01f601030000000000000028000000000000000000000000000000000000000000004dc5";
+
+fn hex(text: &str) -> Vec<u8> {
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+}
+
+fn header_of(bytes: &[u8]) -> [u8; HEADER_LEN] {
+    bytes[..HEADER_LEN].try_into().unwrap()
+}
+
+#[test]
+fn the_header_pyro5_sends_is_read_and_written_back_the_same() {
+    let bytes = hex(OBSERVED_CONNECT);
+    let header = Header::parse(&header_of(&bytes), 1 << 20).unwrap();
+    assert_eq!(header.kind, MessageType::Connect);
+    assert_eq!(Serializer::from_id(header.serializer), Some(Serializer::Json));
+    assert_eq!(header.flags, Flags(0));
+    assert_eq!(header.seq, 0);
+    assert_eq!(header.payload_len, 40);
+    assert_eq!(header.annotations_len, 0);
+    assert_eq!(header.encode().to_vec(), bytes);
+}
+
+#[tokio::test]
+async fn a_message_with_annotations_goes_through_and_back() {
+    let mut message = Message::new(
+        MessageType::Result,
+        Serializer::Json,
+        Flags::EXCEPTION.with(Flags::ITEMSTREAMRESULT).with(Flags::CORR_ID),
+        0xfffe,
+        Bytes::from_static(br#"{"__class__": "builtins.ValueError"}"#),
+    );
+    message.header.correlation = [7; 16];
+    message.annotations.push(Annotation { id: *b"STRM", data: Bytes::from_static(b"0123456789abcdef") });
+    message.annotations.push(Annotation { id: *b"XYZ1", data: Bytes::new() });
+    let bytes = message.encode(1 << 20).unwrap();
+    let read = read_message(&mut bytes.as_slice(), 1 << 20).await.unwrap();
+    assert_eq!(read.annotations, message.annotations);
+    assert_eq!(read.payload, message.payload);
+    assert_eq!(read.header.seq, 0xfffe);
+    assert!(read.header.flags.contains(Flags::EXCEPTION) && read.header.flags.contains(Flags::CORR_ID));
+    assert!(!read.header.flags.contains(Flags::ONEWAY));
+    assert_eq!(read.header.correlation, [7; 16]);
+    assert_eq!(read.header.annotations_len, 8 + 16 + 8);
+}
+
+#[test]
+fn each_broken_header_says_what_is_wrong() {
+    let good = header_of(&hex(OBSERVED_CONNECT));
+    let with = |at: usize, patch: &[u8]| {
+        let mut bytes = good;
+        bytes[at..at + patch.len()].copy_from_slice(patch);
+        Header::parse(&bytes, 1 << 20)
+    };
+    assert_eq!(with(0, b"RMI\0"), Err(Pyro5Error::NotPyro(*b"RMI\0")));
+    assert_eq!(with(4, &48u16.to_be_bytes()), Err(Pyro5Error::Version(48)));
+    assert_eq!(with(6, &[9]), Err(Pyro5Error::UnknownType(9)));
+    assert_eq!(with(38, &[0, 0]), Err(Pyro5Error::CorruptHeader(0)));
+    // Payload and annotations together, each up to 4 GiB, against the limit.
+    assert_eq!(
+        with(12, &u32::MAX.to_be_bytes()),
+        Err(Pyro5Error::TooLarge { len: u64::from(u32::MAX), max: 1 << 20 })
+    );
+    let both = {
+        let mut bytes = good;
+        bytes[12..16].copy_from_slice(&(600_000u32).to_be_bytes());
+        bytes[16..20].copy_from_slice(&(600_000u32).to_be_bytes());
+        Header::parse(&bytes, 1 << 20)
+    };
+    assert_eq!(both, Err(Pyro5Error::TooLarge { len: 1_200_000, max: 1 << 20 }));
+    assert!(Pyro5Error::Version(48).to_string().contains("Pyro5"));
+}
+
+#[test]
+fn annotations_must_add_up_exactly() {
+    let chunk = |id: &[u8; 4], len: u32, data: &[u8]| {
+        let mut out = id.to_vec();
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(data);
+        out
+    };
+    let ok = [chunk(b"STRM", 3, b"abc"), chunk(b"BLBI", 0, b"")].concat();
+    assert_eq!(parse_annotations(&Bytes::from(ok)).unwrap().len(), 2);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (chunk(b"STRM", 4, b"abc"), "more than are left"),
+        (chunk(b"STRM", u32::MAX, b"abc"), "more than are left"),
+        (chunk(b"ST\0M", 0, b""), "not four ASCII"),
+        ([chunk(b"STRM", 0, b""), b"xx".to_vec()].concat(), "cut short"),
+        ((0..=MAX_ANNOTATIONS).flat_map(|_| chunk(b"STRM", 0, b"")).collect(), "more than 16 chunks"),
+    ];
+    for (bytes, says) in cases {
+        let e = parse_annotations(&Bytes::from(bytes)).unwrap_err();
+        assert!(e.to_string().contains(says), "{e} should say {says:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_body_cut_short_is_an_error_saying_how_far_it_got() {
+    let mut bytes = header_of(&hex(OBSERVED_CONNECT));
+    bytes[12..16].copy_from_slice(&(60u32 << 20).to_be_bytes());
+    let mut wire = bytes.to_vec();
+    wire.extend_from_slice(b"0123456789");
+    let e = read_message(&mut wire.as_slice(), 64 << 20).await.unwrap_err();
+    assert!(e.to_string().contains("ended 10 bytes into a body of 62914560"), "{e}");
+    let mut short = &hex(OBSERVED_CONNECT)[..20];
+    assert!(matches!(read_message(&mut short, 1 << 20).await, Err(Pyro5Error::Io(_))));
+}
+
+#[test]
+fn a_message_over_the_limit_is_not_encoded() {
+    let message =
+        Message::new(MessageType::Invoke, Serializer::Json, Flags::default(), 1, Bytes::from(vec![0; 2048]));
+    assert!(matches!(message.encode(1024), Err(Pyro5Error::TooLarge { len: 2048, max: 1024 })));
+}
