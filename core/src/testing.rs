@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, tcp};
 
 /// Largest frame the relay passes on (it is for honest clients' frames).
 const MAX_RELAYED: usize = 64 << 20;
@@ -19,16 +19,7 @@ const MAX_RELAYED: usize = 64 << 20;
 ///
 /// When the relay cannot listen.
 pub async fn bit_flipper(server: SocketAddr, offset: usize) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let Ok((client, _)) = listener.accept().await else { return };
-        let Ok(upstream) = TcpStream::connect(server).await else { return };
-        let (mut client_read, mut client_write) = client.into_split();
-        let (mut server_read, mut server_write) = upstream.into_split();
-        let back = tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-        });
+    relay(server, move |mut client_read, mut server_write| async move {
         let mut seen = 0usize;
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -44,7 +35,30 @@ pub async fn bit_flipper(server: SocketAddr, offset: usize) -> std::io::Result<S
                 break;
             }
         }
-        back.abort();
+    })
+    .await
+}
+
+/// Relays the next connection made to the returned address on to `server`:
+/// what the server sends goes back untouched, and `forward` carries what
+/// the client sends (from the client's reading half to the server's writing
+/// half).
+async fn relay<F, Fut>(server: SocketAddr, forward: F) -> std::io::Result<SocketAddr>
+where
+    F: FnOnce(tcp::OwnedReadHalf, tcp::OwnedWriteHalf) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let Ok((client, _)) = listener.accept().await else { return };
+        let Ok(upstream) = TcpStream::connect(server).await else { return };
+        let (client_read, mut client_write) = client.into_split();
+        let (mut server_read, server_write) = upstream.into_split();
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        });
+        forward(client_read, server_write).await;
     });
     Ok(addr)
 }
@@ -62,16 +76,7 @@ pub async fn man_in_the_middle(
     server: SocketAddr,
     mut forward: impl FnMut(usize, Vec<u8>) -> Vec<Vec<u8>> + Send + 'static,
 ) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let Ok((client, _)) = listener.accept().await else { return };
-        let Ok(upstream) = TcpStream::connect(server).await else { return };
-        let (mut client_read, mut client_write) = client.into_split();
-        let (mut server_read, mut server_write) = upstream.into_split();
-        tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-        });
+    relay(server, move |mut client_read, mut server_write| async move {
         for index in 0.. {
             let mut prefix = [0; 4];
             if client_read.read_exact(&mut prefix).await.is_err() {
@@ -92,8 +97,8 @@ pub async fn man_in_the_middle(
                 }
             }
         }
-    });
-    Ok(addr)
+    })
+    .await
 }
 
 /// As [`man_in_the_middle`], for a connection with a key, a whole run at a
