@@ -34,6 +34,15 @@ pub(crate) const SEND_BUFFER: usize = 256 * 1024;
 /// reader forever.
 const READ_ROUNDS: usize = 16;
 
+/// Ciphertext read from the socket at once when the caller has room for
+/// much plaintext. rustls reads at most 4 KiB per system call; a large frame
+/// read that way costs a `recvfrom` and a wake-up per 4 KiB, so large reads
+/// go through an inbox of this size (held while reads are large).
+const INBOX: usize = 64 * 1024;
+/// Room the caller must have for the inbox to be used: enough that the
+/// plaintext of what fills it, and of a record rustls holds half of, fits.
+const INBOX_WHEN_ROOM: usize = 32 * 1024;
+
 /// A TLS connection whose handshake is done. Its reading half and its
 /// writing half (see [`crate::net::Connection::into_split`]) share it.
 #[derive(Clone)]
@@ -43,7 +52,7 @@ pub struct TlsStream {
 
 struct Shared {
     socket: Socket,
-    tls: Mutex<rustls::Connection>,
+    tls: Mutex<Session>,
     identity: Option<Arc<PeerIdentity>>,
     resumed: bool,
     /// Ciphertext rustls holds for the socket, about (the records' overhead
@@ -53,6 +62,61 @@ struct Shared {
     /// returns the error kept in `failure`.
     broken: AtomicBool,
     failure: Mutex<Option<io::Error>>,
+}
+
+/// rustls's state and the ciphertext read for it and not handed to it yet.
+struct Session {
+    conn: rustls::Connection,
+    inbox: Inbox,
+}
+
+/// Ciphertext read from the socket ahead of rustls: `buf[start..end]` is
+/// still to be handed over.
+#[derive(Default)]
+struct Inbox {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Inbox {
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Hands what rustls takes of the inbox to it; how much it took.
+    fn feed(&mut self, conn: &mut rustls::Connection) -> io::Result<usize> {
+        let mut rest = self.buf.get(self.start..self.end).unwrap_or_default();
+        let n = conn.read_tls(&mut rest)?;
+        self.start += n;
+        Ok(n)
+    }
+
+    /// Reads what the socket has now (up to `room` bytes, at most the
+    /// inbox's size); `Ok(0)` at the end of the stream.
+    fn fill(&mut self, socket: &Socket, room: usize) -> io::Result<usize> {
+        debug_assert!(self.is_empty());
+        if self.buf.is_empty() {
+            self.buf = vec![0; INBOX];
+        }
+        let want = room.min(self.buf.len());
+        let n = socket.try_read(self.buf.get_mut(..want).unwrap_or_default())?;
+        self.start = 0;
+        self.end = n;
+        Ok(n)
+    }
+
+    /// Gives the memory back while the connection is idle.
+    fn release(&mut self) {
+        if self.is_empty() && !self.buf.is_empty() {
+            *self = Inbox::default();
+        }
+    }
+
+    /// Drops what is left to hand over, and the memory.
+    fn release_all(&mut self) {
+        *self = Inbox::default();
+    }
 }
 
 /// Bytes a TLS record adds to its plaintext, at most (TLS 1.2's AES-GCM:
@@ -111,7 +175,7 @@ impl TlsStream {
         TlsStream {
             shared: Arc::new(Shared {
                 socket,
-                tls: Mutex::new(tls),
+                tls: Mutex::new(Session { conn: tls, inbox: Inbox::default() }),
                 identity,
                 resumed,
                 pending: AtomicUsize::new(0),
@@ -141,7 +205,7 @@ impl TlsStream {
         (self.clone(), self)
     }
 
-    fn lock(&self) -> MutexGuard<'_, rustls::Connection> {
+    fn lock(&self) -> MutexGuard<'_, Session> {
         // rustls's state is changed by whole operations; a panic elsewhere
         // while the lock was held leaves it usable.
         self.shared.tls.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -162,10 +226,14 @@ impl TlsStream {
             return Poll::Ready(Err(kept.unwrap_or_else(|| io::ErrorKind::BrokenPipe.into())));
         }
         loop {
-            let mut tls = self.lock();
+            let mut session = self.lock();
+            let Session { conn, inbox } = &mut *session;
             let mut read_any = false;
-            for _ in 0..READ_ROUNDS {
-                match take_plaintext(&mut tls, buf) {
+            let mut reads = 0;
+            // Each turn hands rustls at least a byte or reads the socket once
+            // (at most READ_ROUNDS times), so this ends; the bound is for safety.
+            for _ in 0..READ_ROUNDS * (INBOX / 1024) {
+                match take_plaintext(conn, buf) {
                     Taken::Some => read_any = true,
                     Taken::End => return Poll::Ready(Ok(())),
                     Taken::Failed(e) => return Poll::Ready(Err(e)),
@@ -174,19 +242,45 @@ impl TlsStream {
                 if buf.remaining() == 0 {
                     break;
                 }
-                match tls.read_tls(&mut TryRead(socket)) {
-                    // The end: the next round says whether it was clean.
+                let handed = if !inbox.is_empty() {
+                    match inbox.feed(conn) {
+                        // rustls takes nothing more (close_notify came): what
+                        // followed it is dropped.
+                        Ok(0) => {
+                            inbox.release_all();
+                            Ok(0)
+                        }
+                        other => other,
+                    }
+                } else if reads == READ_ROUNDS {
+                    break;
+                } else {
+                    reads += 1;
+                    if buf.remaining() >= INBOX_WHEN_ROOM {
+                        match inbox.fill(socket, buf.remaining()) {
+                            // The end: rustls is told, the next turn says whether it was clean.
+                            Ok(0) => conn.read_tls(&mut io::empty()),
+                            Ok(_) => inbox.feed(conn),
+                            Err(e) => Err(e),
+                        }
+                    } else {
+                        // Small reads: frames are small now, the inbox's memory goes back.
+                        inbox.release();
+                        conn.read_tls(&mut TryRead(socket))
+                    }
+                };
+                match handed {
                     Ok(0) => {}
                     Ok(_) => {
-                        if let Err(e) = tls.process_new_packets() {
+                        if let Err(e) = conn.process_new_packets() {
                             // Tell the peer why (an alert), as far as the socket takes it.
-                            let _ = self.push(&mut tls);
+                            let _ = self.push(conn);
                             return Poll::Ready(Err(tls_error(e)));
                         }
                         // An alert rustls answers with: sent now if the socket
                         // takes it (rustls holds a key update's answer until
                         // the next write).
-                        let _ = self.push(&mut tls);
+                        let _ = self.push(conn);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -203,10 +297,15 @@ impl TlsStream {
             if read_any {
                 return Poll::Ready(Ok(()));
             }
-            if let Taken::Some | Taken::End = take_plaintext(&mut tls, buf) {
+            if let Taken::Some | Taken::End = take_plaintext(conn, buf) {
                 return Poll::Ready(Ok(()));
             }
-            drop(tls);
+            if !inbox.is_empty() {
+                // Bytes still to hand over: another turn, without waiting.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            drop(session);
             ready!(socket.poll_read_ready(cx))?;
         }
     }
@@ -214,8 +313,9 @@ impl TlsStream {
     /// Encrypts what of `bufs` rustls takes now and writes what the socket
     /// takes now. `WouldBlock` when the socket holds earlier records still.
     pub(crate) fn try_write_plain(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        let mut tls = self.lock();
-        if !self.push(&mut tls)? {
+        let mut session = self.lock();
+        let tls = &mut session.conn;
+        if !self.push(tls)? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let taken = tls.writer().write_vectored(bufs)?;
@@ -225,13 +325,13 @@ impl TlsStream {
         }
         let records = taken.div_ceil(RECORD_PAYLOAD);
         self.shared.pending.fetch_add(taken + records * RECORD_OVERHEAD, Ordering::Relaxed);
-        self.push(&mut tls)?;
+        self.push(tls)?;
         Ok(taken)
     }
 
     /// Writes records rustls holds; whether none is left.
     pub(crate) fn flush_pending(&self) -> io::Result<bool> {
-        self.push(&mut self.lock())
+        self.push(&mut self.lock().conn)
     }
 
     /// Ciphertext rustls holds for the socket, about.
@@ -261,9 +361,9 @@ impl TlsStream {
 
     /// Queues TLS's `close_notify` and writes it if the socket takes it.
     pub(crate) fn send_close_notify(&self) {
-        let mut tls = self.lock();
+        let tls = &mut self.lock().conn;
         tls.send_close_notify();
-        let _ = self.push(&mut tls);
+        let _ = self.push(tls);
     }
 }
 
