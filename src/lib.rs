@@ -288,7 +288,7 @@
 //!
 //! This crate has no feature flags.
 
-pub use rmi_core::config::TlsSettings;
+pub use rmi_core::config::{Pyro5Mode, TlsSettings};
 pub use rmi_core::context::{CallContext, ConnectionInfo, annotate, context, correlate};
 pub use rmi_core::object::{MethodDescription, ObjectDescription};
 pub use rmi_core::stream::{Stream, Upload};

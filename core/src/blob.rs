@@ -112,6 +112,9 @@ pub enum CodecError {
     /// why.
     #[error("{0}")]
     Custom(String),
+    /// A JSON value (see [`crate::json`]) is not of the type asked for.
+    #[error("JSON: {0}")]
+    Json(String),
 }
 
 thread_local! {

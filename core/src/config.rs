@@ -15,6 +15,7 @@
 //! | `RMI_TLS_REQUIRE_CLIENT_CERT` | `off` | `on`: a daemon refuses clients without a certificate from `RMI_TLS_CA` (mutual TLS) |
 //! | `RMI_TLS_CLIENT_CERT` | unset | PEM certificate chain a proxy presents when a server asks |
 //! | `RMI_TLS_CLIENT_KEY` | unset | PEM private key of that certificate |
+//! | `RMI_PYRO5` | `off` | `on`: daemons also speak Pyro5 (json) on their port, to Python clients; refused beside `RMI_HMAC_KEY` without TLS (Pyro5 has no authentication) unless `beside-key` |
 //!
 //! These mirror Pyro5's `SSL`, `SSL_CACERTS`, `SSL_SERVERCERT`, `SSL_SERVERKEY`,
 //! `SSL_REQUIRECLIENTCERT`, `SSL_CLIENTCERT` and `SSL_CLIENTKEY`. The files are
@@ -66,7 +67,27 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
     ("RMI_TLS_REQUIRE_CLIENT_CERT", "off", "on: daemons refuse clients without a certificate (mutual TLS)"),
     ("RMI_TLS_CLIENT_CERT", "(none)", "PEM certificate chain a proxy presents when asked"),
     ("RMI_TLS_CLIENT_KEY", "(none)", "PEM private key of the proxy's certificate"),
+    (
+        "RMI_PYRO5",
+        "off",
+        "on: daemons also speak Pyro5 (json) to Python clients (beside-key: even with a key)",
+    ),
 ];
+
+/// Whether daemons also speak Pyro5 (`RMI_PYRO5`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pyro5Mode {
+    /// rmi only (the default).
+    #[default]
+    Off,
+    /// Pyro5 too, on the same port, told apart by its first bytes. Refused
+    /// by a daemon with a shared key and no TLS: Pyro5's connections carry
+    /// no authentication, so they would open a door the key closes.
+    On,
+    /// Pyro5 too, even beside a shared key: rmi's connections need the key,
+    /// Pyro5's do not (the operator says so knowingly).
+    BesideKey,
+}
 
 /// TLS as the `RMI_TLS_*` variables set it up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +125,8 @@ pub struct Config {
     /// TLS for every connection (`RMI_TLS=on` and the `RMI_TLS_*` files).
     /// Default: `None`, plaintext.
     pub tls: Option<TlsSettings>,
+    /// Whether daemons also speak Pyro5 (`RMI_PYRO5`). Default: off.
+    pub pyro5: Pyro5Mode,
 }
 
 impl Default for Config {
@@ -116,6 +139,7 @@ impl Default for Config {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             call_timeout: Some(DEFAULT_CALL_TIMEOUT),
             tls: None,
+            pyro5: Pyro5Mode::Off,
         }
     }
 }
@@ -130,6 +154,7 @@ impl fmt::Debug for Config {
             .field("max_message_size", &self.max_message_size)
             .field("call_timeout", &self.call_timeout)
             .field("tls", &self.tls)
+            .field("pyro5", &self.pyro5)
             .finish()
     }
 }
@@ -203,6 +228,21 @@ impl Config {
             config.call_timeout = parse_timeout("RMI_CALL_TIMEOUT", &v)?;
         }
         config.tls = tls_from_lookup(&lookup)?;
+        if let Some(v) = lookup("RMI_PYRO5") {
+            config.pyro5 = match v.trim().to_ascii_lowercase().as_str() {
+                "beside-key" => Pyro5Mode::BesideKey,
+                _ => match parse_switch("RMI_PYRO5", &v) {
+                    Ok(true) => Pyro5Mode::On,
+                    Ok(false) => Pyro5Mode::Off,
+                    Err(_) => {
+                        return Err(ConfigError::new(
+                            "RMI_PYRO5",
+                            format!("{v:?} is none of on, off, beside-key"),
+                        ));
+                    }
+                },
+            };
+        }
         Ok(config)
     }
 }

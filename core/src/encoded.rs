@@ -80,6 +80,8 @@ pub struct Encoded {
 struct Extra {
     blobs: Vec<Blob>,
     exports: Exports,
+    /// The body is JSON text, not postcard (see [`crate::json`]).
+    json: bool,
 }
 
 impl Extra {
@@ -89,7 +91,7 @@ impl Extra {
         if blobs.is_empty() && exports.is_empty() {
             return None;
         }
-        Some(Box::new(Extra { blobs, exports }))
+        Some(Box::new(Extra { blobs, exports, json: false }))
     }
 
     /// The extra part of a value just encoded, from what it attached and
@@ -232,6 +234,11 @@ impl Encoded {
             }
             return Ok(value);
         }
+        if let Some(extra) = &self.extra
+            && extra.json
+        {
+            return serde_json::from_slice(bytes).map_err(|e| CodecError::Json(e.to_string()));
+        }
         let source = Source::List(match &self.extra {
             Some(extra) => extra.blobs.clone().into_iter(),
             None => Vec::new().into_iter(),
@@ -323,6 +330,25 @@ impl Encoded {
         let blobs =
             (0..count).map(|_| blob(r, attachments, false).map(|(b, _)| b)).collect::<Result<Vec<_>, _>>()?;
         Ok(Encoded { body: Body::Shared(body, marked), extra: Extra::new(blobs, Exports::NONE) })
+    }
+
+    /// A value given as JSON text (see [`crate::json`]): it decodes with
+    /// serde_json, into whatever type asks.
+    pub fn from_json(text: Bytes) -> Self {
+        Encoded {
+            body: Body::Shared(Blob(text), false),
+            extra: Some(Box::new(Extra { blobs: Vec::new(), exports: Exports::NONE, json: true })),
+        }
+    }
+
+    /// Whether the value is JSON text.
+    pub fn is_json(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.json)
+    }
+
+    /// The JSON text, when the value is JSON.
+    pub fn json_bytes(&self) -> Option<&[u8]> {
+        if self.is_json() { Some(self.body.as_slice()) } else { None }
     }
 
     /// The local objects the value passes as references: the connection it

@@ -257,6 +257,45 @@ pub async fn server_handshake<IO: AsyncRead + AsyncWrite + Unpin>(
     key: Option<&Key>,
 ) -> Result<Option<Session>, TransportError> {
     let prefix = read_prefix(io).await?;
+    handshake_from(io, key, prefix).await
+}
+
+/// What a new connection opened with, on a daemon that also speaks Pyro5.
+#[derive(Debug)]
+// Made and taken apart once per connection: boxing the session would cost
+// an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Greeting {
+    /// rmi's handshake, done (with the session when keyed).
+    Rmi(Option<Session>),
+    /// Pyro5's magic: its first four bytes were read, the rest of its first
+    /// message is for [`crate::pyro5::read_message_after_magic`].
+    Pyro5,
+}
+
+/// As [`server_handshake`], but a connection that opens with Pyro5's magic
+/// (`PYRO`) is handed back at once, when `pyro5` is on.
+///
+/// # Errors
+///
+/// As [`server_handshake`].
+pub async fn server_greeting<IO: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut IO,
+    key: Option<&Key>,
+    pyro5: bool,
+) -> Result<Greeting, TransportError> {
+    let prefix = read_prefix(io).await?;
+    if pyro5 && prefix == crate::pyro5::MAGIC {
+        return Ok(Greeting::Pyro5);
+    }
+    handshake_from(io, key, prefix).await.map(Greeting::Rmi)
+}
+
+async fn handshake_from<IO: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut IO,
+    key: Option<&Key>,
+    prefix: [u8; LENGTH_PREFIX_LEN],
+) -> Result<Option<Session>, TransportError> {
     if opens_tls(&prefix) {
         if skip_tls_record(io, prefix).await.is_ok() {
             refuse(io, Status::NoTlsHere).await;

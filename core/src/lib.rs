@@ -29,6 +29,8 @@
 //!   what the writer holds is published, counted in a shared budget, and cut off
 //!   by a write timeout when the peer stops reading.
 //! - [`net`]: TCP and Unix sockets behind one type, plaintext or TLS.
+//! - [`json`]: values in JSON for the front doors that speak it (Pyro5's
+//!   json serializer, calls from the command line).
 //! - [`pyro5`]: Pyro5's framing (protocol 502): its header, annotations and
 //!   bounded reads, for speaking to Pyro5 clients and daemons.
 //! - [`tls`]: TLS under the frames (rustls on ring): server and client
@@ -68,6 +70,7 @@ pub mod fuzzing;
 pub mod handshake;
 pub mod idmap;
 pub mod invoke;
+pub mod json;
 pub mod link;
 pub mod message;
 pub mod net;

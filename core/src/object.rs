@@ -198,6 +198,9 @@ pub fn decode_args<T: DeserializeOwned>(args: &Encoded, method: &MethodInfo) -> 
 /// Encodes a method's return value.
 #[inline]
 pub fn encode_return<T: Serialize + ?Sized>(value: &T) -> Reply {
+    if crate::json::replying_in_json() {
+        return crate::json::encode_json_reply(value);
+    }
     Encoded::encode(value).map_err(|e| {
         RemoteError::new(RemoteErrorKind::Internal, format!("the return value could not be encoded: {e}"))
     })

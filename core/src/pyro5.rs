@@ -27,6 +27,8 @@
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+pub mod body;
+
 /// Every Pyro5 message starts with these bytes.
 pub const MAGIC: [u8; 4] = *b"PYRO";
 /// The one protocol version Pyro5 5.x speaks (both sides must match).
@@ -382,6 +384,24 @@ pub async fn read_message<IO: AsyncRead + Unpin>(
 ) -> Result<Message, Pyro5Error> {
     let mut head = [0u8; HEADER_LEN];
     io.read_exact(&mut head).await.map_err(|e| Pyro5Error::Io(e.to_string()))?;
+    let header = Header::parse(&head, max_message)?;
+    read_body(io, header).await
+}
+
+/// As [`read_message`], for a first message whose four magic bytes were
+/// read already (to tell the protocol apart).
+///
+/// # Errors
+///
+/// As [`read_message`].
+pub async fn read_message_after_magic<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    max_message: usize,
+) -> Result<Message, Pyro5Error> {
+    let mut head = [0u8; HEADER_LEN];
+    let (magic, rest) = head.split_at_mut(MAGIC.len());
+    magic.copy_from_slice(&MAGIC);
+    io.read_exact(rest).await.map_err(|e| Pyro5Error::Io(e.to_string()))?;
     let header = Header::parse(&head, max_message)?;
     read_body(io, header).await
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use futures::future::{AbortHandle, Abortable};
 use rmi_core::alarm::{Alarm, Bell, Ring};
 use rmi_core::context::{CallContext, ConnectionContext, ConnectionInfo};
-use rmi_core::handshake::server_handshake;
+use rmi_core::handshake::{Greeting, server_greeting};
 use rmi_core::idmap::IdMap;
 use rmi_core::link::{self, LinkOptions, MessageWriter};
 use rmi_core::message::deadline_from;
@@ -284,12 +284,13 @@ impl LastObject {
 async fn open(
     mut connection: Connection,
     options: &crate::state::Options,
-) -> Result<(Connection, Option<rmi_core::auth::Session>), TransportError> {
+) -> Result<(Connection, Greeting), TransportError> {
     if let Ok(Some(tls)) = &options.tls {
         connection = tls.accept(connection).await?;
     }
-    let session = server_handshake(&mut connection, options.key.as_ref()).await?;
-    Ok((connection, session))
+    let pyro5 = options.pyro5 != rmi_core::config::Pyro5Mode::Off;
+    let greeting = server_greeting(&mut connection, options.key.as_ref(), pyro5).await?;
+    Ok((connection, greeting))
 }
 
 /// Serves one accepted connection until it closes or the daemon shuts down.
@@ -298,7 +299,12 @@ pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
     let options = &daemon.options;
     let handshake = open(connection, options);
     let (connection, session) = match tokio::time::timeout(options.handshake_timeout, handshake).await {
-        Ok(Ok(opened)) => opened,
+        Ok(Ok((connection, Greeting::Rmi(session)))) => (connection, session),
+        Ok(Ok((connection, Greeting::Pyro5))) => {
+            let identity = connection.peer_identity().cloned();
+            let info = Arc::new(ConnectionInfo { id: daemon.next_connection_id(), peer, identity });
+            return crate::pyro5::serve(daemon, connection, info).await;
+        }
         Ok(Err(e)) => {
             tracing::info!(%peer, "refused a connection: {e}");
             return;

@@ -4,6 +4,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rmi_core::config::Pyro5Mode;
 use rmi_core::link::QueueBudget;
 use rmi_core::net::Listener;
 use rmi_core::object::{Exposed, ExposedType};
@@ -130,6 +131,16 @@ impl DaemonBuilder {
         self
     }
 
+    /// Whether Python clients of Pyro5 (5.x, json serializer) are served too,
+    /// on the same port, each connection told apart by its first bytes
+    /// (default: `RMI_PYRO5`, or off). See the README's interop section.
+    /// [`Pyro5Mode::On`] beside a shared key and without TLS makes
+    /// [`DaemonBuilder::bind`] fail: Pyro5 carries no authentication.
+    pub fn pyro5(mut self, mode: Pyro5Mode) -> Self {
+        self.options.pyro5 = mode;
+        self
+    }
+
     /// The largest message sent or accepted (default: `RMI_MAX_MESSAGE_SIZE`).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.options.max_message_size = bytes;
@@ -246,6 +257,17 @@ impl DaemonBuilder {
         if let Err(e) = &self.options.tls {
             return Err(DaemonError::Config(e.clone()));
         }
+        if self.options.pyro5 == Pyro5Mode::On
+            && self.options.key.is_some()
+            && matches!(self.options.tls, Ok(None))
+        {
+            return Err(DaemonError::Config(rmi_core::ConfigError::new(
+                "RMI_PYRO5",
+                "Pyro5 has no authentication: beside a shared key it would let anyone in without it. \
+                 Serve Pyro5 over TLS, or say RMI_PYRO5=beside-key (DaemonBuilder::pyro5(Pyro5Mode::BesideKey)) \
+                 to accept unauthenticated Pyro5 clients knowingly",
+            )));
+        }
         let bind_error = |source| DaemonError::Bind { address: location.to_string(), source };
         let listener = Listener::bind(location).await.map_err(bind_error)?;
         let location = listener.location().map_err(bind_error)?;
@@ -334,6 +356,7 @@ impl Daemon {
                 write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
                 idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
                 advertise: None,
+                pyro5: config.pyro5,
                 hooks: None,
             },
         }

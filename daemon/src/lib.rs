@@ -14,6 +14,8 @@
 //!   over the connection the client opened.
 //! - `connection`: one client connection: handshake, reading loop, calls
 //!   started where they belong (workers, the blocking pool), cancellation.
+//! - `pyro5`: a connection from a Pyro5 client (Python, json serializer):
+//!   the same objects through Pyro5's protocol, when the daemon says so.
 //! - `hooks`: [`Hooks`], the application told of each connection and call,
 //!   and able to refuse them.
 //! - `flow`: flow control: when a connection may start another call (room
@@ -36,6 +38,7 @@ mod daemon;
 mod flow;
 mod hooks;
 mod instances;
+mod pyro5;
 mod registry;
 mod state;
 mod workers;

@@ -31,6 +31,8 @@ pub(crate) struct Options {
     pub(crate) write_timeout: Option<Duration>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) advertise: Option<Host>,
+    /// Whether Pyro5 clients are served too.
+    pub(crate) pyro5: rmi_core::config::Pyro5Mode,
     /// The application's hooks, if it gave any.
     pub(crate) hooks: Option<crate::hooks::SharedHooks>,
 }

@@ -1,0 +1,427 @@
+//! A connection from a Pyro5 client (Python's `Pyro5.api.Proxy` with the
+//! json serializer): the same objects as rmi's clients call, through Pyro5's
+//! protocol (see [`rmi_core::pyro5`]).
+//!
+//! A Pyro5 proxy is sequential: it sends one request and waits for its
+//! reply (a oneway call excepted), so one task reads, runs and answers.
+//! Arguments arrive as a JSON array and decode with serde into the method's
+//! parameter types; the result goes back in JSON (see [`rmi_core::json`]).
+//! Calls pass through the daemon's hooks like rmi's own, run where rmi's
+//! run (the blocking pool for synchronous methods), panics caught; the
+//! message limit, the handshake and idle timeouts and the shutdown apply.
+//!
+//! Served: the handshake with the object's metadata, calls, oneway calls,
+//! batches, ping, and Pyro5's daemon object (`get_metadata`, `ping`,
+//! `info`, `registered`). Not served yet: streams (Pyro5's iterators),
+//! attributes (rmi objects have none: `__getattr__` is an `AttributeError`),
+//! objects made per connection, and compressed messages.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rmi_core::context::{ConnectionContext, ConnectionInfo};
+use rmi_core::invoke::{self, Started};
+use rmi_core::json::{JsonReplies, with_json_replies};
+use rmi_core::net::Connection;
+use rmi_core::object::Exposed;
+use rmi_core::pyro5::body::{self, Connect, DAEMON_OBJECT, Invoke};
+use rmi_core::pyro5::{
+    Flags, Message, MessageType, Pyro5Error, Serializer, read_message, read_message_after_magic,
+};
+use rmi_core::{RemoteError, RemoteErrorKind, Reply, Text};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use crate::hooks::Traced;
+use crate::state::Inner;
+
+/// Why a connection ends before its client closes it.
+enum End {
+    /// The client closed it, or sent what cannot be read: logged, closed.
+    Gone(String),
+}
+
+/// Serves a connection whose first four bytes were Pyro5's magic.
+pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection, info: Arc<ConnectionInfo>) {
+    let options = &daemon.options;
+    let peer = info.peer.clone();
+    let max = options.max_message_size;
+    let first =
+        tokio::time::timeout(options.handshake_timeout, read_message_after_magic(&mut connection, max));
+    let first = match first.await {
+        Ok(Ok(message)) => message,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, "refused a Pyro5 connection: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "closed a Pyro5 connection that sent no handshake in {:?}", options.handshake_timeout);
+            return;
+        }
+    };
+    if let Some(hooks) = &options.hooks {
+        if let Err(reason) = hooks.0.validate(&info) {
+            tracing::info!(%peer, "refused a Pyro5 connection: {reason}");
+            let _ = send(&mut connection, fail(&first, &format!("refused: {reason}")), max).await;
+            return;
+        }
+        hooks.0.connected(&info);
+    }
+    let mut session =
+        Session { daemon: &daemon, info: info.clone(), contexts: ConnectionContext::new(Some(info.clone())) };
+    let ended = session.run(&mut connection, first).await;
+    let End::Gone(why) = ended;
+    tracing::debug!(%peer, "Pyro5 connection closed: {why}");
+    let _ = connection.shutdown().await;
+    if let Some(hooks) = &options.hooks {
+        hooks.0.disconnected(&info);
+    }
+}
+
+struct Session<'a> {
+    daemon: &'a Arc<Inner>,
+    info: Arc<ConnectionInfo>,
+    contexts: ConnectionContext,
+}
+
+/// A reply to `request` of `kind`: same sequence number and serializer,
+/// its correlation id echoed.
+fn answer(request: &Message, kind: MessageType, flags: Flags, payload: Vec<u8>) -> Message {
+    let mut reply = Message::new(kind, Serializer::Json, flags, request.header.seq, Bytes::from(payload));
+    reply.header.serializer = request.header.serializer;
+    if request.header.flags.contains(Flags::CORR_ID) {
+        reply.header.flags = reply.header.flags.with(Flags::CORR_ID);
+        reply.header.correlation = request.header.correlation;
+    }
+    reply
+}
+
+/// A CONNECTFAIL saying `why`, in the client's serializer.
+fn fail(request: &Message, why: &str) -> Message {
+    let payload = body::string_in(request.header.serializer, why)
+        .unwrap_or_else(|| body::string_in(Serializer::Json as u8, why).unwrap_or_default());
+    answer(request, MessageType::ConnectFail, Flags::default(), payload)
+}
+
+/// A RESULT carrying `exception`.
+fn exception(request: &Message, exception: &Value) -> Message {
+    answer(request, MessageType::Result, Flags::EXCEPTION, exception.to_string().into_bytes())
+}
+
+async fn send(connection: &mut Connection, message: Message, max: usize) -> Result<(), End> {
+    let bytes = match message.encode(max) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            // A result over the limit: the client hears why instead.
+            let why = body::exception("Pyro5.errors.MessageTooLargeError", &e.to_string(), &[]);
+            let fallback =
+                answer(&message, MessageType::Result, Flags::EXCEPTION, why.to_string().into_bytes());
+            fallback.encode(max).map_err(|e| End::Gone(e.to_string()))?
+        }
+    };
+    connection.write_all(&bytes).await.map_err(|e| End::Gone(format!("writing: {e}")))?;
+    connection.flush().await.map_err(|e| End::Gone(format!("writing: {e}")))
+}
+
+const JSON_ONLY: &str = "this daemon (rmi) speaks Pyro5's json serializer only: set PYRO_SERIALIZER=json \
+                         (or proxy._pyroSerializer = \"json\")";
+
+impl Session<'_> {
+    async fn run(&mut self, connection: &mut Connection, first: Message) -> End {
+        let max = self.daemon.options.max_message_size;
+        if let Err(end) = self.handshake(connection, &first).await {
+            return end;
+        }
+        let idle = self.daemon.options.idle_timeout;
+        loop {
+            let read = read_message(connection, max);
+            let message = tokio::select! {
+                () = self.daemon.shutdown.cancelled() => return End::Gone("the daemon shut down".into()),
+                message = async {
+                    match idle {
+                        Some(idle) => tokio::time::timeout(idle, read).await.unwrap_or_else(|_| {
+                            Err(Pyro5Error::Io(format!("idle for {idle:?}")))
+                        }),
+                        None => read.await,
+                    }
+                } => message,
+            };
+            let message = match message {
+                Ok(message) => message,
+                Err(e) => return End::Gone(e.to_string()),
+            };
+            let reply = match message.header.kind {
+                MessageType::Ping => {
+                    Some(answer(&message, MessageType::Ping, Flags::default(), b"pong".to_vec()))
+                }
+                MessageType::Invoke => self.invoke(&message).await,
+                other => return End::Gone(format!("a {other:?} message after the handshake")),
+            };
+            if let Some(reply) = reply
+                && let Err(end) = send(connection, reply, max).await
+            {
+                return end;
+            }
+        }
+    }
+
+    async fn handshake(&mut self, connection: &mut Connection, first: &Message) -> Result<(), End> {
+        let max = self.daemon.options.max_message_size;
+        if first.header.kind != MessageType::Connect {
+            let why = format!("expected Pyro5's CONNECT first, got {:?}", first.header.kind);
+            let _ = send(connection, fail(first, &why), max).await;
+            return Err(End::Gone(why));
+        }
+        if first.header.serializer != Serializer::Json as u8 {
+            let _ = send(connection, fail(first, JSON_ONLY), max).await;
+            return Err(End::Gone(format!("serializer {} refused", first.header.serializer)));
+        }
+        let connect = match Connect::parse(&first.payload) {
+            Ok(connect) => connect,
+            Err(e) => {
+                let _ = send(connection, fail(first, &e.to_string()), max).await;
+                return Err(End::Gone(e.to_string()));
+            }
+        };
+        let methods = if connect.object == DAEMON_OBJECT {
+            DAEMON_METHODS
+        } else {
+            match self.daemon.registry.get(&connect.object) {
+                Some(object) => object.methods(),
+                None => {
+                    let why = format!("unknown object {:?}", connect.object);
+                    let _ = send(connection, fail(first, &why), max).await;
+                    return Err(End::Gone(why));
+                }
+            }
+        };
+        let ok = answer(first, MessageType::ConnectOk, Flags::default(), body::connect_ok(methods));
+        send(connection, ok, max).await
+    }
+
+    /// Answers one INVOKE (`None` for a oneway call: no reply).
+    async fn invoke(&mut self, message: &Message) -> Option<Message> {
+        let flags = message.header.flags;
+        let oneway = flags.contains(Flags::ONEWAY);
+        let refuse = |why: &str, kind: &str| Some(exception(message, &body::exception(kind, why, &[])));
+        if message.header.serializer != Serializer::Json as u8 {
+            return refuse(JSON_ONLY, "Pyro5.errors.SerializeError");
+        }
+        if flags.contains(Flags::COMPRESSED) {
+            return refuse(
+                "compressed messages are not read here: set PYRO_COMPRESSION=False",
+                "Pyro5.errors.ProtocolError",
+            );
+        }
+        let call = match Invoke::parse(&message.payload) {
+            Ok(call) => call,
+            Err(e) => return refuse(&e.to_string(), "Pyro5.errors.ProtocolError"),
+        };
+        if call.object == DAEMON_OBJECT {
+            let result = self.daemon_call(&call);
+            return match result {
+                Ok(value) if !oneway => Some(answer(
+                    message,
+                    MessageType::Result,
+                    Flags::default(),
+                    value.to_string().into_bytes(),
+                )),
+                Ok(_) => None,
+                Err(e) => Some(exception(message, &e)),
+            };
+        }
+        let Some(object) = self.daemon.registry.get(&call.object) else {
+            let e = self.daemon.registry.not_found(&call.object);
+            return Some(exception(message, &body::remote_exception(&e, &call.object)));
+        };
+        if flags.contains(Flags::BATCH) {
+            let calls = match call.batch() {
+                Ok(calls) => calls,
+                Err(e) => return refuse(&e.to_string(), "Pyro5.errors.ProtocolError"),
+            };
+            let mut results = Vec::with_capacity(calls.len());
+            for (method, args, has_kwargs) in calls {
+                match self.call(&object, &call.object, &method, args, has_kwargs, oneway).await {
+                    Ok(value) => results.push(value),
+                    Err(e) => {
+                        results.push(body::batch_failure(e));
+                        break;
+                    }
+                }
+            }
+            if oneway {
+                return None;
+            }
+            let payload = Value::Array(results).to_string().into_bytes();
+            return Some(answer(message, MessageType::Result, Flags::BATCH, payload));
+        }
+        if oneway {
+            // The client does not wait: the call runs on, tracked by the
+            // daemon (its shutdown waits for it), its result dropped.
+            let daemon = self.daemon.clone();
+            let context = self.contexts.call(None, None);
+            let info = self.info.clone();
+            let id = call.object.clone();
+            let method = call.method.clone();
+            let args = call.params;
+            let has_kwargs = call.has_kwargs;
+            self.daemon.calls.spawn(async move {
+                let _ =
+                    run_call(&daemon, &info, context, (&object, &id, &method), args, has_kwargs, true).await;
+            });
+            return None;
+        }
+        let outcome =
+            self.call(&object, &call.object, &call.method, call.params, call.has_kwargs, false).await;
+        Some(match outcome {
+            Ok(value) => {
+                answer(message, MessageType::Result, Flags::default(), value.to_string().into_bytes())
+            }
+            Err(e) => exception(message, &e),
+        })
+    }
+
+    async fn call(
+        &self,
+        object: &Arc<dyn Exposed>,
+        id: &str,
+        method: &str,
+        args: Vec<Value>,
+        has_kwargs: bool,
+        oneway: bool,
+    ) -> Result<Value, Value> {
+        let context = self.contexts.call(None, None);
+        run_call(self.daemon, &self.info, context, (object, id, method), args, has_kwargs, oneway).await
+    }
+
+    /// A call to Pyro5's own daemon object.
+    fn daemon_call(&self, call: &Invoke) -> Result<Value, Value> {
+        let registry = &self.daemon.registry;
+        match (call.method.as_str(), call.params.as_slice()) {
+            ("ping", []) => Ok(Value::Null),
+            ("info", []) => Ok(json!(format!(
+                "rmi daemon {} serving Pyro5 clients; {} objects",
+                self.daemon.advertised,
+                registry.ids().len().saturating_sub(1)
+            ))),
+            ("registered", []) => Ok(json!(registry.ids())),
+            ("get_metadata", [Value::String(id), ..]) => {
+                if id == DAEMON_OBJECT {
+                    return Ok(body::metadata(DAEMON_METHODS));
+                }
+                match registry.get(id) {
+                    Some(object) => Ok(body::metadata(object.methods())),
+                    None => Err(body::exception(
+                        "Pyro5.errors.DaemonError",
+                        &format!("unknown object {id:?}"),
+                        &[],
+                    )),
+                }
+            }
+            (method, _) => Err(body::exception(
+                "builtins.AttributeError",
+                &format!(
+                    "{DAEMON_OBJECT} has no method {method:?} with these arguments here (rmi serves ping, info, registered, get_metadata)"
+                ),
+                &[],
+            )),
+        }
+    }
+}
+
+/// What Pyro5 clients see of its daemon object.
+const DAEMON_METHODS: &[rmi_core::object::MethodInfo] = &[
+    daemon_method("get_metadata"),
+    daemon_method("info"),
+    daemon_method("ping"),
+    daemon_method("registered"),
+];
+
+const fn daemon_method(name: &'static str) -> rmi_core::object::MethodInfo {
+    rmi_core::object::MethodInfo { name, signature: "", oneway: false, stream: false }
+}
+
+/// Runs one call of `method` on `object` (hosted as `id`) with JSON
+/// arguments: the hooks asked first; the JSON result, or the exception.
+async fn run_call(
+    daemon: &Arc<Inner>,
+    info: &Arc<ConnectionInfo>,
+    mut context: rmi_core::context::CallContext,
+    (object, id, method): (&Arc<dyn Exposed>, &str, &str),
+    args: Vec<Value>,
+    has_kwargs: bool,
+    oneway: bool,
+) -> Result<Value, Value> {
+    let where_ = format!("{id}.{method}");
+    let error = |e: RemoteError| body::remote_exception(&e, &where_);
+    if has_kwargs {
+        return Err(body::exception(
+            "builtins.TypeError",
+            &format!("{method}() takes positional arguments only: rmi methods have no keyword arguments"),
+            &[],
+        ));
+    }
+    if method == "__getattr__" || method == "__setattr__" {
+        return Err(body::exception(
+            "builtins.AttributeError",
+            &format!("{id} exposes no attributes (rmi objects have methods only)"),
+            &[],
+        ));
+    }
+    if object.per_connection() {
+        return Err(error(RemoteError::new(
+            RemoteErrorKind::Refused,
+            "objects made per connection are not served to Pyro5 clients yet",
+        )));
+    }
+    let hooks = daemon.options.hooks.as_ref().map(|h| &h.0);
+    let (object_text, method_text) = (Text::from(id), Text::from(method));
+    let traced = if Traced::wanted(hooks) {
+        match Traced::start(hooks, info, (&object_text, &method_text, 0, oneway), None) {
+            Ok(traced) => Some(traced),
+            Err(reason) => {
+                return Err(error(RemoteError::new(RemoteErrorKind::Refused, format!("refused: {reason}"))));
+            }
+        }
+    } else {
+        None
+    };
+    let args = rmi_core::json::arguments(args);
+    let started = with_json_replies(|| invoke::start(object.clone(), method, args, &mut context));
+    let started = match started {
+        Started::Running(future) => {
+            let future: rmi_core::object::ReplyFuture = Box::pin(JsonReplies(future));
+            Started::Running(match traced {
+                Some(traced) => traced.around(future),
+                None => future,
+            })
+        }
+        Started::Blocking(call) => {
+            let call: rmi_core::object::BlockingCall = Box::new(move || with_json_replies(call));
+            Started::Blocking(match traced {
+                Some(traced) => traced.around_blocking(call),
+                None => call,
+            })
+        }
+        Started::Done(reply) => {
+            if let Some(traced) = traced {
+                traced.ended(&reply);
+            }
+            Started::Done(reply)
+        }
+        other => other,
+    };
+    let reply: Reply =
+        invoke::complete(started, method, context, "Pyro5 clients cannot read yet (no iterators over Pyro5)")
+            .await;
+    let value = reply.map_err(error)?;
+    match value.json_bytes() {
+        Some(text) => serde_json::from_slice(text).map_err(|e| {
+            error(RemoteError::new(RemoteErrorKind::Internal, format!("the result is not JSON: {e}")))
+        }),
+        None => Err(error(RemoteError::new(
+            RemoteErrorKind::Internal,
+            "the result was not encoded as JSON (it passes something JSON cannot carry)",
+        ))),
+    }
+}

@@ -1,0 +1,278 @@
+//! Python's own Pyro5 (5.17, json serializer) calling objects of an rmi
+//! daemon that speaks Pyro5 beside rmi, on the same port.
+
+// The exposed type is the test's own: its methods need no docs.
+#![allow(unreachable_pub, missing_docs)]
+
+mod common;
+#[path = "common/pyro5.rs"]
+mod pyro5_venv;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::{TestDaemon, builder};
+use pyro5_venv::run_python;
+use rmi::Pyro5Mode;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Point {
+    x: i64,
+    y: i64,
+}
+
+#[derive(Default)]
+struct Shapes {
+    heard: Mutex<Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("no shape called {0:?}")]
+struct NoShape(String, #[source] std::fmt::Error);
+
+#[rmi::expose]
+impl Shapes {
+    pub fn add(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+
+    pub async fn greet(&self, name: String) -> String {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        format!("Hello, {name}!")
+    }
+
+    pub fn midpoint(&self, a: Point, b: Point) -> Point {
+        Point { x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 }
+    }
+
+    pub fn find(&self, name: String) -> Result<Point, NoShape> {
+        Err(NoShape(name, std::fmt::Error))
+    }
+
+    pub fn names(&self, count: u32) -> Vec<String> {
+        (0..count).map(|i| format!("shape{i}")).collect()
+    }
+
+    pub fn nothing(&self) {}
+
+    #[rmi::oneway]
+    pub fn hear(&self, what: String) {
+        self.heard.lock().unwrap().push(what);
+    }
+
+    pub fn heard(&self) -> Vec<String> {
+        self.heard.lock().unwrap().clone()
+    }
+
+    pub fn crash(&self) -> u32 {
+        panic!("the shape broke")
+    }
+}
+
+async fn shapes_daemon(mode: Pyro5Mode) -> (TestDaemon, u16) {
+    let d = TestDaemon::start(builder().pyro5(mode)).await;
+    d.daemon.register(Shapes::default(), Some("shapes")).unwrap();
+    let port = match d.daemon.location() {
+        rmi::Location::Tcp(hp) => hp.port,
+        other => panic!("not TCP: {other}"),
+    };
+    (d, port)
+}
+
+async fn python(script: &'static str, args: Vec<String>) -> String {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_python(script, &args, Duration::from_secs(60))
+    })
+    .await
+    .unwrap()
+}
+
+const CALLS: &str = r#"
+import json, sys
+import Pyro5.api, Pyro5.errors
+uri = "PYRO:shapes@127.0.0.1:" + sys.argv[1]
+out = {}
+with Pyro5.api.Proxy(uri) as p:
+    p._pyroBind()
+    out["methods"] = sorted(p._pyroMethods)
+    out["oneway"] = sorted(p._pyroOneway)
+    out["add"] = p.add(2, 40)
+    out["greet"] = p.greet("Pyro")
+    out["midpoint"] = p.midpoint({"x": 0, "y": 10}, {"x": 4, "y": 20})
+    out["names"] = p.names(3)
+    out["nothing"] = p.nothing()
+    for name, call in [("find", lambda: p.find("circle")), ("crash", lambda: p.crash()),
+                       ("bad_args", lambda: p.add("two", 3)), ("kwargs", lambda: p.add(a=1, b=2)),
+                       ("missing", lambda: p._pyroInvoke("nosuch", (), {}))]:
+        try:
+            call()
+            out[name] = "no error"
+        except Exception as e:
+            out[name] = [type(e).__name__, str(e), "".join(Pyro5.errors.get_pyro_traceback(type(e), e, e.__traceback__))]
+    p.hear("one")
+    p.hear("two")
+    import time
+    for _ in range(250):
+        out["heard"] = sorted(p.heard())
+        if len(out["heard"]) == 2:
+            break
+        time.sleep(0.02)
+    p._pyroBind()
+    with Pyro5.api.BatchProxy(p) as batch:
+        batch.add(1, 2)
+        batch.greet("batch")
+        batch.find("square")
+        batch.add(5, 5)
+        results = batch()
+        got = []
+        try:
+            for r in results:
+                got.append(r)
+        except Exception as e:
+            got.append([type(e).__name__, str(e)])
+        out["batch"] = got
+with Pyro5.api.Proxy("PYRO:Pyro.Daemon@127.0.0.1:" + sys.argv[1]) as d:
+    out["ping"] = d.ping()
+    out["registered"] = sorted(d.registered())
+    out["metadata"] = d.get_metadata("shapes")["oneway"]
+try:
+    with Pyro5.api.Proxy("PYRO:nobody@127.0.0.1:" + sys.argv[1]) as p:
+        p._pyroBind()
+    out["nobody"] = "bound"
+except Pyro5.errors.CommunicationError as e:
+    out["nobody"] = str(e)
+print(json.dumps(out))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_pyro5_client_calls_an_rmi_object() {
+    let (d, port) = shapes_daemon(Pyro5Mode::On).await;
+    let out = python(CALLS, vec![port.to_string()]).await;
+    let out: serde_json::Value = serde_json::from_str(out.trim()).expect("the script's JSON");
+    let methods: Vec<&str> = out["methods"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    assert_eq!(methods, ["add", "crash", "find", "greet", "hear", "heard", "midpoint", "names", "nothing"]);
+    assert_eq!(out["oneway"], serde_json::json!(["hear"]));
+    assert_eq!(out["add"], 42);
+    assert_eq!(out["greet"], "Hello, Pyro!");
+    assert_eq!(out["midpoint"], serde_json::json!({"x": 2, "y": 15}));
+    assert_eq!(out["names"], serde_json::json!(["shape0", "shape1", "shape2"]));
+    assert_eq!(out["nothing"], serde_json::Value::Null);
+    // Errors arrive as Python exceptions, with the message and the chain.
+    assert_eq!(out["find"][0], "RuntimeError");
+    assert_eq!(out["find"][1], "no shape called \"circle\"");
+    let traceback = out["find"][2].as_str().unwrap();
+    assert!(traceback.contains("shapes.find") && traceback.contains("an error occurred"), "{traceback}");
+    assert_eq!(out["crash"][0], "RuntimeError");
+    assert!(out["crash"][1].as_str().unwrap().contains("the shape broke"), "{}", out["crash"]);
+    assert_eq!(out["bad_args"][0], "TypeError");
+    assert!(out["bad_args"][1].as_str().unwrap().contains("add"), "{}", out["bad_args"]);
+    assert_eq!(out["kwargs"][0], "TypeError");
+    assert_eq!(out["missing"][0], "AttributeError");
+    // Oneway calls ran (on their own, as Pyro5's run in threads of their own).
+    assert_eq!(out["heard"], serde_json::json!(["one", "two"]));
+    // A batch stops at its first failure, as in Pyro5.
+    assert_eq!(out["batch"][0], 3);
+    assert_eq!(out["batch"][1], "Hello, batch!");
+    assert_eq!(out["batch"][2][0], "RuntimeError");
+    assert_eq!(out["batch"].as_array().unwrap().len(), 3, "{}", out["batch"]);
+    assert_eq!(out["ping"], serde_json::Value::Null);
+    assert!(out["registered"].as_array().unwrap().iter().any(|id| id == "shapes"));
+    assert_eq!(out["metadata"], serde_json::json!(["hear"]));
+    assert!(out["nobody"].as_str().unwrap().contains("unknown object"), "{}", out["nobody"]);
+    // rmi's own clients use the same port all along.
+    let proxy = rmi::Proxy::connect(&format!("RMI:shapes@127.0.0.1:{port}")).await.unwrap();
+    let sum: i64 = proxy.call("add", &(1i64, 2i64)).await.unwrap();
+    assert_eq!(sum, 3);
+    d.stop().await;
+}
+
+const REFUSED: &str = r#"
+import json, os, sys
+import Pyro5.api, Pyro5.errors
+out = []
+for serializer in sys.argv[2:]:
+    try:
+        with Pyro5.api.Proxy("PYRO:shapes@127.0.0.1:" + sys.argv[1]) as p:
+            p._pyroSerializer = serializer
+            out.append(["answered", p.add(1, 2)])
+    except Exception as e:
+        out.append([type(e).__name__, str(e)])
+print(json.dumps(out))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_on_another_serializer_is_told_to_use_json() {
+    let (d, port) = shapes_daemon(Pyro5Mode::On).await;
+    let out =
+        python(REFUSED, vec![port.to_string(), "serpent".into(), "marshal".into(), "json".into()]).await;
+    let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for refused in [&out[0], &out[1]] {
+        assert_eq!(refused[0], "CommunicationError", "{refused}");
+        assert!(refused[1].as_str().unwrap().contains("PYRO_SERIALIZER=json"), "{refused}");
+    }
+    assert_eq!(out[2], serde_json::json!(["answered", 3]));
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyro5_is_off_unless_asked_and_refused_beside_a_key_unless_said_knowingly() {
+    // Off by default: a Pyro5 client meets rmi's handshake and is closed.
+    let (d, port) = shapes_daemon(Pyro5Mode::Off).await;
+    let out = python(REFUSED, vec![port.to_string(), "json".into()]).await;
+    let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_ne!(out[0][0], "answered", "{out}");
+    d.stop().await;
+    // Beside a shared key: refused, unless the operator says so.
+    let key = rmi::Key::new(b"pyro5 test key".to_vec());
+    let refused = builder().key(Some(key.clone())).pyro5(Pyro5Mode::On).bind("127.0.0.1:0").await;
+    let e = refused.expect_err("Pyro5 beside a key without TLS is refused");
+    assert!(e.to_string().contains("RMI_PYRO5") && e.to_string().contains("beside-key"), "{e}");
+    let d = TestDaemon::start(builder().key(Some(key.clone())).pyro5(Pyro5Mode::BesideKey)).await;
+    d.daemon.register(Shapes::default(), Some("shapes")).unwrap();
+    let rmi::Location::Tcp(hp) = d.daemon.location().clone() else { panic!("not TCP") };
+    let out = python(REFUSED, vec![hp.port.to_string(), "json".into()]).await;
+    let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(out[0], serde_json::json!(["answered", 3]));
+    // rmi's clients still need the key.
+    assert!(rmi::Proxy::connect(&format!("RMI:shapes@127.0.0.1:{}", hp.port)).await.is_err());
+    d.stop().await;
+}
+
+/// Refuses calls of `crash`, and counts the calls it saw.
+struct Guard(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl rmi::Hooks for Guard {
+    fn before_call(&self, call: &rmi::CallInfo<'_>) -> Result<(), String> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if call.method == "crash" { Err("crash is not for Python".into()) } else { Ok(()) }
+    }
+}
+
+const GUARDED: &str = r#"
+import json, sys
+import Pyro5.api
+with Pyro5.api.Proxy("PYRO:shapes@127.0.0.1:" + sys.argv[1]) as p:
+    out = [p.add(1, 1)]
+    try:
+        p.crash()
+    except Exception as e:
+        out.append([type(e).__name__, str(e)])
+print(json.dumps(out))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemons_hooks_see_and_refuse_pyro5_calls_too() {
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let d = TestDaemon::start(builder().pyro5(Pyro5Mode::On).hooks(Guard(seen.clone()))).await;
+    d.daemon.register(Shapes::default(), Some("shapes")).unwrap();
+    let rmi::Location::Tcp(hp) = d.daemon.location().clone() else { panic!("not TCP") };
+    let out = python(GUARDED, vec![hp.port.to_string()]).await;
+    let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(out[0], 2);
+    assert_eq!(out[1][0], "SecurityError");
+    assert!(out[1][1].as_str().unwrap().contains("crash is not for Python"), "{out}");
+    assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 2);
+    d.stop().await;
+}
