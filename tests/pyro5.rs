@@ -276,3 +276,22 @@ async fn the_daemons_hooks_see_and_refuse_pyro5_calls_too() {
     assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 2);
     d.stop().await;
 }
+
+const GREET: &str = r#"
+import sys
+import Pyro5.api
+with Pyro5.api.Proxy(sys.argv[1]) as greeting:
+    print(greeting.welcome_message("Ruvika"))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_greeting_example_serves_python_with_rmi_pyro5_on() {
+    // No name server here: the example prints its URI and serves on.
+    let env = [("RMI_PYRO5", "on"), ("RMI_NS_HOST", "127.0.0.1"), ("RMI_NS_PORT", "1")];
+    let mut server = common::spawn_example("greeting_server", &["127.0.0.1:0"], &env);
+    let mut lines = server.lines();
+    let ready = server.wait_for_line(&mut lines, |l| l.starts_with("Ready. Object uri = ")).await;
+    let uri = ready.trim_start_matches("Ready. Object uri = ").replacen("RMI:", "PYRO:", 1);
+    let out = python(GREET, vec![uri]).await;
+    assert_eq!(out, "Hi welcome Ruvika\n");
+}

@@ -104,8 +104,24 @@ pub fn pyro5_target(data: &[u8]) {
                 .await
                 .unwrap_or_else(|e| panic!("a message encoded does not read again: {e}"));
             assert_eq!(reread, message);
+            pyro5_bodies(&message.payload);
         }
     });
+    pyro5_bodies(data);
+}
+
+/// What the daemon reads out of a Pyro5 message's json payload: the
+/// handshake, a call, a batch's calls, and the arguments as a method would
+/// decode them.
+fn pyro5_bodies(payload: &[u8]) {
+    use crate::pyro5::body::{Connect, Invoke};
+    let _ = Connect::parse(payload);
+    if let Ok(call) = Invoke::parse(payload) {
+        let _ = call.batch();
+        let args = crate::json::arguments(call.params);
+        let _ = args.decode::<(String, u64, Vec<bool>)>();
+        let _ = args.decode::<()>();
+    }
 }
 
 /// The `certificate` target: a peer's certificate, read for its identity.

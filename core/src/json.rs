@@ -73,8 +73,9 @@ pub fn arguments(params: Vec<serde_json::Value>) -> Encoded {
     Encoded::from_json(Bytes::from(text))
 }
 
-/// Encodes a method's return value in JSON.
+/// Encodes a method's return value in JSON (out of rmi's own call path).
 #[cold]
+#[inline(never)]
 pub fn encode_json_reply<T: Serialize + ?Sized>(value: &T) -> Reply {
     match serde_json::to_vec(value) {
         Ok(bytes) => Ok(Encoded::from_json(Bytes::from(bytes))),

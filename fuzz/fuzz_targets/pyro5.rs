@@ -1,4 +1,4 @@
-//! Pyro5's framing: arbitrary bytes as what a Pyro5 peer sends, read
+//! Pyro5's framing and json bodies: arbitrary bytes as what a Pyro5 peer sends, read
 //! message by message; what reads must encode back and read the same.
 #![no_main]
 
