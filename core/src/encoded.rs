@@ -24,6 +24,10 @@ const INLINE: usize = 54;
 /// a scope.
 const FAST_DECODE: usize = 256;
 
+/// The wire kind of a body that is JSON text (0–3 are postcard's blobs:
+/// inline or attached, with or without references).
+const JSON_KIND: u64 = 4;
+
 /// The bytes of an encoded value.
 #[derive(Clone)]
 enum Body {
@@ -279,6 +283,15 @@ impl Encoded {
                 }
             }
         }
+        if self.extra.is_some() && self.is_json() {
+            // JSON text (see `crate::json`): kind 4, inline, no blobs.
+            let text = self.body.as_slice();
+            put_varint(out, JSON_KIND);
+            put_varint(out, text.len() as u64);
+            out.extend_from_slice(text);
+            put_varint(out, 0);
+            return;
+        }
         let mark = if self.carries_references() { 2 } else { 0 };
         match &self.body {
             Body::Inline { .. } => blob(out, attachments, self.body.as_slice(), None, mark),
@@ -320,6 +333,15 @@ impl Encoded {
                 }
                 other => Err(format!("unknown blob kind {other}")),
             }
+        }
+        if r.peek() == Some(JSON_KIND as u8) {
+            r.byte()?;
+            let len = r.u64()?;
+            let text = r.take(len)?;
+            if r.u64()? != 0 {
+                return Err("a JSON value carries no blobs".into());
+            }
+            return Ok(Encoded::from_json(text));
         }
         let (body, marked) = blob(r, attachments, true)?;
         let count = r.u64()?;

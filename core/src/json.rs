@@ -61,6 +61,23 @@ impl<F: Future + Unpin> Future for JsonReplies<F> {
     }
 }
 
+/// A call started inside [`with_json_replies`], made to go on replying in
+/// JSON wherever it runs on: its future polled in the scope, its blocking
+/// part run in it. A streaming method is refused: its items would not be
+/// JSON.
+pub fn json_started(started: crate::invoke::Started) -> crate::invoke::Started {
+    use crate::invoke::Started;
+    match started {
+        Started::Running(future) => Started::Running(Box::pin(JsonReplies(future))),
+        Started::Blocking(call) => Started::Blocking(Box::new(move || with_json_replies(call))),
+        Started::Stream(_) => Started::Done(Err(RemoteError::new(
+            RemoteErrorKind::BadArguments,
+            "a method that streams its results cannot be called with JSON arguments",
+        ))),
+        done @ Started::Done(_) => done,
+    }
+}
+
 /// A call's positional arguments as JSON, ready to decode into the method's
 /// parameter tuple: no arguments are `null` (what `()` reads from JSON), any
 /// others the array.

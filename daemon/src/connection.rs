@@ -623,6 +623,38 @@ fn start_call(
     scope: &Scope,
     hooks: Option<&Arc<dyn Hooks>>,
     info: &Arc<ConnectionInfo>,
+    call: (u64, Arc<dyn Exposed>, Call),
+    context: &mut CallContext,
+    now: Option<Instant>,
+) -> (Text, Started, Option<Traced>) {
+    if call.2.args.is_json() {
+        return start_json_call(scope, hooks, info, call, context, now);
+    }
+    start_postcard_call(scope, hooks, info, call, context, now)
+}
+
+/// As [`start_call`], for a call whose arguments are JSON (`rmi-naming
+/// call`): its reply is JSON too.
+#[cold]
+#[inline(never)]
+fn start_json_call(
+    scope: &Scope,
+    hooks: Option<&Arc<dyn Hooks>>,
+    info: &Arc<ConnectionInfo>,
+    call: (u64, Arc<dyn Exposed>, Call),
+    context: &mut CallContext,
+    now: Option<Instant>,
+) -> (Text, Started, Option<Traced>) {
+    let (method, started, traced) =
+        rmi_core::json::with_json_replies(|| start_postcard_call(scope, hooks, info, call, context, now));
+    (method, rmi_core::json::json_started(started), traced)
+}
+
+#[inline(always)]
+fn start_postcard_call(
+    scope: &Scope,
+    hooks: Option<&Arc<dyn Hooks>>,
+    info: &Arc<ConnectionInfo>,
     (id, object, call): (u64, Arc<dyn Exposed>, Call),
     context: &mut CallContext,
     now: Option<Instant>,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rmi_core::context::{ConnectionContext, ConnectionInfo};
 use rmi_core::invoke::{self, Started};
-use rmi_core::json::{JsonReplies, with_json_replies};
+use rmi_core::json::{json_started, with_json_replies};
 use rmi_core::net::Connection;
 use rmi_core::object::Exposed;
 use rmi_core::pyro5::body::{self, Connect, DAEMON_OBJECT, Invoke};
@@ -387,29 +387,16 @@ async fn run_call(
         None
     };
     let args = rmi_core::json::arguments(args);
-    let started = with_json_replies(|| invoke::start(object.clone(), method, args, &mut context));
-    let started = match started {
-        Started::Running(future) => {
-            let future: rmi_core::object::ReplyFuture = Box::pin(JsonReplies(future));
-            Started::Running(match traced {
-                Some(traced) => traced.around(future),
-                None => future,
-            })
-        }
-        Started::Blocking(call) => {
-            let call: rmi_core::object::BlockingCall = Box::new(move || with_json_replies(call));
-            Started::Blocking(match traced {
-                Some(traced) => traced.around_blocking(call),
-                None => call,
-            })
-        }
-        Started::Done(reply) => {
-            if let Some(traced) = traced {
-                traced.ended(&reply);
-            }
+    let started =
+        json_started(with_json_replies(|| invoke::start(object.clone(), method, args, &mut context)));
+    let started = match (started, traced) {
+        (Started::Running(future), Some(traced)) => Started::Running(traced.around(future)),
+        (Started::Blocking(call), Some(traced)) => Started::Blocking(traced.around_blocking(call)),
+        (Started::Done(reply), Some(traced)) => {
+            traced.ended(&reply);
             Started::Done(reply)
         }
-        other => other,
+        (started, _) => started,
     };
     let reply: Reply =
         invoke::complete(started, method, context, "Pyro5 clients cannot read yet (no iterators over Pyro5)")

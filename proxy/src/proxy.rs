@@ -461,6 +461,43 @@ impl Proxy {
         Err(Error::ConnectionLost("the connection closed twice in a row".into()))
     }
 
+    /// Calls `method` with its arguments as JSON text (an array, one element
+    /// per parameter, decoded by the daemon with serde into the method's
+    /// parameter types, as `describe`'s signatures say); returns the result
+    /// as JSON text. For tools and people (`rmi-naming call`); programs call
+    /// with their own types.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Remote`] with `BadArguments` when the text is not a JSON
+    /// array or does not fit the signature; otherwise as [`Proxy::call`].
+    pub async fn call_json(&self, method: &str, args: &str) -> Result<String, Error> {
+        let params = match serde_json::from_str::<serde_json::Value>(args) {
+            Ok(serde_json::Value::Array(params)) => params,
+            Ok(other) => {
+                return Err(Error::Remote(rmi_core::RemoteError::new(
+                    rmi_core::RemoteErrorKind::BadArguments,
+                    format!("the arguments must be a JSON array (one element per parameter), not {other}"),
+                )));
+            }
+            Err(e) => {
+                return Err(Error::Remote(rmi_core::RemoteError::new(
+                    rmi_core::RemoteErrorKind::BadArguments,
+                    format!("the arguments are not JSON: {e}"),
+                )));
+            }
+        };
+        let reply =
+            self.call_encoded(Text::from(method), rmi_core::json::arguments(params), self.timeout).await?;
+        match reply.json_bytes() {
+            Some(text) => Ok(String::from_utf8_lossy(text).into_owned()),
+            None => Err(Error::Remote(rmi_core::RemoteError::new(
+                rmi_core::RemoteErrorKind::Internal,
+                "the daemon did not answer in JSON (it predates JSON calls)",
+            ))),
+        }
+    }
+
     /// Calls `method` with arguments already encoded; returns the encoded
     /// reply.
     ///

@@ -317,6 +317,28 @@ mod tests {
         assert_eq!(&back, value);
     }
 
+    #[test]
+    fn json_arguments_and_results_cross_the_wire_as_json() {
+        let args = crate::json::arguments(vec![serde_json::json!("Ada"), serde_json::json!([1, 2])]);
+        let call =
+            Message::Call { id: 7, remaining: None, call: Call::new("greeter", "hello", args.clone()) };
+        let (hand, _) = hand_bytes(&call);
+        let back = Message::decode(&Bytes::from(hand), &mut Bytes::new()).unwrap();
+        let Message::Call { call: back, .. } = back else { panic!("not a call: {back:?}") };
+        assert!(back.args.is_json());
+        assert_eq!(back.args.json_bytes(), args.json_bytes());
+        let (name, list): (String, Vec<u8>) = back.args.decode().unwrap();
+        assert_eq!((name.as_str(), list), ("Ada", vec![1, 2]));
+        let reply = Message::Reply { id: 7, reply: Ok(Encoded::from_json(Bytes::from_static(b"{\"x\":1}"))) };
+        let (hand, _) = hand_bytes(&reply);
+        let Message::Reply { reply: Ok(value), .. } =
+            Message::decode(&Bytes::from(hand), &mut Bytes::new()).unwrap()
+        else {
+            panic!("not a reply")
+        };
+        assert_eq!(value.json_bytes(), Some(&b"{\"x\":1}"[..]));
+    }
+
     fn args() -> impl Strategy<Value = Encoded> {
         (any::<u64>(), ".{0,80}", prop::collection::vec(any::<u8>(), 0..6000), any::<bool>()).prop_map(
             |(n, s, bytes, blob)| {

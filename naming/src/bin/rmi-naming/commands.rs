@@ -93,6 +93,17 @@ pub(crate) async fn run(command: Command, common: &Common, config: Config) -> an
                 .with_context(|| format!("cannot ask {} to describe {}", found.uri, found.uri.object))?;
             print_description(&found, &described, json);
         }
+        Command::Call { name, method, args } => {
+            let found = ns.lookup_registration(&name).await?;
+            let proxy = rmi_proxy::Proxy::builder_with_config(&found.uri, &config)
+                .build()
+                .with_context(|| format!("cannot call {}", found.uri))?;
+            let result = proxy
+                .call_json(&method, &args)
+                .await
+                .with_context(|| format!("{name}.{method} ({}) failed", found.uri))?;
+            println!("{result}");
+        }
         Command::Count => {
             let count = ns.count().await?;
             if json {

@@ -4,6 +4,7 @@
 //! rmi-naming                               # serve on 127.0.0.1:9090, discovery on UDP 9091
 //! rmi-naming --storage names.log           # registrations survive restarts
 //! rmi-naming list [--prefix P | --regex R] # and lookup, register, remove, setmeta, yplookup, count, ping
+//! rmi-naming call NAME METHOD '[1, "x"]'   # call any method, arguments and result in JSON
 //! ```
 
 // Data from the network must never panic this code: these are denied outside
@@ -172,6 +173,19 @@ enum Command {
     Describe {
         /// The name.
         name: String,
+    },
+    /// Call a method of a registered object with JSON arguments and print its
+    /// JSON result (an error: the remote error, and a non-zero exit). The
+    /// arguments are a JSON array, one element per parameter, as `describe`
+    /// shows the signature: `rmi-naming call example.greeting welcome_message '["Ada"]'`.
+    Call {
+        /// The name.
+        name: String,
+        /// The method.
+        method: String,
+        /// The arguments: a JSON array (default: none).
+        #[arg(default_value = "[]", value_name = "JSON")]
+        args: String,
     },
     /// How many names are registered.
     Count,
