@@ -295,3 +295,102 @@ async fn the_greeting_example_serves_python_with_rmi_pyro5_on() {
     let out = python(GREET, vec![uri]).await;
     assert_eq!(out, "Hi welcome Ruvika\n");
 }
+
+const NAME_SERVER: &str = r#"
+import json, subprocess, sys
+import Pyro5.api
+from Pyro5 import config
+port = int(sys.argv[1])
+out = {}
+ns = Pyro5.api.locate_ns("127.0.0.1", port)
+out["ping"] = ns.ping()
+out["count"] = ns.count()
+out["lookup"] = str(ns.lookup("example.greeting"))
+uri, meta = ns.lookup("example.greeting", return_metadata=True)
+out["lookup_meta"] = [str(uri), sorted(meta)]
+ns.register("py.thing", "PYRO:thing@127.0.0.1:4444", metadata={"class:py", "lang:python"})
+ns.register("py.other", Pyro5.api.URI("PYRO:other@127.0.0.1:4445"))
+try:
+    ns.register("py.thing", "PYRO:elsewhere@127.0.0.1:1", safe=True)
+    out["safe"] = "replaced"
+except Exception as e:
+    out["safe"] = type(e).__name__
+out["list"] = ns.list()
+out["list_prefix_meta"] = {k: [v[0], sorted(v[1])] for k, v in ns.list(prefix="py.", return_metadata=True).items()}
+out["list_regex"] = sorted(ns.list(regex=r"py\..*"))
+out["yp_all"] = sorted(ns.yplookup(meta_all=["class:py", "lang:python"]))
+out["yp_any"] = sorted(ns.yplookup(meta_any=["lang:python", "none"], return_metadata=False))
+ns.set_metadata("py.other", {"class:py"})
+out["yp_after"] = sorted(ns.yplookup(meta_all=["class:py"]))
+out["removed"] = ns.remove(prefix="py.o")
+try:
+    ns.lookup("nothing")
+    out["missing"] = "found"
+except Exception as e:
+    out["missing"] = [type(e).__name__, str(e)]
+config.NS_HOST = "127.0.0.1"
+config.NS_PORT = port
+with Pyro5.api.Proxy("PYRONAME:example.greeting") as greeting:
+    out["pyroname"] = greeting.welcome_message("Pyro")
+nsc = subprocess.run([sys.executable, "-m", "Pyro5.nsc", "-n", "127.0.0.1", "-p", str(port), "list"],
+                     capture_output=True, text=True, timeout=30)
+out["nsc_list"] = nsc.stdout
+nsc = subprocess.run([sys.executable, "-m", "Pyro5.nsc", "-n", "127.0.0.1", "-p", str(port), "remove", "py.thing"],
+                     capture_output=True, text=True, timeout=30)
+out["nsc_remove"] = [nsc.returncode, nsc.stdout]
+out["count_after"] = ns.count()
+print(json.dumps(out))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_finds_rmi_objects_through_rmi_naming_with_pyro5s_own_tools() {
+    let ns = common::spawn_name_server_with(&[], &[("RMI_PYRO5", "on")]).await;
+    let env = common::name_server_env(ns.port);
+    let mut env = common::env_refs(&env);
+    env.push(("RMI_PYRO5", "on"));
+    let mut server = common::spawn_example("greeting_server", &["127.0.0.1:0"], &env);
+    let mut lines = server.lines();
+    let ready = server.wait_for_line(&mut lines, |l| l.starts_with("Ready. Object uri = ")).await;
+    let rmi_uri = ready.trim_start_matches("Ready. Object uri = ").to_owned();
+    let pyro_uri = rmi_uri.replacen("RMI:", "PYRO:", 1);
+    let out = python(NAME_SERVER, vec![ns.port.to_string()]).await;
+    let out: serde_json::Value = serde_json::from_str(out.trim()).expect("the script's JSON");
+    assert_eq!(out["ping"], serde_json::Value::Null);
+    assert_eq!(out["count"], 1);
+    assert_eq!(out["lookup"], pyro_uri);
+    assert_eq!(out["lookup_meta"], serde_json::json!([pyro_uri, []]));
+    assert_eq!(out["safe"], "NamingError");
+    assert_eq!(
+        out["list"],
+        serde_json::json!({
+            "example.greeting": pyro_uri,
+            "py.other": "PYRO:other@127.0.0.1:4445",
+            "py.thing": "PYRO:thing@127.0.0.1:4444",
+        })
+    );
+    // rmi's own protocol tag stays out of what Python sees.
+    assert_eq!(
+        out["list_prefix_meta"],
+        serde_json::json!({
+            "py.other": ["PYRO:other@127.0.0.1:4445", []],
+            "py.thing": ["PYRO:thing@127.0.0.1:4444", ["class:py", "lang:python"]],
+        })
+    );
+    assert_eq!(out["list_regex"], serde_json::json!(["py.other", "py.thing"]));
+    assert_eq!(out["yp_all"], serde_json::json!(["py.thing"]));
+    assert_eq!(out["yp_any"], serde_json::json!(["py.thing"]));
+    assert_eq!(out["yp_after"], serde_json::json!(["py.other", "py.thing"]));
+    assert_eq!(out["removed"], 1);
+    assert_eq!(out["missing"][0], "NamingError");
+    assert_eq!(out["pyroname"], "Hi welcome Pyro");
+    let nsc = out["nsc_list"].as_str().unwrap();
+    assert!(nsc.contains(&format!("example.greeting --> {pyro_uri}")), "{nsc}");
+    assert!(nsc.contains("py.thing --> PYRO:thing@127.0.0.1:4444"), "{nsc}");
+    assert_eq!(out["nsc_remove"][0], 0, "{}", out["nsc_remove"]);
+    assert_eq!(out["count_after"], 1);
+    // rmi's side sees the same names: what Python registered is marked as
+    // Pyro5's, what rmi registered is as it was.
+    let client = rmi::NameServerProxy::new(ns.uri.as_str()).unwrap();
+    assert_eq!(client.lookup("example.greeting").await.unwrap().to_string(), rmi_uri);
+    assert!(client.lookup("py.thing").await.is_err(), "removed by Pyro5.nsc");
+}

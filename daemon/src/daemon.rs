@@ -286,6 +286,7 @@ impl DaemonBuilder {
                 location,
                 advertised,
                 listener: Mutex::new(Some(listener)),
+                pyro5_objects: dashmap::DashMap::new(),
             }),
         })
     }
@@ -360,6 +361,15 @@ impl Daemon {
                 hooks: None,
             },
         }
+    }
+
+    /// Serves `object` to Pyro5 clients as `id`, in Pyro5's own terms (JSON
+    /// values, keyword arguments): for objects that speak Pyro5's API rather
+    /// than an rmi interface, as `rmi-naming`'s `Pyro.NameServer`. rmi's own
+    /// clients do not see it; the daemon must speak Pyro5
+    /// ([`DaemonBuilder::pyro5`]).
+    pub fn register_pyro5(&self, id: &str, object: Arc<dyn crate::Pyro5Object>) {
+        self.inner.pyro5_objects.insert(id.to_owned(), object);
     }
 
     /// Hosts `object` under `id` (or a generated `obj_…` id) and returns its

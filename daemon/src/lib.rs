@@ -51,4 +51,5 @@ pub use daemon::{
 pub use flow::HELD_LIMIT;
 pub use hooks::{CallInfo, CallOutcome, Hooks};
 pub use instances::InstanceMode;
+pub use pyro5::{Pyro5Exception, Pyro5Future, Pyro5Object};
 pub use registry::DAEMON_OBJECT;

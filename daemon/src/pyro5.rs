@@ -16,6 +16,8 @@
 //! attributes (rmi objects have none: `__getattr__` is an `AttributeError`),
 //! objects made per connection, and compressed messages.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -24,16 +26,51 @@ use rmi_core::invoke::{self, Started};
 use rmi_core::json::{json_started, with_json_replies};
 use rmi_core::net::Connection;
 use rmi_core::object::Exposed;
+use rmi_core::object::MethodInfo;
 use rmi_core::pyro5::body::{self, Connect, DAEMON_OBJECT, Invoke};
 use rmi_core::pyro5::{
     Flags, Message, MessageType, Pyro5Error, Serializer, read_message, read_message_after_magic,
 };
 use rmi_core::{RemoteError, RemoteErrorKind, Reply, Text};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::hooks::Traced;
 use crate::state::Inner;
+
+/// A Pyro5 call's outcome in Pyro5's terms: the exception's class (one a
+/// Pyro5 client rebuilds: `builtins.KeyError`, `Pyro5.errors.NamingError`…)
+/// and its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pyro5Exception {
+    /// The Python class, with its module.
+    pub class: String,
+    /// The message (the exception's one argument).
+    pub message: String,
+}
+
+impl Pyro5Exception {
+    /// An exception of `class` saying `message`.
+    pub fn new(class: impl Into<String>, message: impl Into<String>) -> Self {
+        Pyro5Exception { class: class.into(), message: message.into() }
+    }
+}
+
+/// What [`Pyro5Object::call`] returns.
+pub type Pyro5Future<'a> = Pin<Box<dyn Future<Output = Result<Value, Pyro5Exception>> + Send + 'a>>;
+
+/// An object served to Pyro5 clients in Pyro5's own terms: JSON values in
+/// and out, keyword arguments given as they came. For objects whose API is
+/// Pyro's rather than an rmi interface (`rmi-naming`'s `Pyro.NameServer`);
+/// register it with [`crate::Daemon::register_pyro5`].
+pub trait Pyro5Object: std::fmt::Debug + Send + Sync + 'static {
+    /// Its methods, as the handshake's metadata lists them.
+    fn methods(&self) -> &'static [MethodInfo];
+
+    /// Calls `method` with positional `params` and keyword `kwargs`.
+    fn call<'a>(&'a self, method: &'a str, params: Vec<Value>, kwargs: Map<String, Value>)
+    -> Pyro5Future<'a>;
+}
 
 /// Why a connection ends before its client closes it.
 enum End {
@@ -183,8 +220,11 @@ impl Session<'_> {
                 return Err(End::Gone(e.to_string()));
             }
         };
+        let native = self.daemon.pyro5_objects.get(&connect.object).map(|o| o.value().methods());
         let methods = if connect.object == DAEMON_OBJECT {
             DAEMON_METHODS
+        } else if let Some(methods) = native {
+            methods
         } else {
             match self.daemon.registry.get(&connect.object) {
                 Some(object) => object.methods(),
@@ -230,6 +270,20 @@ impl Session<'_> {
                 Err(e) => Some(exception(message, &e)),
             };
         }
+        let native = self.daemon.pyro5_objects.get(&call.object).map(|o| o.value().clone());
+        if let Some(native) = native {
+            let outcome = self.native_call(&native, &call, oneway).await;
+            return match outcome {
+                _ if oneway => None,
+                Ok(value) => Some(answer(
+                    message,
+                    MessageType::Result,
+                    Flags::default(),
+                    value.to_string().into_bytes(),
+                )),
+                Err(e) => Some(exception(message, &e)),
+            };
+        }
         let Some(object) = self.daemon.registry.get(&call.object) else {
             let e = self.daemon.registry.not_found(&call.object);
             return Some(exception(message, &body::remote_exception(&e, &call.object)));
@@ -263,16 +317,16 @@ impl Session<'_> {
             let info = self.info.clone();
             let id = call.object.clone();
             let method = call.method.clone();
+            let has_kwargs = call.has_kwargs();
             let args = call.params;
-            let has_kwargs = call.has_kwargs;
             self.daemon.calls.spawn(async move {
                 let _ =
                     run_call(&daemon, &info, context, (&object, &id, &method), args, has_kwargs, true).await;
             });
             return None;
         }
-        let outcome =
-            self.call(&object, &call.object, &call.method, call.params, call.has_kwargs, false).await;
+        let has_kwargs = call.has_kwargs();
+        let outcome = self.call(&object, &call.object, &call.method, call.params, has_kwargs, false).await;
         Some(match outcome {
             Ok(value) => {
                 answer(message, MessageType::Result, Flags::default(), value.to_string().into_bytes())
@@ -292,6 +346,40 @@ impl Session<'_> {
     ) -> Result<Value, Value> {
         let context = self.contexts.call(None, None);
         run_call(self.daemon, &self.info, context, (object, id, method), args, has_kwargs, oneway).await
+    }
+
+    /// A call of an object served in Pyro5's terms, the hooks asked first.
+    async fn native_call(
+        &self,
+        object: &Arc<dyn Pyro5Object>,
+        call: &Invoke,
+        oneway: bool,
+    ) -> Result<Value, Value> {
+        let hooks = self.daemon.options.hooks.as_ref().map(|h| &h.0);
+        let (id, method) = (Text::from(call.object.as_str()), Text::from(call.method.as_str()));
+        let traced = if Traced::wanted(hooks) {
+            match Traced::start(hooks, &self.info, (&id, &method, 0, oneway), None) {
+                Ok(traced) => Some(traced),
+                Err(reason) => {
+                    return Err(body::exception(
+                        "Pyro5.errors.SecurityError",
+                        &format!("refused: {reason}"),
+                        &[],
+                    ));
+                }
+            }
+        } else {
+            None
+        };
+        let outcome = object.call(&call.method, call.params.clone(), call.kwargs.clone()).await;
+        if let Some(traced) = traced {
+            let reply: Reply = match &outcome {
+                Ok(_) => Ok(rmi_core::Encoded::default()),
+                Err(e) => Err(RemoteError::new(RemoteErrorKind::Application, e.message.clone())),
+            };
+            traced.ended(&reply);
+        }
+        outcome.map_err(|e| body::exception(&e.class, &e.message, &[]))
     }
 
     /// A call to Pyro5's own daemon object.

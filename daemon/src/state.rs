@@ -59,6 +59,9 @@ pub(crate) struct Inner {
     /// What its URIs say (differs behind NAT, or when bound to 0.0.0.0).
     pub(crate) advertised: Location,
     pub(crate) listener: Mutex<Option<Listener>>,
+    /// Objects served to Pyro5 clients in Pyro5's own terms (see
+    /// [`crate::Pyro5Object`]), by id.
+    pub(crate) pyro5_objects: dashmap::DashMap<String, Arc<dyn crate::pyro5::Pyro5Object>>,
 }
 
 impl Inner {

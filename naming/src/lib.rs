@@ -35,6 +35,7 @@
 
 mod discovery;
 mod log;
+pub mod pyro5;
 mod server;
 mod store;
 
@@ -77,6 +78,10 @@ pub struct NameServerOptions {
     /// clients it accepts. Default: `RMI_TLS=on` with `RMI_TLS_SERVER_CERT`
     /// and `RMI_TLS_SERVER_KEY`, or none.
     pub tls: Option<ServerTls>,
+    /// Whether Python's Pyro5 tools are served too (`locate_ns`,
+    /// `PYRONAME:`, `python -m Pyro5.nsc`): the name server as
+    /// `Pyro.NameServer`, on the same port. Default: `RMI_PYRO5`, off.
+    pub pyro5: rmi_core::config::Pyro5Mode,
     /// Set when the environment turned TLS on without a server
     /// certificate: `start` reports it rather than run in plaintext.
     tls_missing: Option<ConfigError>,
@@ -94,6 +99,7 @@ impl NameServerOptions {
             key: config.hmac_key.clone(),
             max_message_size: config.max_message_size,
             advertise: None,
+            pyro5: config.pyro5,
             tls: config.tls.as_ref().and_then(|t| t.server.clone()),
             tls_missing: config.tls.as_ref().filter(|t| t.server.is_none()).map(|_| {
                 ConfigError::new(
@@ -195,14 +201,20 @@ pub async fn start(options: NameServerOptions) -> Result<RunningNameServer, Star
     let mut builder = Daemon::builder_with_config(&Config::default())
         .key(options.key.clone())
         .tls(options.tls.clone())
+        .pyro5(options.pyro5)
         .max_message_size(options.max_message_size);
     if let Some(host) = &options.advertise {
         builder = builder.advertise(host.clone());
     }
     let location = Location::Tcp(HostPort { host: options.host.clone(), port: options.port });
     let daemon = builder.bind_location(&location).await?;
+    let store = Arc::new(store);
     let uri =
-        daemon.register(NameServerApiObject(NameServer::new(Arc::new(store))), Some(NAME_SERVER_OBJECT))?;
+        daemon.register(NameServerApiObject(NameServer::new(store.clone())), Some(NAME_SERVER_OBJECT))?;
+    if options.pyro5 != rmi_core::config::Pyro5Mode::Off {
+        let facade = pyro5::PyroNameServer { ns: NameServer::new(store) };
+        daemon.register_pyro5(pyro5::PYRO5_NAME_SERVER, Arc::new(facade));
+    }
     let (stop_discovery, stopped) = watch::channel(false);
     let (discovery, responder) = match options.broadcast_port {
         Some(port) => {

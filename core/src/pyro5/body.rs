@@ -33,8 +33,9 @@ pub struct Invoke {
     pub method: String,
     /// The positional arguments, a JSON array.
     pub params: Vec<Value>,
-    /// Whether keyword arguments were given (rmi methods take none).
-    pub has_kwargs: bool,
+    /// The keyword arguments (rmi methods take none; objects served in
+    /// Pyro5's terms may).
+    pub kwargs: Map<String, Value>,
 }
 
 /// A payload that does not say what Pyro5 says it must.
@@ -99,14 +100,19 @@ impl Invoke {
             Some(Value::Null) | None => Vec::new(),
             Some(other) => return Err(BodyError(format!("\"params\" is {}, not an array", kind_of(&other)))),
         };
-        let has_kwargs = match map.remove("kwargs") {
-            Some(Value::Object(kwargs)) => !kwargs.is_empty(),
-            Some(Value::Null) | None => false,
+        let kwargs = match map.remove("kwargs") {
+            Some(Value::Object(kwargs)) => kwargs,
+            Some(Value::Null) | None => Map::new(),
             Some(other) => {
                 return Err(BodyError(format!("\"kwargs\" is {}, not an object", kind_of(&other))));
             }
         };
-        Ok(Invoke { object, method, params, has_kwargs })
+        Ok(Invoke { object, method, params, kwargs })
+    }
+
+    /// Whether keyword arguments were given.
+    pub fn has_kwargs(&self) -> bool {
+        !self.kwargs.is_empty()
     }
 
     /// The calls of a batch (`params`: `[[method, args, kwargs], …]`).
@@ -245,10 +251,10 @@ mod tests {
         assert_eq!(call.object, "calc");
         assert_eq!(call.method, "add");
         assert_eq!(call.params, vec![json!(2), json!(3)]);
-        assert!(!call.has_kwargs);
+        assert!(!call.has_kwargs());
         let kw =
             Invoke::parse(br#"{"object": "c", "method": "m", "params": [], "kwargs": {"a": 1}}"#).unwrap();
-        assert!(kw.has_kwargs);
+        assert!(kw.has_kwargs());
         for bad in [
             &br#"[1]"#[..],
             br#"{"method": "m"}"#,

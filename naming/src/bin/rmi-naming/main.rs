@@ -37,6 +37,8 @@ Environment (flags win over variables):
   RMI_TLS_SERVER_CERT   PEM certificate the name server presents (with RMI_TLS_SERVER_KEY)
   RMI_TLS_REQUIRE_CLIENT_CERT  on: refuse clients without a certificate from RMI_TLS_CA
   RMI_TLS_CLIENT_CERT   PEM certificate commands present (with RMI_TLS_CLIENT_KEY)
+  RMI_PYRO5             on: also serve Python's Pyro5 tools (locate_ns, PYRONAME:, Pyro5.nsc) as
+                        Pyro.NameServer; beside-key: even with RMI_HMAC_KEY and no TLS
   RUST_LOG              log filter (default: info when serving, warn otherwise)
 
 Examples:
@@ -312,6 +314,9 @@ async fn serve(
     match (&options.tls, options.tls.is_some() && config.tls.is_some()) {
         (Some(_), _) => println!("TLS: on"),
         (None, _) => println!("TLS: off (plaintext; RMI_TLS=on turns it on)"),
+    }
+    if options.pyro5 != rmi_core::config::Pyro5Mode::Off {
+        println!("Pyro5: on (Python's locate_ns, PYRONAME: and Pyro5.nsc reach Pyro.NameServer here)");
     }
     println!("URI = {}", running.uri());
     tracing::info!(uri = %running.uri(), authenticated = options.key.is_some(), "name server ready");
