@@ -394,3 +394,119 @@ async fn python_finds_rmi_objects_through_rmi_naming_with_pyro5s_own_tools() {
     assert_eq!(client.lookup("example.greeting").await.unwrap().to_string(), rmi_uri);
     assert!(client.lookup("py.thing").await.is_err(), "removed by Pyro5.nsc");
 }
+
+const PYTHON_DAEMON: &str = r#"
+import sys
+import Pyro5.api
+from Pyro5 import config
+config.SERIALIZER = "json"
+
+@Pyro5.api.expose
+class Thing:
+    def __init__(self):
+        self.heard = []
+    def add(self, a, b):
+        return a + b
+    def greet(self, name):
+        return "Hello from Python, " + name
+    def point(self, x, y):
+        return {"x": x, "y": y}
+    def fail(self, what):
+        raise ValueError("bad " + what)
+    @Pyro5.api.oneway
+    def hear(self, what):
+        self.heard.append(what)
+    def heard_all(self):
+        return self.heard
+
+daemon = Pyro5.api.Daemon(host="127.0.0.1", port=0)
+uri = daemon.register(Thing(), "thing")
+if len(sys.argv) > 1:
+    ns = Pyro5.api.locate_ns("127.0.0.1", int(sys.argv[1]))
+    ns.register("py.thing", uri, metadata={"lang:python"})
+print("URI", uri, flush=True)
+daemon.requestLoop()
+"#;
+
+/// A Python Pyro5 daemon (killed when dropped) and its object's URI; it
+/// registers in the name server on `ns_port` if given.
+async fn python_daemon(ns_port: Option<u16>) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let python = tokio::task::spawn_blocking(pyro5_venv::python).await.unwrap();
+    let mut command = tokio::process::Command::new(python);
+    command.arg("-c").arg(PYTHON_DAEMON);
+    if let Some(port) = ns_port {
+        command.arg(port.to_string());
+    }
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the Python daemon");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(common::PATIENCE, lines.next_line())
+        .await
+        .expect("the Python daemon started in time")
+        .unwrap()
+        .expect("the Python daemon printed its URI");
+    let uri = line.strip_prefix("URI ").expect("a URI line").to_owned();
+    (child, uri)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rmi_proxy_calls_a_python_pyro5_daemon() {
+    let (_python, uri) = python_daemon(None).await;
+    assert!(uri.starts_with("PYRO:thing@127.0.0.1:"), "{uri}");
+    let proxy = rmi::Proxy::new(uri.as_str()).unwrap();
+    assert_eq!(proxy.call::<i64>("add", (2i64, 40i64)).await.unwrap(), 42);
+    assert_eq!(proxy.call::<String>("greet", ("rmi",)).await.unwrap(), "Hello from Python, rmi");
+    assert_eq!(proxy.call::<Point>("point", (3i64, -4i64)).await.unwrap(), Point { x: 3, y: -4 });
+    // The Python exception's type and message, its traceback as the chain.
+    let e = proxy.call::<()>("fail", ("input",)).await.unwrap_err();
+    let rmi::Error::Remote(remote) = &e else { panic!("not a remote error: {e:?}") };
+    assert_eq!(remote.message(), "ValueError: bad input");
+    let chain: Vec<&str> = remote.chain().collect();
+    assert!(chain.iter().any(|line| line.contains("Traceback")), "{chain:?}");
+    let e = proxy.call::<()>("nosuch", ()).await.unwrap_err();
+    assert!(matches!(e, rmi::Error::MethodNotFound(_)), "{e:?}");
+    // A result of another shape than asked for is a clear error.
+    let e = proxy.call::<Point>("greet", ("x",)).await.unwrap_err();
+    assert!(matches!(e, rmi::Error::Serialization(_)), "{e:?}");
+    // Oneway calls, then the call that sees them.
+    proxy.call_oneway("hear", ("one",)).await.unwrap();
+    proxy.call_oneway("hear", ("two",)).await.unwrap();
+    let mut heard: Vec<String> = Vec::new();
+    for _ in 0..250 {
+        heard = proxy.call("heard_all", ()).await.unwrap();
+        if heard.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    heard.sort();
+    assert_eq!(heard, ["one", "two"]);
+    // An unknown object: refused at the handshake.
+    let wrong = rmi::Proxy::new(uri.replace("thing", "nothing").as_str()).unwrap();
+    let e = wrong.call::<i64>("add", (1i64, 2i64)).await.unwrap_err();
+    assert!(matches!(e, rmi::Error::ObjectNotFound(_)), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_daemon_registered_in_rmi_naming_is_called_by_name() {
+    let ns = common::spawn_name_server_with(&[], &[("RMI_PYRO5", "on")]).await;
+    let (_python, uri) = python_daemon(Some(ns.port)).await;
+    // The name server keeps what Python registered, marked as Pyro5's.
+    let client = rmi::NameServerProxy::new(ns.uri.as_str()).unwrap();
+    let found = client.lookup_registration("py.thing").await.unwrap();
+    assert_eq!(found.uri.to_string().replacen("RMI:", "PYRO:", 1), uri);
+    assert!(found.metadata.contains(rmi_proxy::PYRO5_TAG) && found.metadata.contains("lang:python"));
+    // An rmi proxy of the name calls the Python object through Pyro5.
+    let by_name = rmi::Proxy::new(format!("RMINAME:py.thing@127.0.0.1:{}", ns.port).as_str()).unwrap();
+    assert_eq!(by_name.call::<i64>("add", (20i64, 22i64)).await.unwrap(), 42);
+    assert_eq!(by_name.call::<String>("greet", ("by name",)).await.unwrap(), "Hello from Python, by name");
+    // So does a yellow-pages lookup.
+    let by_tag = rmi::Proxy::new(format!("RMIMETA:lang:python@127.0.0.1:{}", ns.port).as_str()).unwrap();
+    assert_eq!(by_tag.call::<i64>("add", (1i64, 1i64)).await.unwrap(), 2);
+}

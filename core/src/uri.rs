@@ -27,7 +27,8 @@ const EXPECTED_NAME: &str = "RMINAME:<name> or RMINAME:<name>@<host>:<port>";
 const EXPECTED_META: &str = "RMIMETA:<tag>[,<tag>…] or RMIMETA:<tag>[,<tag>…]@<host>:<port>";
 /// What any rmi URI looks like, quoted when the scheme itself is wrong.
 const EXPECTED_ANY: &str = "RMI:<object-id>@<host>:<port>, RMI:<object-id>@./u:<socket-path>, \
-                            RMINAME:<name>[@<host>:<port>] or RMIMETA:<tag>[,<tag>…][@<host>:<port>]";
+                            RMINAME:<name>[@<host>:<port>], RMIMETA:<tag>[,<tag>…][@<host>:<port>] \
+                            or PYRO:<object-id>@<host>:<port> (a Pyro5 daemon)";
 
 /// The marker that introduces a Unix socket path in place of `host:port`.
 const UNIX_MARKER: &str = "./u:";
@@ -72,6 +73,9 @@ pub enum Uri {
     Name(NameUri),
     /// `RMIMETA:<tags>`: metadata tags to look up in the name server.
     Meta(MetaUri),
+    /// `PYRO:<id>@<host>:<port>`: an object of a Pyro5 daemon (Python),
+    /// called through Pyro5's protocol with its json serializer.
+    Pyro5(ObjectUri),
 }
 
 /// `RMI:<object-id>@<location>`: one object hosted by one daemon.
@@ -399,6 +403,12 @@ impl FromStr for Uri {
             input.parse().map(Uri::Meta)
         } else if strip_scheme(input, "RMI:").is_some() {
             input.parse().map(Uri::Object)
+        } else if let Some(rest) = strip_scheme(input, "PYRO:") {
+            // The same shape as RMI:, and checked the same way.
+            format!("RMI:{rest}")
+                .parse()
+                .map(Uri::Pyro5)
+                .map_err(|e: UriError| UriError::new(input, e.problem(), "PYRO:<object-id>@<host>:<port>"))
         } else {
             Err(UriError::new(input, "unknown scheme", EXPECTED_ANY))
         }
@@ -462,6 +472,7 @@ impl fmt::Display for Uri {
             Uri::Object(u) => u.fmt(f),
             Uri::Name(u) => u.fmt(f),
             Uri::Meta(u) => u.fmt(f),
+            Uri::Pyro5(u) => write!(f, "PYRO:{}@{}", u.object, u.location),
         }
     }
 }

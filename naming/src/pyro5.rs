@@ -27,8 +27,7 @@ use crate::server::NameServer;
 /// The id Pyro5 gives its name server object.
 pub const PYRO5_NAME_SERVER: &str = "Pyro.NameServer";
 
-/// The tag of a registration whose object speaks Pyro5 (a Python daemon).
-pub const PYRO5_TAG: &str = "rmi.protocol:pyro5";
+pub use rmi_proxy::PYRO5_TAG;
 
 const fn method(name: &'static str) -> MethodInfo {
     MethodInfo { name, signature: "", oneway: false, stream: false }

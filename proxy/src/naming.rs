@@ -145,6 +145,11 @@ pub fn check_tag(tag: &str) -> Result<(), NamingError> {
     Ok(())
 }
 
+/// The metadata tag of a registration whose object speaks Pyro5 (a Python
+/// daemon's, registered through `rmi-naming`'s Pyro5 name server): proxies
+/// that resolve to it call it through Pyro5's protocol.
+pub const PYRO5_TAG: &str = "rmi.protocol:pyro5";
+
 /// The name server's remote interface, as it travels on the wire.
 #[rmi_macros::expose(crate = crate)]
 pub trait NameServerApi {

@@ -93,7 +93,10 @@ impl IntoUri for MetaUri {
 /// location (the name server's lookups, see `resolve`), given to it when it
 /// is built: the proxy itself knows nothing of name servers.
 pub(crate) type Resolver =
-    for<'a> fn(&'a Uri, &'a Options) -> Pin<Box<dyn Future<Output = Result<ObjectUri, Error>> + Send + 'a>>;
+    for<'a> fn(
+        &'a Uri,
+        &'a Options,
+    ) -> Pin<Box<dyn Future<Output = Result<crate::resolve::Resolved, Error>> + Send + 'a>>;
 
 /// Settings of a proxy and of the connection its clones share.
 #[derive(Clone, Debug)]
@@ -161,6 +164,12 @@ struct Shared {
     /// Held while connecting, so that concurrent first calls share one
     /// connection instead of racing to open several.
     connecting: tokio::sync::Mutex<()>,
+    /// For a `PYRO:` URI, or a name that resolved to a Pyro5 daemon's
+    /// object: the Pyro5 daemon's connection.
+    pyro5: crate::pyro5::Pyro5Client,
+    /// Whether calls go through Pyro5 (`pyro5`): a `PYRO:` URI, or a name
+    /// that resolved to a Pyro5 daemon's object.
+    speaks_pyro5: std::sync::atomic::AtomicBool,
 }
 
 /// Where a proxy of a reference sends its calls.
@@ -192,6 +201,7 @@ impl fmt::Debug for Proxy {
 impl Proxy {
     /// A proxy for `uri` with `options`, not connected yet.
     pub(crate) fn from_parts(uri: Uri, options: Options, timeout: Option<Duration>) -> Self {
+        let speaks_pyro5 = std::sync::atomic::AtomicBool::new(matches!(uri, Uri::Pyro5(_)));
         Proxy {
             shared: Arc::new(Shared {
                 uri,
@@ -199,6 +209,8 @@ impl Proxy {
                 options,
                 state: Mutex::new(State::default()),
                 connecting: tokio::sync::Mutex::new(()),
+                pyro5: crate::pyro5::Pyro5Client::default(),
+                speaks_pyro5,
             }),
             timeout,
         }
@@ -218,6 +230,8 @@ impl Proxy {
                 options: Options::direct(&config),
                 state: Mutex::new(State::default()),
                 connecting: tokio::sync::Mutex::new(()),
+                pyro5: crate::pyro5::Pyro5Client::default(),
+                speaks_pyro5: std::sync::atomic::AtomicBool::new(false),
             }),
             timeout,
         }
@@ -289,8 +303,18 @@ impl Proxy {
         args: impl Serialize,
         timeout: Option<Duration>,
     ) -> Result<R, Error> {
-        let args = self.encode(&args)?;
-        let (encoded, scope) = self.call_scoped(method.clone(), args, timeout).await?;
+        if self.shared.speaks_pyro5.load(std::sync::atomic::Ordering::Relaxed) {
+            return self.call_pyro5(&method, &args, false, timeout).await;
+        }
+        let encoded = self.encode(&args)?;
+        let (encoded, scope) = match self.call_scoped(method.clone(), encoded, timeout).await {
+            Ok(reply) => reply,
+            // The name resolved to a Pyro5 daemon's object just now.
+            Err(_) if self.shared.speaks_pyro5.load(std::sync::atomic::Ordering::Relaxed) => {
+                return self.call_pyro5(&method, &args, false, timeout).await;
+            }
+            Err(e) => return Err(e),
+        };
         decode_reply::<R>(&method, &encoded, &scope)
     }
 
@@ -435,6 +459,9 @@ impl Proxy {
     /// As [`Proxy::call_oneway`].
     #[doc(hidden)]
     pub async fn call_oneway_named(&self, method: Text, args: impl Serialize) -> Result<(), Error> {
+        if self.shared.speaks_pyro5.load(std::sync::atomic::Ordering::Relaxed) {
+            return self.call_pyro5(&method, &args, true, self.timeout).await;
+        }
         let args = self.encode(&args)?;
         self.call_oneway_encoded(method, args).await
     }
@@ -496,6 +523,32 @@ impl Proxy {
                 "the daemon did not answer in JSON (it predates JSON calls)",
             ))),
         }
+    }
+
+    /// A call to an object of a Pyro5 daemon (`PYRO:` URIs), in JSON.
+    #[cold]
+    #[inline(never)]
+    async fn call_pyro5<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &impl Serialize,
+        oneway: bool,
+        timeout: Option<Duration>,
+    ) -> Result<R, Error> {
+        let target = match &self.shared.uri {
+            Uri::Pyro5(target) => target.clone(),
+            _ => self
+                .state()
+                .target
+                .clone()
+                .ok_or_else(|| Error::Protocol("no Pyro5 object resolved".into()))?,
+        };
+        let params = crate::pyro5::params(args)?;
+        let value =
+            self.shared.pyro5.call(&target, &self.shared.options, (method, params, oneway), timeout).await?;
+        serde_json::from_value(value).map_err(|e| {
+            Error::Serialization(format!("the result of {method} is not what the caller expects: {e}"))
+        })
     }
 
     /// Calls `method` with arguments already encoded; returns the encoded
@@ -675,6 +728,8 @@ impl Proxy {
                     connection: self.state().connection.clone().filter(|c| !c.is_closed(Instant::now())),
                 }),
                 connecting: tokio::sync::Mutex::new(()),
+                pyro5: crate::pyro5::Pyro5Client::default(),
+                speaks_pyro5: std::sync::atomic::AtomicBool::new(false),
             }),
             timeout: self.timeout,
         }
@@ -754,13 +809,26 @@ impl Proxy {
         Ok((connection, object))
     }
 
-    /// Where the proxy's URI points now.
+    /// Where the proxy's URI points now. A name that resolves to a Pyro5
+    /// daemon's object turns the proxy into a Pyro5 proxy (see
+    /// [`Proxy::call_named`]), and is an error for an rmi connection.
     async fn resolve(&self) -> Result<ObjectUri, Error> {
-        match (&self.shared.uri, self.shared.options.resolver) {
-            (Uri::Object(object), _) => Ok(object.clone()),
-            (uri, Some(resolve)) => resolve(uri, &self.shared.options).await,
-            (uri, None) => Err(Error::Protocol(format!("{uri}: this proxy resolves no names"))),
+        let resolved = match (&self.shared.uri, self.shared.options.resolver) {
+            (Uri::Object(object), _) => return Ok(object.clone()),
+            (uri, Some(resolve)) => resolve(uri, &self.shared.options).await?,
+            (uri, None) => return Err(Error::Protocol(format!("{uri}: this proxy resolves no names"))),
+        };
+        if resolved.pyro5 {
+            let uri = resolved.uri;
+            let mut state = self.state();
+            state.target = Some(uri.clone());
+            self.shared.speaks_pyro5.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(Error::Protocol(format!(
+                "{} resolves to a Pyro5 daemon's object (PYRO:{}@{}): it is called through Pyro5, not rmi",
+                self.shared.uri, uri.object, uri.location
+            )));
         }
+        Ok(resolved.uri)
     }
 
     async fn open(&self, target: &ObjectUri) -> Result<Arc<ClientConnection>, Error> {

@@ -4,7 +4,7 @@
 
 use rmi_core::{Error, HostPort, Location, ObjectUri, RemoteError, RemoteErrorKind, Uri};
 
-use crate::naming::{self, MetaMatch, NAME_SERVER_OBJECT, NameServerProxy};
+use crate::naming::{self, MetaMatch, NAME_SERVER_OBJECT, NameServerProxy, PYRO5_TAG};
 use crate::proxy::Options;
 
 /// Resolving a name calls the name server through a proxy, which may itself
@@ -12,16 +12,35 @@ use crate::proxy::Options;
 pub(crate) fn resolve<'a>(
     uri: &'a Uri,
     options: &'a Options,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<ObjectUri, Error>> + Send + 'a>> {
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Resolved, Error>> + Send + 'a>> {
     Box::pin(resolve_now(uri, options))
 }
 
-async fn resolve_now(uri: &Uri, options: &Options) -> Result<ObjectUri, Error> {
+/// Where a URI points, and whether the object there speaks Pyro5 (a Python
+/// daemon's, registered with [`PYRO5_TAG`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub(crate) uri: ObjectUri,
+    pub(crate) pyro5: bool,
+}
+
+impl Resolved {
+    fn of(registration: crate::naming::Registration) -> Self {
+        let pyro5 = registration.metadata.contains(PYRO5_TAG);
+        Resolved { uri: registration.uri, pyro5 }
+    }
+}
+
+async fn resolve_now(uri: &Uri, options: &Options) -> Result<Resolved, Error> {
     match uri {
-        Uri::Object(object) => Ok(object.clone()),
+        Uri::Object(object) => Ok(Resolved { uri: object.clone(), pyro5: false }),
+        // Called through Pyro5 (see `crate::pyro5`), never resolved here.
+        Uri::Pyro5(object) => Err(Error::Protocol(format!(
+            "{uri} names a Pyro5 daemon's object: it is called with Proxy::call, not through an rmi connection ({object})"
+        ))),
         Uri::Name(name) => {
             let ns = name_server(name.name_server.as_ref(), options).await?;
-            ns.lookup(&name.name).await.map_err(|e| not_found(uri, &ns, e))
+            ns.lookup_registration(&name.name).await.map(Resolved::of).map_err(|e| not_found(uri, &ns, e))
         }
         Uri::Meta(meta) => {
             let ns = name_server(meta.name_server.as_ref(), options).await?;
@@ -31,7 +50,7 @@ async fn resolve_now(uri: &Uri, options: &Options) -> Result<ObjectUri, Error> {
                 .map_err(|e| not_found(uri, &ns, e))?;
             // Any of them will do; a random pick spreads the load, as Pyro does.
             let pick = random_index(found.len());
-            found.into_iter().nth(pick).map(|r| r.uri).ok_or_else(|| {
+            found.into_iter().nth(pick).map(Resolved::of).ok_or_else(|| {
                 Error::ObjectNotFound(RemoteError::new(
                     RemoteErrorKind::ObjectNotFound,
                     format!("{uri}: no object in the name server at {} has all of these tags", ns.uri()),

@@ -50,10 +50,22 @@ fn meta_tags_keep_their_order() {
 /// Each malformed input gets an error that quotes it, says what is wrong and
 /// what was expected.
 #[test]
+fn pyro5_uris_name_a_pyro5_daemons_object() {
+    let uri: Uri = "PYRO:thing@127.0.0.1:4444".parse().unwrap();
+    let Uri::Pyro5(object) = &uri else { panic!("not a Pyro5 URI: {uri:?}") };
+    assert_eq!(object.object, "thing");
+    assert_eq!(uri.to_string(), "PYRO:thing@127.0.0.1:4444");
+    assert_eq!("pyro:t@[::1]:1".parse::<Uri>().unwrap().to_string(), "PYRO:t@[::1]:1");
+    let e = "PYRO:obj".parse::<Uri>().unwrap_err().to_string();
+    assert!(e.contains("no '@'") && e.contains("expected PYRO:<object-id>@<host>:<port>"), "{e}");
+}
+
+#[test]
 fn malformed_inputs_are_explained() {
     let cases: &[(&str, &str)] = &[
         ("", "unknown scheme"),
-        ("PYRO:obj@localhost:9090", "unknown scheme"),
+        // Pyro5's names are not rmi's: PYRONAME: goes through rmi-naming as RMINAME:.
+        ("PYRONAME:obj", "unknown scheme"),
         ("RMI:obj", "no '@'"),
         ("RMI:@localhost:9090", "object id is empty"),
         ("RMI:obj@localhost", "has no ':<port>'"),
