@@ -510,3 +510,76 @@ async fn a_python_daemon_registered_in_rmi_naming_is_called_by_name() {
     let by_tag = rmi::Proxy::new(format!("RMIMETA:lang:python@127.0.0.1:{}", ns.port).as_str()).unwrap();
     assert_eq!(by_tag.call::<i64>("add", (1i64, 1i64)).await.unwrap(), 2);
 }
+
+const PYTHON_CHAIN_LINK: &str = r#"
+import sys
+import Pyro5.api
+from Pyro5 import config
+config.SERIALIZER = "json"
+config.NS_HOST = "127.0.0.1"
+config.NS_PORT = int(sys.argv[1])
+NAME = "example.chainTopology.2"
+
+@Pyro5.api.expose
+class Link:
+    def process(self, message):
+        if NAME in message:
+            print("Back at 2; the chain is closed!", flush=True)
+            return ["complete at 2"]
+        print("2 forwarding the message to the object 3", flush=True)
+        message.append(NAME)
+        with Pyro5.api.Proxy("PYRONAME:example.chainTopology.3") as next_link:
+            result = next_link.process(message)
+        result.insert(0, "passed on from 2")
+        return result
+
+daemon = Pyro5.api.Daemon(host="127.0.0.1")
+uri = daemon.register(Link(), NAME)
+Pyro5.api.locate_ns().register(NAME, uri)
+print("Server 2 ready:", uri, flush=True)
+daemon.requestLoop()
+"#;
+
+/// The chain topology with its second server written in Python: rmi's
+/// server 1 calls it by name (through Pyro5), it calls rmi's server 3 by
+/// `PYRONAME:` (through rmi-naming and the daemon's Pyro5 door), and server
+/// 3 closes the chain at server 1 over rmi.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_topology_runs_with_one_server_in_python() {
+    use tokio::io::AsyncBufReadExt;
+    let ns = common::spawn_name_server_with(&[], &[("RMI_PYRO5", "on")]).await;
+    let env = common::name_server_env(ns.port);
+    let mut env = common::env_refs(&env);
+    env.push(("RMI_PYRO5", "on"));
+    let mut servers = Vec::new();
+    for (n, next) in [("1", "2"), ("3", "1")] {
+        let mut server = common::spawn_example("chain_server", &[n, next], &env);
+        let mut lines = server.lines();
+        server.wait_for_line(&mut lines, |l| l.starts_with(&format!("Server {n} ready"))).await;
+        servers.push((server, lines));
+    }
+    let python = tokio::task::spawn_blocking(pyro5_venv::python).await.unwrap();
+    let mut link = tokio::process::Command::new(python)
+        .arg("-c")
+        .arg(PYTHON_CHAIN_LINK)
+        .arg(ns.port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the Python link");
+    let mut python_lines = tokio::io::BufReader::new(link.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(common::PATIENCE, python_lines.next_line()).await.unwrap().unwrap();
+    assert!(ready.as_deref().is_some_and(|l| l.starts_with("Server 2 ready: PYRO:")), "{ready:?}");
+
+    let client = common::spawn_example("chain_client", &[], &env);
+    let (status, out) = client.output().await;
+    assert!(status.success(), "{status}: {out}");
+    let result = out.lines().find(|l| l.starts_with("Result=")).unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        result,
+        r#"Result=["passed on from 1", "passed on from 2", "passed on from 3", "complete at 1"]"#
+    );
+    let said = tokio::time::timeout(common::PATIENCE, python_lines.next_line()).await.unwrap().unwrap();
+    assert_eq!(said.as_deref(), Some("2 forwarding the message to the object 3"));
+}
