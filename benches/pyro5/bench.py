@@ -6,6 +6,11 @@ The figures are printed as they come, and as one JSON line at the end, in
 the same shape as rmi-bench's outcomes: {name: {ops, secs, p50_us, p99_us, bytes}}.
 
     bash benches/pyro5/run.sh [--quick] [--json]
+
+With RMI_BENCH_BIN set (rmi-bench sets it to itself), the json runs also
+call rmi's benchmark daemon through its Pyro5 door (RMI_PYRO5=on): the
+same Python client, an rmi daemon instead of a Pyro5 one. BENCH_PYRO_ONLY
+(comma-separated run names) keeps only those runs.
 """
 
 import argparse
@@ -94,6 +99,56 @@ class Server:
     def __exit__(self, *exc):
         self.process.kill()
         self.process.wait()
+
+
+class RmiServer:
+    """rmi's benchmark daemon (`rmi-bench serve rmi`, from $RMI_BENCH_BIN) with
+    RMI_PYRO5=on: the same Bench object, for Pyro5 clients on json."""
+
+    def __init__(self, pinned):
+        command = [os.environ["RMI_BENCH_BIN"], "serve", "rmi", "--threads", "1"]
+        if pinned:
+            command = ["taskset", "-c", "0"] + command
+        env = dict(os.environ, RMI_PYRO5="on")
+        for var in [v for v in env if v.startswith("RMI_TLS") or v == "RMI_HMAC_KEY"]:
+            del env[var]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+        line = self.process.stdout.readline().strip()
+        if not line.startswith("READY RMI:"):
+            raise RuntimeError(f"rmi-bench serve rmi said {line!r}")
+        self.uri = "PYRO:" + line[len("READY RMI:"):]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.process.kill()
+        self.process.wait()
+
+
+def json_seq(server_class, pinned, plan):
+    """Round trips of a Pyro5 client on json, against `server_class`'s daemon."""
+    with server_class(pinned) as server:
+        if pinned:
+            os.sched_setaffinity(0, {0})
+        try:
+            p = proxy(server.uri, "json")
+            return sequential(lambda i: p.echo(i), plan["calls"] // 10, plan["calls"])
+        finally:
+            os.sched_setaffinity(0, range(os.cpu_count() or 1))
+
+
+def json_clients(server_class, count, plan):
+    with server_class(False) as server:
+        def make_call(_):
+            p = proxy(server.uri, "json")
+            return lambda: p.echo(1)
+
+        return threaded(count, plan, make_call)
+
+
+def pyro_server(pinned):
+    return Server("bench", pinned)
 
 
 def proxy(uri, serializer):
@@ -274,7 +329,20 @@ def main():
         ("lookup.threads8", lambda: lookups(plan, 8)),
         ("register.seq", lambda: registrations(plan, 1)),
         ("register.threads8", lambda: registrations(plan, 8)),
+        ("json.seq", lambda: json_seq(pyro_server, False, plan)),
+        ("json.seq.pinned", lambda: json_seq(pyro_server, True, plan)),
+        ("json.clients8", lambda: json_clients(pyro_server, 8, plan)),
     ]
+    if os.environ.get("RMI_BENCH_BIN"):
+        # The same Pyro5 client, calling rmi's daemon through its Pyro5 door.
+        runs += [
+            ("json.seq.rmi", lambda: json_seq(RmiServer, False, plan)),
+            ("json.seq.pinned.rmi", lambda: json_seq(RmiServer, True, plan)),
+            ("json.clients8.rmi", lambda: json_clients(RmiServer, 8, plan)),
+        ]
+    only = os.environ.get("BENCH_PYRO_ONLY")
+    if only:
+        runs = [(n, r) for n, r in runs if n in only.split(",")]
     results = {}
     for name, run in runs:
         result = run()
@@ -287,10 +355,10 @@ def main():
             extra += f"   {result['bytes'] / 1e6 / result['secs']:8.0f} MB/s"
         print(f"pyro.{name:<20}{rate:12.0f} ops/s{extra}", file=sys.stderr, flush=True)
     # The name server's best: one client, or eight.
-    best = max(("lookup.seq", "lookup.threads8"), key=lambda n: results[n]["ops"] / results[n]["secs"])
-    results["lookup"] = results[best]
-    best = max(("register.seq", "register.threads8"), key=lambda n: results[n]["ops"] / results[n]["secs"])
-    results["register"] = results[best]
+    rate = lambda n: results[n]["ops"] / results[n]["secs"]
+    for best_of, pair in [("lookup", ("lookup.seq", "lookup.threads8")), ("register", ("register.seq", "register.threads8"))]:
+        if all(n in results for n in pair):
+            results[best_of] = results[max(pair, key=rate)]
     print(f"Pyro5 {Pyro5.__version__}, Python {sys.version.split()[0]}", file=sys.stderr)
     if args.json:
         print(json.dumps(results))

@@ -147,7 +147,9 @@ fn config(key: Option<&str>) -> Config {
 
 /// Serves a `Bench` as `bench` until killed; reports its URI through `ready`.
 pub(crate) async fn serve(addr: &str, key: Option<&str>, ready: impl FnOnce(String)) -> anyhow::Result<()> {
-    let daemon = rmi::Daemon::builder_with_config(&config(key)).bind(addr).await?;
+    // The Pyro5 runs (benches/pyro5) call this daemon through its Pyro5 door.
+    let pyro5 = rmi::Config::from_env()?.pyro5;
+    let daemon = rmi::Daemon::builder_with_config(&config(key)).pyro5(pyro5).bind(addr).await?;
     let uri = daemon.register(Bench::default(), Some("bench"))?;
     ready(uri.to_string());
     daemon.serve().await?;
