@@ -286,9 +286,15 @@
 //! `rmi-proxy` ([`Proxy`]) and `rmi-macros` ([`expose`], [`oneway`],
 //! [`nonblocking`]).
 //!
-//! This crate has no feature flags.
+//! # Features
+//!
+//! - `tarpc` (off by default): `rmi::tarpc`, tarpc services served on rmi
+//!   daemons (behind their TLS and key), registered in `rmi-naming` and
+//!   reached by `RMINAME:`.
 
 pub use rmi_core::config::{Pyro5Mode, TlsSettings};
+#[cfg(feature = "tarpc")]
+pub mod tarpc;
 pub use rmi_core::context::{CallContext, ConnectionInfo, annotate, context, correlate};
 pub use rmi_core::object::{MethodDescription, ObjectDescription};
 pub use rmi_core::stream::{Stream, Upload};

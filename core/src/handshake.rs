@@ -39,6 +39,12 @@ pub(crate) const MAGIC: [u8; 4] = *b"RMI\0";
 const MAX_HANDSHAKE_FRAME: usize = 256;
 /// Flag bit: the sender holds a key.
 const FLAG_KEY: u8 = 1;
+/// Flag bit (client): the connection carries a channel (a tarpc service the
+/// daemon serves under a name) instead of rmi's messages; the hello ends
+/// with the name (a length byte, then UTF-8).
+const FLAG_CHANNEL: u8 = 2;
+/// Longest channel name.
+pub const MAX_CHANNEL_NAME: usize = 128;
 
 const HELLO_LEN: usize = 4 + 2 + 1 + NONCE_LEN;
 const REPLY_LEN: usize = 4 + 2 + 1 + 1 + NONCE_LEN + TAG_LEN;
@@ -187,7 +193,40 @@ pub async fn client_handshake<IO: AsyncRead + AsyncWrite + Unpin>(
     io: &mut IO,
     key: Option<&Key>,
 ) -> Result<Option<Session>, TransportError> {
-    client_handshake_as(io, key, PROTOCOL_VERSION).await
+    client_handshake_as(io, key, PROTOCOL_VERSION, None).await
+}
+
+/// As [`client_handshake`], for a connection that carries the channel
+/// `name` (a tarpc service a daemon serves, see [`Greeting::Channel`])
+/// rather than rmi's messages. With a key, the name is bound into the
+/// proofs: a relay cannot point the connection at another channel.
+///
+/// # Errors
+///
+/// As [`client_handshake`]; a name longer than [`MAX_CHANNEL_NAME`] bytes.
+pub async fn client_handshake_channel<IO: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut IO,
+    key: Option<&Key>,
+    name: &str,
+) -> Result<Option<Session>, TransportError> {
+    if name.is_empty() || name.len() > MAX_CHANNEL_NAME {
+        return Err(AuthError::NotRmi(format!("a channel name takes 1 to {MAX_CHANNEL_NAME} bytes")).into());
+    }
+    client_handshake_as(io, key, PROTOCOL_VERSION, Some(name)).await
+}
+
+/// The nonce a channel's proofs and session are made from: the client's,
+/// bound to the channel's name.
+fn bound_nonce(nonce: [u8; NONCE_LEN], channel: Option<&str>) -> [u8; NONCE_LEN] {
+    use sha2::Digest;
+    let Some(name) = channel else { return nonce };
+    let digest =
+        sha2::Sha256::new().chain_update(b"rmi channel\0").chain_update(nonce).chain_update(name).finalize();
+    let mut out = [0u8; NONCE_LEN];
+    for (o, d) in out.iter_mut().zip(digest.iter()) {
+        *o = *d;
+    }
+    out
 }
 
 /// The client's handshake claiming `version`; tests use it to play an older
@@ -196,14 +235,21 @@ pub(crate) async fn client_handshake_as<IO: AsyncRead + AsyncWrite + Unpin>(
     io: &mut IO,
     key: Option<&Key>,
     version: u16,
+    channel: Option<&str>,
 ) -> Result<Option<Session>, TransportError> {
-    let client_nonce = random_nonce()?;
-    let mut hello = Vec::with_capacity(HELLO_LEN);
+    let sent_nonce = random_nonce()?;
+    let mut hello = Vec::with_capacity(HELLO_LEN + channel.map_or(0, |c| 1 + c.len()));
     hello.extend_from_slice(&MAGIC);
     hello.extend_from_slice(&version.to_be_bytes());
-    hello.push(if key.is_some() { FLAG_KEY } else { 0 });
-    hello.extend_from_slice(&client_nonce);
+    let flags = if key.is_some() { FLAG_KEY } else { 0 } | if channel.is_some() { FLAG_CHANNEL } else { 0 };
+    hello.push(flags);
+    hello.extend_from_slice(&sent_nonce);
+    if let Some(name) = channel {
+        hello.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
+        hello.extend_from_slice(name.as_bytes());
+    }
     write_message(io, &hello).await?;
+    let client_nonce = bound_nonce(sent_nonce, channel);
 
     let reply = read_message(io).await?;
     let mut rest = reply.as_slice();
@@ -257,7 +303,7 @@ pub async fn server_handshake<IO: AsyncRead + AsyncWrite + Unpin>(
     key: Option<&Key>,
 ) -> Result<Option<Session>, TransportError> {
     let prefix = read_prefix(io).await?;
-    handshake_from(io, key, prefix).await
+    handshake_from(io, key, prefix).await.map(|(session, _)| session)
 }
 
 /// What a new connection opened with, on a daemon that also speaks Pyro5.
@@ -271,6 +317,15 @@ pub enum Greeting {
     /// Pyro5's magic: its first four bytes were read, the rest of its first
     /// message is for [`crate::pyro5::read_message_after_magic`].
     Pyro5,
+    /// rmi's handshake, done, for a connection that carries the channel
+    /// `name` (see [`client_handshake_channel`]): its bytes are the
+    /// channel's from here on.
+    Channel {
+        /// The session, when keyed.
+        session: Option<Session>,
+        /// The channel's name.
+        name: String,
+    },
 }
 
 /// As [`server_handshake`], but a connection that opens with Pyro5's magic
@@ -288,14 +343,18 @@ pub async fn server_greeting<IO: AsyncRead + AsyncWrite + Unpin>(
     if pyro5 && prefix == crate::pyro5::MAGIC {
         return Ok(Greeting::Pyro5);
     }
-    handshake_from(io, key, prefix).await.map(Greeting::Rmi)
+    let (session, channel) = handshake_from(io, key, prefix).await?;
+    Ok(match channel {
+        Some(name) => Greeting::Channel { session, name },
+        None => Greeting::Rmi(session),
+    })
 }
 
 async fn handshake_from<IO: AsyncRead + AsyncWrite + Unpin>(
     io: &mut IO,
     key: Option<&Key>,
     prefix: [u8; LENGTH_PREFIX_LEN],
-) -> Result<Option<Session>, TransportError> {
+) -> Result<(Option<Session>, Option<String>), TransportError> {
     if opens_tls(&prefix) {
         if skip_tls_record(io, prefix).await.is_ok() {
             refuse(io, Status::NoTlsHere).await;
@@ -311,7 +370,18 @@ async fn handshake_from<IO: AsyncRead + AsyncWrite + Unpin>(
         return Err(AuthError::VersionMismatch { ours: PROTOCOL_VERSION, theirs }.into());
     }
     let flags = take_u8(&mut rest)?;
-    let client_nonce: [u8; NONCE_LEN] = take_array(&mut rest)?;
+    let sent_nonce: [u8; NONCE_LEN] = take_array(&mut rest)?;
+    let channel = if flags & FLAG_CHANNEL != 0 {
+        let len = usize::from(take_u8(&mut rest)?);
+        let name = take(&mut rest, len)?;
+        match std::str::from_utf8(name) {
+            Ok(name) if !name.is_empty() => Some(name.to_owned()),
+            _ => return Err(AuthError::NotRmi("a channel name that is empty or not UTF-8".into()).into()),
+        }
+    } else {
+        None
+    };
+    let client_nonce = bound_nonce(sent_nonce, channel.as_deref());
     let client_has_key = flags & FLAG_KEY != 0;
     match (key, client_has_key) {
         (Some(_), false) => {
@@ -330,12 +400,12 @@ async fn handshake_from<IO: AsyncRead + AsyncWrite + Unpin>(
         None => [0; TAG_LEN],
     };
     write_message(io, &reply(Status::Ok, key.is_some(), &server_nonce, &server_proof)).await?;
-    let Some(key) = key else { return Ok(None) };
+    let Some(key) = key else { return Ok((None, channel)) };
     let finish = read_message(io).await?;
     if !proof_matches(key, Role::Client, &client_nonce, &server_nonce, &finish) {
         return Err(AuthError::WrongKey.into());
     }
-    Ok(Some(Session::new(key, Role::Server, &client_nonce, &server_nonce)))
+    Ok((Some(Session::new(key, Role::Server, &client_nonce, &server_nonce)), channel))
 }
 
 fn reply(status: Status, has_key: bool, nonce: &[u8; NONCE_LEN], proof: &[u8; TAG_LEN]) -> Vec<u8> {
@@ -353,4 +423,51 @@ fn reply(status: Status, has_key: bool, nonce: &[u8; NONCE_LEN], proof: &[u8; TA
 /// are ignored: the caller reports the refusal itself.
 async fn refuse<IO: AsyncWrite + Unpin>(io: &mut IO, status: Status) {
     let _ = write_message(io, &reply(status, false, &[0; NONCE_LEN], &[0; TAG_LEN])).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn channel(
+        client_key: Option<&Key>,
+        server_key: Option<&Key>,
+        name: &str,
+    ) -> (Result<Option<Session>, TransportError>, Result<Greeting, TransportError>) {
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        let client = client_handshake_channel(&mut a, client_key, name);
+        let server = server_greeting(&mut b, server_key, false);
+        tokio::join!(client, server)
+    }
+
+    #[tokio::test]
+    async fn a_channel_is_named_in_the_handshake_and_keyed_like_any_connection() {
+        let key = Key::from("channel key");
+        let (client, server) = channel(Some(&key), Some(&key), "example.world").await;
+        assert!(client.unwrap().is_some());
+        match server.unwrap() {
+            Greeting::Channel { session, name } => {
+                assert!(session.is_some());
+                assert_eq!(name, "example.world");
+            }
+            other => panic!("not a channel: {other:?}"),
+        }
+        let (client, _) = channel(None, Some(&key), "example.world").await;
+        assert!(matches!(client, Err(TransportError::Auth(AuthError::KeyRequired))), "{client:?}");
+        let (client, server) = channel(None, None, "plain").await;
+        assert!(client.unwrap().is_none());
+        assert!(matches!(server.unwrap(), Greeting::Channel { session: None, .. }));
+        let long = "x".repeat(MAX_CHANNEL_NAME + 1);
+        let mut sink = tokio::io::sink();
+        let mut io = tokio::io::join(tokio::io::empty(), &mut sink);
+        assert!(client_handshake_channel(&mut io, None, &long).await.is_err());
+    }
+
+    #[test]
+    fn the_name_is_bound_into_the_proofs() {
+        let nonce = [7u8; NONCE_LEN];
+        assert_eq!(bound_nonce(nonce, None), nonce);
+        assert_ne!(bound_nonce(nonce, Some("a")), nonce);
+        assert_ne!(bound_nonce(nonce, Some("a")), bound_nonce(nonce, Some("b")));
+    }
 }

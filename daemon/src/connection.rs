@@ -293,6 +293,36 @@ async fn open(
     Ok((connection, greeting))
 }
 
+/// Hands a connection that named a channel to the channel's service, once
+/// the daemon's `validate` hook accepts it.
+fn serve_channel(
+    daemon: &Arc<Inner>,
+    connection: Connection,
+    session: Option<rmi_core::auth::Session>,
+    name: String,
+    peer: String,
+) {
+    let Some(serve) = daemon.channels.get(&name).map(|c| c.value().clone()) else {
+        tracing::info!(%peer, "closed a connection to the unknown channel {name:?}");
+        return;
+    };
+    let identity = connection.peer_identity().cloned();
+    let info = Arc::new(ConnectionInfo { id: daemon.next_connection_id(), peer: peer.clone(), identity });
+    if let Some(hooks) = &daemon.options.hooks
+        && let Err(reason) = hooks.0.validate(&info)
+    {
+        tracing::info!(%peer, "refused a connection to channel {name:?}: {reason}");
+        return;
+    }
+    tracing::debug!(%peer, "connection to channel {name:?}");
+    (serve.0)(crate::Channel {
+        connection,
+        session,
+        max_message_size: daemon.options.max_message_size,
+        info,
+    });
+}
+
 /// Serves one accepted connection until it closes or the daemon shuts down.
 pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
     let peer = connection.peer();
@@ -300,6 +330,9 @@ pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
     let handshake = open(connection, options);
     let (connection, session) = match tokio::time::timeout(options.handshake_timeout, handshake).await {
         Ok(Ok((connection, Greeting::Rmi(session)))) => (connection, session),
+        Ok(Ok((connection, Greeting::Channel { session, name }))) => {
+            return serve_channel(&daemon, connection, session, name, peer);
+        }
         Ok(Ok((connection, Greeting::Pyro5))) => {
             let identity = connection.peer_identity().cloned();
             let info = Arc::new(ConnectionInfo { id: daemon.next_connection_id(), peer, identity });

@@ -287,6 +287,7 @@ impl DaemonBuilder {
                 advertised,
                 listener: Mutex::new(Some(listener)),
                 pyro5_objects: dashmap::DashMap::new(),
+                channels: dashmap::DashMap::new(),
             }),
         })
     }
@@ -360,6 +361,40 @@ impl Daemon {
                 pyro5: config.pyro5,
                 hooks: None,
             },
+        }
+    }
+
+    /// Serves a channel named `name` on the daemon's listener, behind its TLS
+    /// and key: each connection that names it in rmi's handshake is handed to
+    /// `serve` (which runs the service on it: a tarpc service, with the `rmi`
+    /// crate's `tarpc` feature). Returns the URI to register in the name
+    /// server (`RMI:<name>@<daemon>`).
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::InvalidId`] for a name objects could not have;
+    /// [`DaemonError::DuplicateId`] when a channel has the name already.
+    pub fn register_channel(
+        &self,
+        name: &str,
+        serve: impl Fn(crate::Channel) + Send + Sync + 'static,
+    ) -> Result<ObjectUri, DaemonError> {
+        crate::registry::check_id(name)?;
+        if name.len() > rmi_core::handshake::MAX_CHANNEL_NAME {
+            return Err(DaemonError::InvalidId {
+                id: name.to_owned(),
+                reason: format!(
+                    "a channel name takes at most {} bytes",
+                    rmi_core::handshake::MAX_CHANNEL_NAME
+                ),
+            });
+        }
+        match self.inner.channels.entry(name.to_owned()) {
+            dashmap::Entry::Occupied(_) => Err(DaemonError::DuplicateId(name.to_owned())),
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert(crate::channels::ChannelHandler(Arc::new(serve)));
+                Ok(ObjectUri { object: name.to_owned(), location: self.inner.advertised.clone() })
+            }
         }
     }
 

@@ -10,6 +10,8 @@
 //!   daemon, per connection or per call ([`InstanceMode`]).
 //! - `registry`: the hosted objects by id, and the daemon's own object
 //!   (`RMI.Daemon`: `ping`, `describe`, `registered`, `batch`).
+//! - `channels`: services other than rmi's objects (a tarpc service) served
+//!   on the daemon's listener, named in rmi's handshake ([`Channel`]).
 //! - `callbacks`: the daemon's calls to the objects a client passed it,
 //!   over the connection the client opened.
 //! - `connection`: one client connection: handshake, reading loop, calls
@@ -33,6 +35,7 @@
 )]
 
 mod callbacks;
+mod channels;
 mod connection;
 mod daemon;
 mod flow;
@@ -43,6 +46,7 @@ mod registry;
 mod state;
 mod workers;
 
+pub use channels::Channel;
 pub use daemon::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CALLS_PER_CONNECTION,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUED_PER_CONNECTION, DEFAULT_MAX_QUEUED_TOTAL,

@@ -40,7 +40,7 @@ fn generated_id() -> Result<String, DaemonError> {
     }))
 }
 
-fn check_id(id: &str) -> Result<(), DaemonError> {
+pub(crate) fn check_id(id: &str) -> Result<(), DaemonError> {
     let bad = |why: &str| Err(DaemonError::InvalidId { id: id.to_owned(), reason: why.to_owned() });
     if id.is_empty() {
         return bad("it is empty");

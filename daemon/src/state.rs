@@ -62,6 +62,8 @@ pub(crate) struct Inner {
     /// Objects served to Pyro5 clients in Pyro5's own terms (see
     /// [`crate::Pyro5Object`]), by id.
     pub(crate) pyro5_objects: dashmap::DashMap<String, Arc<dyn crate::pyro5::Pyro5Object>>,
+    /// Services served on the listener beside rmi's objects, by name.
+    pub(crate) channels: dashmap::DashMap<String, crate::channels::ChannelHandler>,
 }
 
 impl Inner {

@@ -362,7 +362,7 @@ async fn a_version_mismatch_is_refused() {
     for key in [None, Some(Key::from("k"))] {
         let (addr, mut rx) = echo_server(key.clone()).await;
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        match client_handshake_as(&mut stream, key.as_ref(), 2).await {
+        match client_handshake_as(&mut stream, key.as_ref(), 2, None).await {
             Err(TransportError::Auth(AuthError::VersionMismatch { ours: 2, theirs: 4 })) => {}
             other => panic!("expected a version mismatch, got {other:?}"),
         }
