@@ -583,3 +583,51 @@ async fn the_chain_topology_runs_with_one_server_in_python() {
     let said = tokio::time::timeout(common::PATIENCE, python_lines.next_line()).await.unwrap().unwrap();
     assert_eq!(said.as_deref(), Some("2 forwarding the message to the object 3"));
 }
+
+const OVER_TLS: &str = r#"
+import json, sys
+import Pyro5.api, Pyro5.errors
+from Pyro5 import config
+port, certs, with_cert = sys.argv[1], sys.argv[2], sys.argv[3] == "cert"
+config.SSL = True
+config.SSL_CACERTS = certs + "/ca.pem"
+if with_cert:
+    config.SSL_CLIENTCERT = certs + "/client.pem"
+    config.SSL_CLIENTKEY = certs + "/client.key"
+try:
+    with Pyro5.api.Proxy("PYRO:shapes@127.0.0.1:" + port) as p:
+        out = ["answered", p.add(20, 22)]
+except Exception as e:
+    out = [type(e).__name__, str(e)]
+print(json.dumps(out))
+"#;
+
+/// Pyro5's own TLS (`SSL=True`, with a client certificate) to a daemon on
+/// mutual TLS: served; without a client certificate: refused by TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pyro5_client_on_mutual_tls_is_served_and_one_without_a_certificate_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    rmi_naming::devcerts::write_dev_files(dir.path(), &["localhost", "127.0.0.1", "::1"], 1).unwrap();
+    let file = |name: &str| dir.path().join(name);
+    let tls = rmi::tls::ServerTls::from_pem_files(
+        &file("server.pem"),
+        &file("server.key"),
+        Some(&file("ca.pem")),
+        true,
+    )
+    .unwrap();
+    // TLS stands in for the key Pyro5 lacks: a key beside it is allowed.
+    let key = rmi::Key::new(b"pyro5 over tls".to_vec());
+    let d = TestDaemon::start(builder().tls(Some(tls)).key(Some(key)).pyro5(Pyro5Mode::On)).await;
+    d.daemon.register(Shapes::default(), Some("shapes")).unwrap();
+    let rmi::Location::Tcp(hp) = d.daemon.location().clone() else { panic!("not TCP") };
+    // (Each in its own process: Pyro5 keeps its first TLS context.)
+    let certs = dir.path().display().to_string();
+    let out = python(OVER_TLS, vec![hp.port.to_string(), certs.clone(), "cert".into()]).await;
+    let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(out, serde_json::json!(["answered", 42]));
+    let out = python(OVER_TLS, vec![hp.port.to_string(), certs, "none".into()]).await;
+    let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_ne!(out[0], "answered", "{out}");
+    d.stop().await;
+}
