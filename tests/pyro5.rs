@@ -68,6 +68,23 @@ impl Shapes {
     pub fn crash(&self) -> u32 {
         panic!("the shape broke")
     }
+
+    /// `0..n`, streamed.
+    pub async fn count(&self, n: u32) -> rmi::Stream<u32> {
+        rmi::Stream::iter(0..n)
+    }
+
+    /// Points, then a failure after `n` of them.
+    pub async fn points_then_fail(&self, n: i64) -> rmi::Stream<Point> {
+        let items = (0..=n).map(move |i| {
+            if i < n {
+                Ok(Point { x: i, y: -i })
+            } else {
+                Err(NoShape(format!("point {i}"), std::fmt::Error))
+            }
+        });
+        rmi::Stream::try_new(futures::stream::iter(items))
+    }
 }
 
 async fn shapes_daemon(mode: Pyro5Mode) -> (TestDaemon, u16) {
@@ -152,7 +169,22 @@ async fn a_python_pyro5_client_calls_an_rmi_object() {
     let out = python(CALLS, vec![port.to_string()]).await;
     let out: serde_json::Value = serde_json::from_str(out.trim()).expect("the script's JSON");
     let methods: Vec<&str> = out["methods"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
-    assert_eq!(methods, ["add", "crash", "find", "greet", "hear", "heard", "midpoint", "names", "nothing"]);
+    assert_eq!(
+        methods,
+        [
+            "add",
+            "count",
+            "crash",
+            "find",
+            "greet",
+            "hear",
+            "heard",
+            "midpoint",
+            "names",
+            "nothing",
+            "points_then_fail"
+        ]
+    );
     assert_eq!(out["oneway"], serde_json::json!(["hear"]));
     assert_eq!(out["add"], 42);
     assert_eq!(out["greet"], "Hello, Pyro!");
@@ -629,5 +661,51 @@ async fn a_pyro5_client_on_mutual_tls_is_served_and_one_without_a_certificate_is
     let out = python(OVER_TLS, vec![hp.port.to_string(), certs, "none".into()]).await;
     let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_ne!(out[0], "answered", "{out}");
+    d.stop().await;
+}
+
+const STREAMS: &str = r#"
+import json, sys
+import Pyro5.api
+uri = "PYRO:shapes@127.0.0.1:" + sys.argv[1]
+out = {}
+with Pyro5.api.Proxy(uri) as p:
+    out["count"] = list(p.count(5))
+    out["empty"] = list(p.count(0))
+    out["many"] = sum(1 for _ in p.count(3000))
+    got = []
+    try:
+        for point in p.points_then_fail(3):
+            got.append(point)
+    except Exception as e:
+        got.append([type(e).__name__, str(e)])
+    out["failing"] = got
+    # Read two, close it, and the connection serves on.
+    it = p.count(1000)
+    out["first_two"] = [next(it), next(it)]
+    it.close()
+    out["after_close"] = p.add(1, 2)
+    try:
+        out["again"] = list(p.count(2))
+    except Exception as e:
+        out["again"] = [type(e).__name__, str(e)]
+print(json.dumps(out))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rmi_streams_reach_python_as_pyro5_iterators() {
+    let (d, port) = shapes_daemon(Pyro5Mode::On).await;
+    let out = python(STREAMS, vec![port.to_string()]).await;
+    let out: serde_json::Value = serde_json::from_str(out.trim()).expect("the script's JSON");
+    assert_eq!(out["count"], serde_json::json!([0, 1, 2, 3, 4]));
+    assert_eq!(out["empty"], serde_json::json!([]));
+    assert_eq!(out["many"], 3000);
+    assert_eq!(
+        out["failing"],
+        serde_json::json!([{"x": 0, "y": 0}, {"x": 1, "y": -1}, {"x": 2, "y": -2}, ["RuntimeError", "no shape called \"point 3\""]])
+    );
+    assert_eq!(out["first_two"], serde_json::json!([0, 1]));
+    assert_eq!(out["after_close"], 3);
+    assert_eq!(out["again"], serde_json::json!([0, 1]));
     d.stop().await;
 }

@@ -278,9 +278,22 @@ impl<T: Serialize + Send + 'static> Producer<T> {
 
     /// Encodes the gathered items as one chunk, and sizes the next one.
     fn encode(&mut self) -> Result<Encoded, RemoteError> {
-        let encoded = Encoded::encode(&self.chunk).map_err(|e| {
-            RemoteError::new(RemoteErrorKind::Internal, format!("a streamed item could not be encoded: {e}"))
-        });
+        let encoded = if crate::json::replying_in_json() {
+            // Read by a front door that speaks JSON (Pyro5's iterators).
+            serde_json::to_vec(&self.chunk).map(|text| Encoded::from_json(text.into())).map_err(|e| {
+                RemoteError::new(
+                    RemoteErrorKind::Internal,
+                    format!("a streamed item cannot be written as JSON: {e}"),
+                )
+            })
+        } else {
+            Encoded::encode(&self.chunk).map_err(|e| {
+                RemoteError::new(
+                    RemoteErrorKind::Internal,
+                    format!("a streamed item could not be encoded: {e}"),
+                )
+            })
+        };
         if let Ok(encoded) = &encoded {
             let each = (encoded.wire_len() / self.chunk.len().max(1)).max(1);
             self.cap = (CHUNK_BYTES / each).clamp(1, MAX_CHUNK_ITEMS);

@@ -11,9 +11,9 @@
 //! message limit, the handshake and idle timeouts and the shutdown apply.
 //!
 //! Served: the handshake with the object's metadata, calls, oneway calls,
-//! batches, ping, and Pyro5's daemon object (`get_metadata`, `ping`,
-//! `info`, `registered`). Not served yet: streams (Pyro5's iterators),
-//! attributes (rmi objects have none: `__getattr__` is an `AttributeError`),
+//! batches, ping, streams as Pyro5 iterators (see `streams`), and Pyro5's
+//! daemon object (`get_metadata`, `ping`, `info`, `registered`,
+//! `get_next_stream_item`, `close_stream`). Not served yet: attributes (rmi objects have none: `__getattr__` is an `AttributeError`),
 //! objects made per connection, and compressed messages.
 
 use std::future::Future;
@@ -37,6 +37,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::hooks::Traced;
 use crate::state::Inner;
+
+mod streams;
 
 /// A Pyro5 call's outcome in Pyro5's terms: the exception's class (one a
 /// Pyro5 client rebuilds: `builtins.KeyError`, `Pyro5.errors.NamingError`…)
@@ -104,8 +106,12 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection, info: 
         }
         hooks.0.connected(&info);
     }
-    let mut session =
-        Session { daemon: &daemon, info: info.clone(), contexts: ConnectionContext::new(Some(info.clone())) };
+    let mut session = Session {
+        daemon: &daemon,
+        info: info.clone(),
+        contexts: ConnectionContext::new(Some(info.clone())),
+        streams: streams::Streams::default(),
+    };
     let ended = session.run(&mut connection, first).await;
     let End::Gone(why) = ended;
     tracing::debug!(%peer, "Pyro5 connection closed: {why}");
@@ -119,6 +125,14 @@ struct Session<'a> {
     daemon: &'a Arc<Inner>,
     info: Arc<ConnectionInfo>,
     contexts: ConnectionContext,
+    /// The connection's streams its client reads as Pyro5 iterators.
+    streams: streams::Streams,
+}
+
+/// What a call became: its result, or a stream to read as an iterator.
+enum Outcome {
+    Value(Value),
+    Stream(rmi_core::stream::Source),
 }
 
 /// A reply to `request` of `kind`: same sequence number and serializer,
@@ -258,7 +272,7 @@ impl Session<'_> {
             Err(e) => return refuse(&e.to_string(), "Pyro5.errors.ProtocolError"),
         };
         if call.object == DAEMON_OBJECT {
-            let result = self.daemon_call(&call);
+            let result = self.daemon_call(&call).await;
             return match result {
                 Ok(value) if !oneway => Some(answer(
                     message,
@@ -272,7 +286,7 @@ impl Session<'_> {
         }
         let native = self.daemon.pyro5_objects.get(&call.object).map(|o| o.value().clone());
         if let Some(native) = native {
-            let outcome = self.native_call(&native, &call, oneway).await;
+            let outcome = native_call(self.daemon, &self.info, &native, &call, oneway).await;
             return match outcome {
                 _ if oneway => None,
                 Ok(value) => Some(answer(
@@ -296,7 +310,16 @@ impl Session<'_> {
             let mut results = Vec::with_capacity(calls.len());
             for (method, args, has_kwargs) in calls {
                 match self.call(&object, &call.object, &method, args, has_kwargs, oneway).await {
-                    Ok(value) => results.push(value),
+                    Ok(Outcome::Value(value)) => results.push(value),
+                    Ok(Outcome::Stream(_)) => {
+                        let why = format!("{method} streams its results, which a batch cannot carry");
+                        results.push(body::batch_failure(body::exception(
+                            "Pyro5.errors.PyroError",
+                            &why,
+                            &[],
+                        )));
+                        break;
+                    }
                     Err(e) => {
                         results.push(body::batch_failure(e));
                         break;
@@ -328,64 +351,51 @@ impl Session<'_> {
         let has_kwargs = call.has_kwargs();
         let outcome = self.call(&object, &call.object, &call.method, call.params, has_kwargs, false).await;
         Some(match outcome {
-            Ok(value) => {
+            Ok(Outcome::Value(value)) => {
                 answer(message, MessageType::Result, Flags::default(), value.to_string().into_bytes())
             }
+            Ok(Outcome::Stream(source)) => match self.streams.open(source) {
+                // As Pyro5's daemon: the stream's id, and (for older clients)
+                // an exception saying the result is an iterator.
+                Ok(id) => {
+                    let why =
+                        body::exception("Pyro5.errors.ProtocolError", "result of call is an iterator", &[]);
+                    let flags = Flags::EXCEPTION.with(Flags::ITEMSTREAMRESULT);
+                    let mut reply = answer(message, MessageType::Result, flags, why.to_string().into_bytes());
+                    reply.annotations.push(rmi_core::pyro5::Annotation {
+                        id: *b"STRM",
+                        data: Bytes::from(id.into_bytes()),
+                    });
+                    reply
+                }
+                Err(e) => exception(message, &e),
+            },
             Err(e) => exception(message, &e),
         })
     }
 
     async fn call(
-        &self,
+        &mut self,
         object: &Arc<dyn Exposed>,
         id: &str,
         method: &str,
         args: Vec<Value>,
         has_kwargs: bool,
         oneway: bool,
-    ) -> Result<Value, Value> {
+    ) -> Result<Outcome, Value> {
         let context = self.contexts.call(None, None);
         run_call(self.daemon, &self.info, context, (object, id, method), args, has_kwargs, oneway).await
     }
 
-    /// A call of an object served in Pyro5's terms, the hooks asked first.
-    async fn native_call(
-        &self,
-        object: &Arc<dyn Pyro5Object>,
-        call: &Invoke,
-        oneway: bool,
-    ) -> Result<Value, Value> {
-        let hooks = self.daemon.options.hooks.as_ref().map(|h| &h.0);
-        let (id, method) = (Text::from(call.object.as_str()), Text::from(call.method.as_str()));
-        let traced = if Traced::wanted(hooks) {
-            match Traced::start(hooks, &self.info, (&id, &method, 0, oneway), None) {
-                Ok(traced) => Some(traced),
-                Err(reason) => {
-                    return Err(body::exception(
-                        "Pyro5.errors.SecurityError",
-                        &format!("refused: {reason}"),
-                        &[],
-                    ));
-                }
-            }
-        } else {
-            None
-        };
-        let outcome = object.call(&call.method, call.params.clone(), call.kwargs.clone()).await;
-        if let Some(traced) = traced {
-            let reply: Reply = match &outcome {
-                Ok(_) => Ok(rmi_core::Encoded::default()),
-                Err(e) => Err(RemoteError::new(RemoteErrorKind::Application, e.message.clone())),
-            };
-            traced.ended(&reply);
-        }
-        outcome.map_err(|e| body::exception(&e.class, &e.message, &[]))
-    }
-
     /// A call to Pyro5's own daemon object.
-    fn daemon_call(&self, call: &Invoke) -> Result<Value, Value> {
+    async fn daemon_call(&mut self, call: &Invoke) -> Result<Value, Value> {
         let registry = &self.daemon.registry;
         match (call.method.as_str(), call.params.as_slice()) {
+            ("get_next_stream_item", [Value::String(id)]) => self.streams.next(id).await,
+            ("close_stream", [Value::String(id)]) => {
+                self.streams.close(id);
+                Ok(Value::Null)
+            }
             ("ping", []) => Ok(Value::Null),
             ("info", []) => Ok(json!(format!(
                 "rmi daemon {} serving Pyro5 clients; {} objects",
@@ -417,6 +427,41 @@ impl Session<'_> {
     }
 }
 
+/// A call of an object served in Pyro5's terms, the hooks asked first.
+async fn native_call(
+    daemon: &Arc<Inner>,
+    info: &Arc<ConnectionInfo>,
+    object: &Arc<dyn Pyro5Object>,
+    call: &Invoke,
+    oneway: bool,
+) -> Result<Value, Value> {
+    let hooks = daemon.options.hooks.as_ref().map(|h| &h.0);
+    let (id, method) = (Text::from(call.object.as_str()), Text::from(call.method.as_str()));
+    let traced = if Traced::wanted(hooks) {
+        match Traced::start(hooks, info, (&id, &method, 0, oneway), None) {
+            Ok(traced) => Some(traced),
+            Err(reason) => {
+                return Err(body::exception(
+                    "Pyro5.errors.SecurityError",
+                    &format!("refused: {reason}"),
+                    &[],
+                ));
+            }
+        }
+    } else {
+        None
+    };
+    let outcome = object.call(&call.method, call.params.clone(), call.kwargs.clone()).await;
+    if let Some(traced) = traced {
+        let reply: Reply = match &outcome {
+            Ok(_) => Ok(rmi_core::Encoded::default()),
+            Err(e) => Err(RemoteError::new(RemoteErrorKind::Application, e.message.clone())),
+        };
+        traced.ended(&reply);
+    }
+    outcome.map_err(|e| body::exception(&e.class, &e.message, &[]))
+}
+
 /// What Pyro5 clients see of its daemon object.
 const DAEMON_METHODS: &[rmi_core::object::MethodInfo] = &[
     daemon_method("get_metadata"),
@@ -439,7 +484,7 @@ async fn run_call(
     args: Vec<Value>,
     has_kwargs: bool,
     oneway: bool,
-) -> Result<Value, Value> {
+) -> Result<Outcome, Value> {
     let where_ = format!("{id}.{method}");
     let error = |e: RemoteError| body::remote_exception(&e, &where_);
     if has_kwargs {
@@ -475,8 +520,16 @@ async fn run_call(
         None
     };
     let args = rmi_core::json::arguments(args);
-    let started =
-        json_started(with_json_replies(|| invoke::start(object.clone(), method, args, &mut context)));
+    let started = with_json_replies(|| invoke::start(object.clone(), method, args, &mut context));
+    let started = match started {
+        Started::Stream(source) if !oneway => {
+            if let Some(traced) = traced {
+                traced.ended(&Ok(rmi_core::Encoded::default()));
+            }
+            return Ok(Outcome::Stream(source));
+        }
+        other => json_started(other),
+    };
     let started = match (started, traced) {
         (Started::Running(future), Some(traced)) => Started::Running(traced.around(future)),
         (Started::Blocking(call), Some(traced)) => Started::Blocking(traced.around_blocking(call)),
@@ -491,7 +544,7 @@ async fn run_call(
             .await;
     let value = reply.map_err(error)?;
     match value.json_bytes() {
-        Some(text) => serde_json::from_slice(text).map_err(|e| {
+        Some(text) => serde_json::from_slice(text).map(Outcome::Value).map_err(|e| {
             error(RemoteError::new(RemoteErrorKind::Internal, format!("the result is not JSON: {e}")))
         }),
         None => Err(error(RemoteError::new(
