@@ -288,13 +288,11 @@
 //!
 //! # Features
 //!
-//! - `tarpc` (off by default): `rmi::tarpc`, tarpc services served on rmi
+//! - `tarpc` (off by default): `rmi::tarpc` (the `rmi-tarpc` crate), tarpc services served on rmi
 //!   daemons (behind their TLS and key), registered in `rmi-naming` and
 //!   reached by `RMINAME:`.
 
 pub use rmi_core::config::{Pyro5Mode, TlsSettings};
-#[cfg(feature = "tarpc")]
-pub mod tarpc;
 pub use rmi_core::context::{CallContext, ConnectionInfo, annotate, context, correlate};
 pub use rmi_core::object::{MethodDescription, ObjectDescription};
 pub use rmi_core::stream::{Stream, Upload};
@@ -311,6 +309,9 @@ pub use rmi_proxy::{
     Batch, BatchCall, BatchResults, Implements, Interface, IntoUri, MetaMatch, NameFilter, NameServerProxy,
     NamingError, Proxy, ProxyBuilder, Registration, Remote, Streaming, locate_ns, locate_ns_with,
 };
+/// tarpc services carried by rmi (the `tarpc` feature): the `rmi-tarpc` crate.
+#[cfg(feature = "tarpc")]
+pub use rmi_tarpc as tarpc;
 
 /// What generated code needs; not part of the API.
 #[doc(hidden)]

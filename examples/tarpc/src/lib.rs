@@ -38,7 +38,7 @@ impl World for HelloServer {
 ///
 /// As [`rmi::Daemon::register_channel`].
 pub fn serve_world(daemon: &rmi::Daemon) -> Result<rmi::ObjectUri, rmi::DaemonError> {
-    rmi::tarpc::serve(daemon, NAME, |transport| {
+    rmi_tarpc::serve(daemon, NAME, |transport| {
         let requests = tarpc::server::BaseChannel::with_defaults(transport).execute(HelloServer.serve());
         tokio::spawn(requests.for_each(|response| async move {
             tokio::spawn(response);

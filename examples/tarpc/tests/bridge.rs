@@ -37,7 +37,7 @@ async fn a_tarpc_service_is_served_with_the_key_and_found_by_name() {
     ns.register(NAME, &uri).await.unwrap();
 
     let by_name = format!("RMINAME:{NAME}@{ns_at}");
-    let transport = rmi::tarpc::connect_with(&keyed(Some(key)), by_name.as_str()).await.unwrap();
+    let transport = rmi_tarpc::connect_with(&keyed(Some(key)), by_name.as_str()).await.unwrap();
     assert!(transport.is_authenticated());
     let client = WorldClient::new(tarpc::client::Config::default(), transport).spawn();
     let greeting = tokio::time::timeout(PATIENCE, client.hello(tarpc::context::current(), "Ada".into()))
@@ -55,15 +55,15 @@ async fn a_tarpc_service_is_served_with_the_key_and_found_by_name() {
 
     // Without the key, or with another, the daemon refuses the connection.
     let direct = uri.to_string();
-    let no_key = rmi::tarpc::connect_with::<WorldRequest, WorldResponse>(&keyed(None), direct.as_str()).await;
+    let no_key = rmi_tarpc::connect_with::<WorldRequest, WorldResponse>(&keyed(None), direct.as_str()).await;
     assert!(matches!(no_key, Err(rmi::Error::Auth(rmi::AuthError::KeyRequired))), "{:?}", no_key.err());
     let wrong =
-        rmi::tarpc::connect_with::<WorldRequest, WorldResponse>(&keyed(Some("another")), direct.as_str())
+        rmi_tarpc::connect_with::<WorldRequest, WorldResponse>(&keyed(Some("another")), direct.as_str())
             .await;
     assert!(matches!(wrong, Err(rmi::Error::Auth(rmi::AuthError::WrongKey))), "{:?}", wrong.err());
     // A channel the daemon does not serve: the connection is closed, not left hanging.
     let other = format!("RMI:no.such.service@{}", uri.location);
-    let transport = rmi::tarpc::connect_with(&keyed(Some(key)), other.as_str()).await.unwrap();
+    let transport = rmi_tarpc::connect_with(&keyed(Some(key)), other.as_str()).await.unwrap();
     let client = WorldClient::new(tarpc::client::Config::default(), transport).spawn();
     let refused = tokio::time::timeout(PATIENCE, client.hello(tarpc::context::current(), "x".into())).await;
     assert!(refused.expect("an answer in time").is_err());

@@ -1,4 +1,5 @@
-//! tarpc services carried by rmi (the `tarpc` feature): a tarpc service
+//! tarpc services carried by rmi (the `rmi` crate's `tarpc` feature, which
+//! makes this crate `rmi::tarpc`): a tarpc service
 //! served on an rmi daemon's listener, behind its TLS and its shared key,
 //! registered in `rmi-naming` like any object, and reached by a tarpc client
 //! through `RMINAME:`.
@@ -12,7 +13,7 @@
 //! use tarpc::server::Channel;
 //!
 //! let daemon = rmi::Daemon::bind("127.0.0.1:0").await?;
-//! let uri = rmi::tarpc::serve(&daemon, "example.world", |transport| {
+//! let uri = rmi_tarpc::serve(&daemon, "example.world", |transport| {
 //!     let requests = tarpc::server::BaseChannel::with_defaults(transport).execute(HelloServer.serve());
 //!     tokio::spawn(requests.for_each(|response| async move {
 //!         tokio::spawn(response);
@@ -21,7 +22,7 @@
 //! rmi::locate_ns(None).await?.register("example.world", &uri).await?;
 //!
 //! // Elsewhere:
-//! let transport = rmi::tarpc::connect("RMINAME:example.world").await?;
+//! let transport = rmi_tarpc::connect("RMINAME:example.world").await?;
 //! let client = WorldClient::new(tarpc::client::Config::default(), transport).spawn();
 //! let greeting = client.hello(tarpc::context::current(), "rmi".into()).await?;
 //! # Ok(()) }
@@ -37,8 +38,6 @@ use rmi_core::transport::Transport;
 use rmi_core::{Config, Error, ObjectUri, Uri};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-
-pub use ::tarpc as tarpc_crate;
 
 /// What a served tarpc service reads requests from and writes responses to.
 pub type ServerTransport<Req, Resp> =
