@@ -193,3 +193,30 @@ async fn a_connection_is_told_closed_after_its_calls_and_before_its_session_goes
         ]
     );
 }
+
+/// A batch's calls are put to `before_call` with their own object and
+/// method, so that per-method authorization holds for batches too: the
+/// batch runs up to the refused call, which answers `Refused`.
+#[tokio::test]
+async fn the_hooks_see_and_refuse_the_calls_inside_a_batch() {
+    let recorder = Recorder::default();
+    let d = TestDaemon::start(builder().hooks(recorder.clone())).await;
+    let uri = d.daemon.register(Calculator::default(), Some("calc")).unwrap();
+    let calc = rmi::Proxy::new(&uri).unwrap();
+    let mut batch = calc.batch();
+    let first = batch.call::<i64>("add", (1, 2)).unwrap();
+    let _: rmi::BatchCall<()> = batch.call("record", ("before the secret",)).unwrap();
+    let secret = batch.call::<u32>("secret_plus_one", ()).unwrap();
+    let _: rmi::BatchCall<()> = batch.call("record", ("after the secret",)).unwrap();
+    let results = batch.run().await.unwrap();
+    assert_eq!(results.get(first).unwrap(), 3);
+    let refused = results.get(secret).unwrap_err();
+    let Error::Remote(remote) = &refused else { panic!("expected a refusal, got {refused:?}") };
+    assert_eq!(remote.kind(), RemoteErrorKind::Refused);
+    assert!(remote.message().contains("secrets are for admins"), "{remote}");
+    // Nothing from the refused call on ran.
+    assert_eq!(calc.call::<Vec<String>>("records", ()).await.unwrap(), ["before the secret"]);
+    let lines = recorder.lines();
+    assert!(lines.iter().any(|l| l == "before calc.secret_plus_one"), "{lines:?}");
+    d.stop().await;
+}

@@ -193,6 +193,12 @@ impl CallContext {
         self.rest.as_ref().and_then(|r| r.connection.as_ref()).map(|c| c.id)
     }
 
+    /// The connection the call came over (`None` for a call of a local
+    /// object).
+    pub fn connection(&self) -> Option<&Arc<ConnectionInfo>> {
+        self.rest.as_ref().and_then(|r| r.connection.as_ref())
+    }
+
     /// The address of the peer that made the call.
     pub fn peer(&self) -> Option<&str> {
         self.rest.as_ref().and_then(|r| r.connection.as_ref()).map(|c| c.peer.as_str())

@@ -275,7 +275,10 @@ impl DaemonBuilder {
         let output = Arc::new(QueueBudget::new(self.options.max_queued_total));
         Ok(Daemon {
             inner: Arc::new(Inner {
-                registry: Registry::with_daemon_object(self.options.max_message_size),
+                registry: Registry::with_daemon_object(
+                    self.options.max_message_size,
+                    self.options.hooks.as_ref().map(|h| h.0.clone()),
+                ),
                 options: self.options,
                 shutdown: CancellationToken::new(),
                 calls: TaskTracker::new(),

@@ -35,6 +35,18 @@ pub struct CallInfo<'a> {
     pub oneway: bool,
 }
 
+impl<'a> CallInfo<'a> {
+    /// A call of `method` on `object` over `connection`.
+    pub(crate) fn new(
+        connection: &'a ConnectionInfo,
+        object: &'a str,
+        method: &'a str,
+        oneway: bool,
+    ) -> Self {
+        CallInfo { connection, object, method, oneway }
+    }
+}
+
 /// How a call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -115,6 +115,9 @@ pub(crate) struct DaemonObject {
     pub(crate) registry: Weak<Registry>,
     /// The largest reply a batch may build (the message size limit).
     pub(crate) max_reply: usize,
+    /// The daemon's hooks: each call of a batch is put to
+    /// [`crate::Hooks::before_call`] with its own object and method.
+    pub(crate) hooks: Option<Arc<dyn crate::Hooks>>,
 }
 
 const DAEMON_METHODS: [MethodInfo; 4] = [
@@ -138,6 +141,23 @@ const DAEMON_METHODS: [MethodInfo; 4] = [
         stream: false,
     },
 ];
+
+impl DaemonObject {
+    /// The hooks' refusal of the first call of a batch they refuse, if any:
+    /// the calls from it on are dropped, and it stands as the batch's last
+    /// reply (after the calls before it, if they all succeed).
+    fn refusal(&self, id: &str, calls: &mut Vec<(Text, Encoded)>) -> Option<RemoteError> {
+        let hooks = self.hooks.as_ref()?;
+        let context = rmi_core::context::context();
+        let connection = context.as_ref().and_then(rmi_core::context::CallContext::connection)?;
+        let (index, reason) = calls.iter().enumerate().find_map(|(index, (method, _))| {
+            let call = crate::CallInfo::new(connection, id, method.as_str(), false);
+            hooks.before_call(&call).err().map(|reason| (index, reason))
+        })?;
+        calls.truncate(index);
+        Some(RemoteError::new(RemoteErrorKind::Refused, format!("refused: {reason}")))
+    }
+}
 
 impl Exposed for DaemonObject {
     fn type_name(&self) -> &'static str {
@@ -164,8 +184,11 @@ impl Exposed for DaemonObject {
         let [ping, describe, registered, batch] = &DAEMON_METHODS;
         if method == "batch" {
             return match object::decode_args::<(String, Vec<(Text, Encoded)>)>(&args, batch) {
-                Ok((id, calls)) => match registry.get(&id) {
-                    Some(target) if id != DAEMON_OBJECT => run_batch(target, calls, self.max_reply),
+                Ok((id, mut calls)) => match registry.get(&id) {
+                    Some(target) if id != DAEMON_OBJECT => {
+                        let refusal = self.refusal(&id, &mut calls);
+                        run_batch(target, calls, self.max_reply, refusal)
+                    }
                     _ => Dispatch::Ready(Err(registry.not_found(&id))),
                 },
                 Err(e) => Dispatch::Ready(Err(e)),
@@ -197,6 +220,8 @@ struct Replies {
     replies: Vec<Reply>,
     size: usize,
     max: usize,
+    /// A call the hooks refused, after the ones that run.
+    refusal: Option<RemoteError>,
 }
 
 impl Replies {
@@ -222,7 +247,13 @@ impl Replies {
         ok
     }
 
-    fn encode(&self) -> Reply {
+    fn encode(&mut self) -> Reply {
+        // The refused call stands last, unless the batch stopped before it.
+        if let Some(refused) = self.refusal.take()
+            && self.replies.iter().all(Result::is_ok)
+        {
+            self.replies.push(Err(refused));
+        }
         object::encode_return(&self.replies)
     }
 }
@@ -234,14 +265,19 @@ impl Replies {
 /// run here; from the first call that awaits or may block on, the rest run
 /// in the returned future, and each run of calls that may block goes to the
 /// blocking pool together, on one thread.
-fn run_batch(target: Arc<dyn Exposed>, calls: Vec<(Text, Encoded)>, max_reply: usize) -> Dispatch {
+fn run_batch(
+    target: Arc<dyn Exposed>,
+    calls: Vec<(Text, Encoded)>,
+    max_reply: usize,
+    refusal: Option<RemoteError>,
+) -> Dispatch {
     // The batch's calls run in the batch's own context (its deadline, its
     // caller's correlation id).
     let context = rmi_core::context::context().unwrap_or_default();
     let mut batch = BatchRun {
         target,
         calls: calls.into_iter(),
-        replies: Replies { replies: Vec::new(), size: 0, max: max_reply },
+        replies: Replies { replies: Vec::new(), size: 0, max: max_reply, refusal },
         context,
         scope: current_scope(),
     };
@@ -352,9 +388,12 @@ impl BatchRun {
 
 impl Registry {
     /// A registry that already hosts the daemon's own object.
-    pub(crate) fn with_daemon_object(max_reply: usize) -> Arc<Registry> {
+    pub(crate) fn with_daemon_object(
+        max_reply: usize,
+        hooks: Option<Arc<dyn crate::Hooks>>,
+    ) -> Arc<Registry> {
         let registry = Arc::new(Registry::default());
-        let object = DaemonObject { registry: Arc::downgrade(&registry), max_reply };
+        let object = DaemonObject { registry: Arc::downgrade(&registry), max_reply, hooks };
         registry.objects.insert(DAEMON_OBJECT.to_owned(), Arc::new(object));
         registry
     }
