@@ -709,3 +709,34 @@ async fn rmi_streams_reach_python_as_pyro5_iterators() {
     assert_eq!(out["again"], serde_json::json!([0, 1]));
     d.stop().await;
 }
+
+const OVERSIZED: &str = r#"
+import json, sys
+import Pyro5.api
+uri = "PYRO:shapes@127.0.0.1:" + sys.argv[1]
+out = {}
+with Pyro5.api.Proxy(uri) as p:
+    out["one_mib"] = len(p.greet("x" * (1 << 20)))
+try:
+    with Pyro5.api.Proxy(uri) as p:
+        p.greet("x" * (3 << 20))
+    out["three_mib"] = "answered"
+except Exception as e:
+    out["three_mib"] = type(e).__name__
+with Pyro5.api.Proxy(uri) as p:
+    out["after"] = p.add(1, 1)
+print(json.dumps(out))
+"#;
+
+/// A Pyro5 message over the Pyro5 bound (2 MiB: its json is parsed whole)
+/// closes its connection; the daemon serves the next client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_pyro5_message_is_refused_and_others_are_served() {
+    let (d, port) = shapes_daemon(Pyro5Mode::On).await;
+    let out = python(OVERSIZED, vec![port.to_string()]).await;
+    let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(out["one_mib"], (1 << 20) + "Hello, !".len());
+    assert_ne!(out["three_mib"], "answered", "{out}");
+    assert_eq!(out["after"], 2);
+    d.stop().await;
+}

@@ -55,5 +55,5 @@ pub use daemon::{
 pub use flow::HELD_LIMIT;
 pub use hooks::{CallInfo, CallOutcome, Hooks};
 pub use instances::InstanceMode;
-pub use pyro5::{Pyro5Exception, Pyro5Future, Pyro5Object};
+pub use pyro5::{PYRO5_MAX_MESSAGE, Pyro5Exception, Pyro5Future, Pyro5Object};
 pub use registry::DAEMON_OBJECT;

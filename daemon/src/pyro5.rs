@@ -74,6 +74,16 @@ pub trait Pyro5Object: std::fmt::Debug + Send + Sync + 'static {
     -> Pyro5Future<'a>;
 }
 
+/// The largest message read from a Pyro5 client. Its json body is parsed
+/// whole into a tree of values (several times its size in memory, where
+/// rmi's own frames decode straight into the method's types), so the bound
+/// is lower than rmi's message limit.
+pub const PYRO5_MAX_MESSAGE: usize = 2 * 1024 * 1024;
+
+fn read_limit(options: &crate::state::Options) -> usize {
+    options.max_message_size.min(PYRO5_MAX_MESSAGE)
+}
+
 /// Why a connection ends before its client closes it.
 enum End {
     /// The client closed it, or sent what cannot be read: logged, closed.
@@ -85,8 +95,10 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection, info: 
     let options = &daemon.options;
     let peer = info.peer.clone();
     let max = options.max_message_size;
-    let first =
-        tokio::time::timeout(options.handshake_timeout, read_message_after_magic(&mut connection, max));
+    let first = tokio::time::timeout(
+        options.handshake_timeout,
+        read_message_after_magic(&mut connection, read_limit(options)),
+    );
     let first = match first.await {
         Ok(Ok(message)) => message,
         Ok(Err(e)) => {
@@ -185,7 +197,7 @@ impl Session<'_> {
         }
         let idle = self.daemon.options.idle_timeout;
         loop {
-            let read = read_message(connection, max);
+            let read = read_message(connection, read_limit(&self.daemon.options));
             let message = tokio::select! {
                 () = self.daemon.shutdown.cancelled() => return End::Gone("the daemon shut down".into()),
                 message = async {
