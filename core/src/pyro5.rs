@@ -29,6 +29,12 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub mod body;
 
+/// The largest Pyro5 message rmi reads, from a client or from a daemon. A
+/// json body is parsed whole into a tree of values (several times its size
+/// in memory, where rmi's own frames decode straight into the method's
+/// types), so the bound is lower than rmi's message limit.
+pub const PYRO5_MAX_MESSAGE: usize = 2 * 1024 * 1024;
+
 /// Every Pyro5 message starts with these bytes.
 pub const MAGIC: [u8; 4] = *b"PYRO";
 /// The one protocol version Pyro5 5.x speaks (both sides must match).

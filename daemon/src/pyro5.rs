@@ -74,11 +74,7 @@ pub trait Pyro5Object: std::fmt::Debug + Send + Sync + 'static {
     -> Pyro5Future<'a>;
 }
 
-/// The largest message read from a Pyro5 client. Its json body is parsed
-/// whole into a tree of values (several times its size in memory, where
-/// rmi's own frames decode straight into the method's types), so the bound
-/// is lower than rmi's message limit.
-pub const PYRO5_MAX_MESSAGE: usize = 2 * 1024 * 1024;
+pub use rmi_core::pyro5::PYRO5_MAX_MESSAGE;
 
 fn read_limit(options: &crate::state::Options) -> usize {
     options.max_message_size.min(PYRO5_MAX_MESSAGE)

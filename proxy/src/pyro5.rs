@@ -91,7 +91,8 @@ impl Session {
         let connect =
             Message::new(MessageType::Connect, Serializer::Json, Flags::default(), 0, json_bytes(&hello));
         send(&mut connection, &connect, options.max_message_size).await?;
-        let answer = read_message(&mut connection, options.max_message_size).await.map_err(protocol)?;
+        let limit = options.max_message_size.min(rmi_core::pyro5::PYRO5_MAX_MESSAGE);
+        let answer = read_message(&mut connection, limit).await.map_err(protocol)?;
         match answer.header.kind {
             MessageType::ConnectOk => Ok(Session { connection, seq: 0 }),
             MessageType::ConnectFail => {
@@ -125,7 +126,9 @@ impl Session {
         if oneway {
             return Ok(Value::Null);
         }
-        let reply = read_message(&mut self.connection, max).await.map_err(protocol)?;
+        let reply = read_message(&mut self.connection, max.min(rmi_core::pyro5::PYRO5_MAX_MESSAGE))
+            .await
+            .map_err(protocol)?;
         if reply.header.kind != MessageType::Result {
             return Err(protocol(format!("expected RESULT, got {:?}", reply.header.kind)));
         }
