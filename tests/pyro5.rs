@@ -740,3 +740,35 @@ async fn an_oversized_pyro5_message_is_refused_and_others_are_served() {
     assert_eq!(out["after"], 2);
     d.stop().await;
 }
+
+const DISCOVER: &str = r#"
+import json, sys
+import Pyro5.api
+from Pyro5 import config
+config.BROADCAST_ADDRS = ["127.0.0.1"]
+ns = Pyro5.api.locate_ns(port=int(sys.argv[1]))
+print(json.dumps([str(ns._pyroUri), ns.count()]))
+"#;
+
+/// Pyro5's `locate_ns()` finds `rmi-naming` by its UDP discovery (the same
+/// `GET_NSURI` question rmi's clients ask), and rmi's clients still do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyro5s_locate_ns_discovers_rmi_naming_and_so_do_rmi_clients() {
+    let mut config = rmi::Config::default();
+    config.pyro5 = Pyro5Mode::On;
+    let mut options = rmi_naming::NameServerOptions::from_config(&config);
+    options.port = 0;
+    options.broadcast_port = Some(0);
+    let ns = rmi_naming::start(options).await.unwrap();
+    let bcport = ns.discovery_address().unwrap().port();
+    let rmi::Location::Tcp(at) = ns.uri().location.clone() else { panic!("tcp") };
+    let out = python(DISCOVER, vec![bcport.to_string()]).await;
+    let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(out, serde_json::json!([format!("PYRO:Pyro.NameServer@{at}"), 0]));
+    let mut client = rmi::Config::default();
+    client.ns_bcport = bcport;
+    let found = rmi_proxy::locate_ns_with(&client, None).await.unwrap();
+    assert_eq!(found.uri().to_string(), ns.uri().to_string());
+    assert_eq!(found.count().await.unwrap(), 0);
+    ns.stop().await.unwrap();
+}

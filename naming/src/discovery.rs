@@ -1,5 +1,6 @@
 //! The discovery responder: answers `GET_NSURI` on the UDP broadcast port
-//! with the name server's URI, as Pyro's broadcast server does.
+//! with the name server's URI, as Pyro's broadcast server does (its Pyro5
+//! URI when it also serves Pyro5's tools).
 
 use std::net::SocketAddr;
 
@@ -9,8 +10,17 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 /// Answers discovery queries until `stop` changes.
-pub(crate) async fn respond(socket: UdpSocket, uri: ObjectUri, mut stop: watch::Receiver<bool>) {
-    let answer = uri.to_string();
+///
+/// With `pyro5`, the answer is the Pyro5 name server's URI
+/// (`PYRO:Pyro.NameServer@…`, the same daemon and port): Pyro5's
+/// `locate_ns()` asks the same question and reads only `PYRO:` URIs, and
+/// rmi's clients read it as rmi's name server.
+pub(crate) async fn respond(socket: UdpSocket, uri: ObjectUri, pyro5: bool, mut stop: watch::Receiver<bool>) {
+    let answer = if pyro5 {
+        format!("PYRO:{}@{}", rmi_proxy::PYRO5_NAME_SERVER, uri.location)
+    } else {
+        uri.to_string()
+    };
     // A name server that only listens on loopback answers only local
     // queries: its URI would point other machines at themselves.
     let local_only = match &uri.location {

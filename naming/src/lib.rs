@@ -223,7 +223,8 @@ pub async fn start(options: NameServerOptions) -> Result<RunningNameServer, Star
                 .await
                 .map_err(|source| StartError::Discovery { address: address.clone(), source })?;
             let bound = socket.local_addr().map_err(|source| StartError::Discovery { address, source })?;
-            (Some(bound), Some(tokio::spawn(discovery::respond(socket, uri.clone(), stopped))))
+            let pyro5 = options.pyro5 != rmi_core::config::Pyro5Mode::Off;
+            (Some(bound), Some(tokio::spawn(discovery::respond(socket, uri.clone(), pyro5, stopped))))
         }
         None => (None, None),
     };

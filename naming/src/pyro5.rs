@@ -24,8 +24,7 @@ use serde_json::{Map, Value, json};
 
 use crate::server::NameServer;
 
-/// The id Pyro5 gives its name server object.
-pub const PYRO5_NAME_SERVER: &str = "Pyro.NameServer";
+pub use rmi_proxy::PYRO5_NAME_SERVER;
 
 pub use rmi_proxy::PYRO5_TAG;
 

@@ -50,8 +50,8 @@ pub use builder::ProxyBuilder;
 pub use connection::MAX_QUEUED_REQUESTS;
 pub use naming::{
     DISCOVERY_QUERY, MAX_NAME_LEN, MetaMatch, NAME_SERVER_OBJECT, NameFilter, NameServerApi,
-    NameServerApiObject, NameServerApiProxy, NameServerProxy, NamingError, PYRO5_TAG, Registration,
-    check_name, check_tag, locate_ns, locate_ns_with,
+    NameServerApiObject, NameServerApiProxy, NameServerProxy, NamingError, PYRO5_NAME_SERVER, PYRO5_TAG,
+    Registration, check_name, check_tag, locate_ns, locate_ns_with,
 };
 pub use proxy::{DAEMON_OBJECT, DEFAULT_CONNECT_TIMEOUT, IntoUri, Proxy};
 pub use remote::{Implements, Interface, Remote};

@@ -453,6 +453,23 @@ fn parse_address(text: &str, default_port: u16) -> Result<HostPort, Error> {
     Ok(HostPort { host, port: default_port })
 }
 
+/// The name server a discovery answer names: rmi's URI, or, from an
+/// `rmi-naming` that also answers Pyro5's tools, its Pyro5 name server
+/// (`PYRO:Pyro.NameServer@…`), which is rmi's name server on the same port.
+fn discovered(answer: &str) -> Result<ObjectUri, rmi_core::UriError> {
+    match answer.parse::<Uri>()? {
+        Uri::Pyro5(uri) if uri.object == PYRO5_NAME_SERVER => {
+            Ok(ObjectUri { object: NAME_SERVER_OBJECT.to_owned(), location: uri.location })
+        }
+        Uri::Pyro5(_) | Uri::Name(_) | Uri::Meta(_) => answer.parse::<ObjectUri>(),
+        Uri::Object(uri) => Ok(uri),
+    }
+}
+
+/// The id Pyro5 gives its name server object (what `rmi-naming` answers
+/// Pyro5's tools as).
+pub const PYRO5_NAME_SERVER: &str = "Pyro.NameServer";
+
 /// Asks who the name server is, by UDP to the broadcast port (broadcast
 /// address and loopback); the first valid answer wins.
 async fn discover(bcport: u16) -> Option<ObjectUri> {
@@ -467,7 +484,7 @@ async fn discover(bcport: u16) -> Option<ObjectUri> {
         let deadline = tokio::time::Instant::now() + DISCOVERY_WAIT;
         while let Ok(Ok((n, from))) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await {
             let answer = buf.get(..n).and_then(|b| std::str::from_utf8(b).ok()).map(str::trim);
-            match answer.map(str::parse::<ObjectUri>) {
+            match answer.map(discovered) {
                 Some(Ok(uri)) => {
                     tracing::debug!(%from, %uri, "name server found by discovery");
                     return Some(uri);
