@@ -772,3 +772,38 @@ async fn pyro5s_locate_ns_discovers_rmi_naming_and_so_do_rmi_clients() {
     assert_eq!(found.count().await.unwrap(), 0);
     ns.stop().await.unwrap();
 }
+
+/// Counts its own calls: one per Pyro5 connection when made per session.
+#[derive(Default)]
+pub struct Tally(std::sync::atomic::AtomicU32);
+
+#[rmi::expose]
+impl Tally {
+    pub fn next(&self) -> u32 {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+}
+
+const SESSIONS: &str = r#"
+import json, sys
+import Pyro5.api
+uri = "PYRO:tally@127.0.0.1:" + sys.argv[1]
+with Pyro5.api.Proxy(uri) as a, Pyro5.api.Proxy(uri) as b:
+    out = [a.next(), a.next(), b.next(), a.next(), b.next()]
+with Pyro5.api.Proxy(uri) as c:
+    out.append(c.next())
+print(json.dumps(out))
+"#;
+
+/// An object made per connection (`InstanceMode::Session`) has one instance
+/// per Pyro5 connection, as Pyro5's `instance_mode="session"`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_objects_have_an_instance_per_pyro5_connection() {
+    let d = TestDaemon::start(builder().pyro5(Pyro5Mode::On)).await;
+    d.daemon.register_factory(rmi::InstanceMode::Session, Tally::default, Some("tally")).unwrap();
+    let rmi::Location::Tcp(hp) = d.daemon.location().clone() else { panic!("not TCP") };
+    let out = python(SESSIONS, vec![hp.port.to_string()]).await;
+    let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(out, serde_json::json!([1, 2, 1, 3, 2, 1]));
+    d.stop().await;
+}

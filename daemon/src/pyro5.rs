@@ -13,8 +13,10 @@
 //! Served: the handshake with the object's metadata, calls, oneway calls,
 //! batches, ping, streams as Pyro5 iterators (see `streams`), and Pyro5's
 //! daemon object (`get_metadata`, `ping`, `info`, `registered`,
-//! `get_next_stream_item`, `close_stream`). Not served yet: attributes (rmi objects have none: `__getattr__` is an `AttributeError`),
-//! objects made per connection, and compressed messages.
+//! `get_next_stream_item`, `close_stream`); objects made per connection
+//! (`InstanceMode::Session`) get one instance per Pyro5 connection, as
+//! Pyro5's `instance_mode="session"`. Not served: attributes (rmi objects
+//! have none: `__getattr__` is an `AttributeError`) and compressed messages.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -80,6 +82,14 @@ fn read_limit(options: &crate::state::Options) -> usize {
     options.max_message_size.min(PYRO5_MAX_MESSAGE)
 }
 
+/// The object space of a Pyro5 connection: its own session instances, and
+/// no link to call back over (Pyro5 clients are not called back).
+fn pyro5_scope() -> rmi_core::peer::Scope {
+    let no_link: std::sync::Weak<dyn rmi_core::peer::Link> =
+        std::sync::Weak::<crate::callbacks::Callbacks>::new();
+    rmi_core::peer::Scope::weak(rmi_core::peer::Peer::new(), &no_link)
+}
+
 /// Why a connection ends before its client closes it.
 enum End {
     /// The client closed it, or sent what cannot be read: logged, closed.
@@ -119,8 +129,11 @@ pub(crate) async fn serve(daemon: Arc<Inner>, mut connection: Connection, info: 
         info: info.clone(),
         contexts: ConnectionContext::new(Some(info.clone())),
         streams: streams::Streams::default(),
+        scope: pyro5_scope(),
     };
     let ended = session.run(&mut connection, first).await;
+    // Its session instances go with the connection.
+    session.scope.peer().close();
     let End::Gone(why) = ended;
     tracing::debug!(%peer, "Pyro5 connection closed: {why}");
     let _ = connection.shutdown().await;
@@ -135,6 +148,10 @@ struct Session<'a> {
     contexts: ConnectionContext,
     /// The connection's streams its client reads as Pyro5 iterators.
     streams: streams::Streams,
+    /// The connection's object space: where its session instances live
+    /// (objects registered with `InstanceMode::Session`), one per Pyro5
+    /// connection as Pyro5's `instance_mode="session"`.
+    scope: rmi_core::peer::Scope,
 }
 
 /// What a call became: its result, or a stream to read as an iterator.
@@ -344,6 +361,7 @@ impl Session<'_> {
             // The client does not wait: the call runs on, tracked by the
             // daemon (its shutdown waits for it), its result dropped.
             let daemon = self.daemon.clone();
+            let scope = self.scope.clone();
             let context = self.contexts.call(None, None);
             let info = self.info.clone();
             let id = call.object.clone();
@@ -351,8 +369,17 @@ impl Session<'_> {
             let has_kwargs = call.has_kwargs();
             let args = call.params;
             self.daemon.calls.spawn(async move {
-                let _ =
-                    run_call(&daemon, &info, context, (&object, &id, &method), args, has_kwargs, true).await;
+                let _ = run_call(
+                    &daemon,
+                    &info,
+                    &scope,
+                    context,
+                    (&object, &id, &method),
+                    args,
+                    has_kwargs,
+                    true,
+                )
+                .await;
             });
             return None;
         }
@@ -392,7 +419,17 @@ impl Session<'_> {
         oneway: bool,
     ) -> Result<Outcome, Value> {
         let context = self.contexts.call(None, None);
-        run_call(self.daemon, &self.info, context, (object, id, method), args, has_kwargs, oneway).await
+        run_call(
+            self.daemon,
+            &self.info,
+            &self.scope,
+            context,
+            (object, id, method),
+            args,
+            has_kwargs,
+            oneway,
+        )
+        .await
     }
 
     /// A call to Pyro5's own daemon object.
@@ -484,9 +521,11 @@ const fn daemon_method(name: &'static str) -> rmi_core::object::MethodInfo {
 
 /// Runs one call of `method` on `object` (hosted as `id`) with JSON
 /// arguments: the hooks asked first; the JSON result, or the exception.
+#[allow(clippy::too_many_arguments)]
 async fn run_call(
     daemon: &Arc<Inner>,
     info: &Arc<ConnectionInfo>,
+    scope: &rmi_core::peer::Scope,
     mut context: rmi_core::context::CallContext,
     (object, id, method): (&Arc<dyn Exposed>, &str, &str),
     args: Vec<Value>,
@@ -509,12 +548,6 @@ async fn run_call(
             &[],
         ));
     }
-    if object.per_connection() {
-        return Err(error(RemoteError::new(
-            RemoteErrorKind::Refused,
-            "objects made per connection are not served to Pyro5 clients yet",
-        )));
-    }
     let hooks = daemon.options.hooks.as_ref().map(|h| &h.0);
     let (object_text, method_text) = (Text::from(id), Text::from(method));
     let traced = if Traced::wanted(hooks) {
@@ -528,7 +561,9 @@ async fn run_call(
         None
     };
     let args = rmi_core::json::arguments(args);
-    let started = with_json_replies(|| invoke::start(object.clone(), method, args, &mut context));
+    // In the connection's scope: a session instance is this connection's.
+    let started =
+        scope.enter(|| with_json_replies(|| invoke::start(object.clone(), method, args, &mut context)));
     let started = match started {
         Started::Stream(source) if !oneway => {
             if let Some(traced) = traced {
