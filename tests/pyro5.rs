@@ -774,7 +774,7 @@ async fn pyro5s_locate_ns_discovers_rmi_naming_and_so_do_rmi_clients() {
 }
 
 /// Counts its own calls: one per Pyro5 connection when made per session.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Tally(std::sync::atomic::AtomicU32);
 
 #[rmi::expose]
