@@ -109,6 +109,8 @@ async fn python(script: &'static str, args: Vec<String>) -> String {
 const CALLS: &str = r#"
 import json, sys
 import Pyro5.api, Pyro5.errors
+from Pyro5 import config
+config.SERIALIZER = sys.argv[2]
 uri = "PYRO:shapes@127.0.0.1:" + sys.argv[1]
 out = {}
 with Pyro5.api.Proxy(uri) as p:
@@ -165,8 +167,17 @@ print(json.dumps(out))
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_pyro5_client_calls_an_rmi_object() {
-    let (d, port) = shapes_daemon(Pyro5Mode::On).await;
-    let out = python(CALLS, vec![port.to_string()]).await;
+    for serializer in ["json", "serpent"] {
+        let (d, port) = shapes_daemon(Pyro5Mode::On).await;
+        calls(port, serializer).await;
+        d.stop().await;
+    }
+}
+
+/// The calls of `CALLS` with Pyro5's `serializer` (json, or serpent, its
+/// default), and what they must give.
+async fn calls(port: u16, serializer: &str) {
+    let out = python(CALLS, vec![port.to_string(), serializer.to_owned()]).await;
     let out: serde_json::Value = serde_json::from_str(out.trim()).expect("the script's JSON");
     let methods: Vec<&str> = out["methods"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
     assert_eq!(
@@ -217,7 +228,6 @@ async fn a_python_pyro5_client_calls_an_rmi_object() {
     let proxy = rmi::Proxy::connect(&format!("RMI:shapes@127.0.0.1:{port}")).await.unwrap();
     let sum: i64 = proxy.call("add", &(1i64, 2i64)).await.unwrap();
     assert_eq!(sum, 3);
-    d.stop().await;
 }
 
 const REFUSED: &str = r#"
@@ -235,15 +245,14 @@ print(json.dumps(out))
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_on_another_serializer_is_told_to_use_json() {
+async fn a_client_on_marshal_is_told_to_use_json_and_one_on_serpent_is_served() {
     let (d, port) = shapes_daemon(Pyro5Mode::On).await;
     let out =
-        python(REFUSED, vec![port.to_string(), "serpent".into(), "marshal".into(), "json".into()]).await;
+        python(REFUSED, vec![port.to_string(), "marshal".into(), "json".into(), "serpent".into()]).await;
     let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    for refused in [&out[0], &out[1]] {
-        assert_eq!(refused[0], "CommunicationError", "{refused}");
-        assert!(refused[1].as_str().unwrap().contains("PYRO_SERIALIZER=json"), "{refused}");
-    }
+    assert_eq!(out[0][0], "CommunicationError", "{out}");
+    assert!(out[0][1].as_str().unwrap().contains("PYRO_SERIALIZER=json"), "{out}");
+    assert_eq!(out[1], serde_json::json!(["answered", 3]));
     assert_eq!(out[2], serde_json::json!(["answered", 3]));
     d.stop().await;
 }

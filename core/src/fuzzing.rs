@@ -115,6 +115,13 @@ pub fn pyro5_target(data: &[u8]) {
 /// decode them.
 fn pyro5_bodies(payload: &[u8]) {
     use crate::pyro5::body::{Connect, Invoke};
+    // serpent, read as a literal subset: what reads writes back and reads the same.
+    if let Ok(value) = crate::pyro5::serpent::parse(payload) {
+        let again = crate::pyro5::serpent::parse(&crate::pyro5::serpent::write(&value))
+            .unwrap_or_else(|e| panic!("serpent written from {value} does not read again: {e}"));
+        assert_eq!(again, value);
+        let _ = Invoke::from_value(value);
+    }
     let _ = Connect::parse(payload);
     if let Ok(call) = Invoke::parse(payload) {
         let _ = call.batch();

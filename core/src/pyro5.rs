@@ -28,6 +28,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub mod body;
+pub mod serpent;
 
 /// The largest Pyro5 message rmi reads, from a client or from a daemon. A
 /// json body is parsed whole into a tree of values (several times its size

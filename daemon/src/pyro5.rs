@@ -1,11 +1,13 @@
-//! A connection from a Pyro5 client (Python's `Pyro5.api.Proxy` with the
-//! json serializer): the same objects as rmi's clients call, through Pyro5's
-//! protocol (see [`rmi_core::pyro5`]).
+//! A connection from a Pyro5 client (Python's `Pyro5.api.Proxy`, on the
+//! json serializer or on serpent, read as a literal subset): the same
+//! objects as rmi's clients call, through Pyro5's protocol (see
+//! [`rmi_core::pyro5`]).
 //!
 //! A Pyro5 proxy is sequential: it sends one request and waits for its
 //! reply (a oneway call excepted), so one task reads, runs and answers.
-//! Arguments arrive as a JSON array and decode with serde into the method's
-//! parameter types; the result goes back in JSON (see [`rmi_core::json`]).
+//! Arguments arrive as a JSON array (serpent is read into the same values)
+//! and decode with serde into the method's parameter types; the result goes
+//! back in the client's serializer (see [`rmi_core::json`]).
 //! Calls pass through the daemon's hooks like rmi's own, run where rmi's
 //! run (the blocking pool for synchronous methods), panics caught; the
 //! message limit, the handshake and idle timeouts and the shutdown apply.
@@ -160,9 +162,9 @@ enum Outcome {
     Stream(rmi_core::stream::Source),
 }
 
-/// A reply to `request` of `kind`: same sequence number and serializer,
-/// its correlation id echoed.
-fn answer(request: &Message, kind: MessageType, flags: Flags, payload: Vec<u8>) -> Message {
+/// A reply to `request` of `kind` with the bytes `payload`: same sequence
+/// number and serializer, its correlation id echoed.
+fn answer_raw(request: &Message, kind: MessageType, flags: Flags, payload: Vec<u8>) -> Message {
     let mut reply = Message::new(kind, Serializer::Json, flags, request.header.seq, Bytes::from(payload));
     reply.header.serializer = request.header.serializer;
     if request.header.flags.contains(Flags::CORR_ID) {
@@ -172,16 +174,43 @@ fn answer(request: &Message, kind: MessageType, flags: Flags, payload: Vec<u8>) 
     reply
 }
 
+/// A reply to `request` carrying `value`, in the request's serializer.
+fn answer(request: &Message, kind: MessageType, flags: Flags, value: &Value) -> Message {
+    answer_raw(request, kind, flags, encode_body(request.header.serializer, value))
+}
+
+/// Whether payloads in `serializer` are read here: json, and serpent as a
+/// literal subset (see [`rmi_core::pyro5::serpent`]).
+fn readable(serializer: u8) -> bool {
+    serializer == Serializer::Json as u8 || serializer == Serializer::Serpent as u8
+}
+
+fn decode_body(serializer: u8, payload: &[u8]) -> Result<Value, body::BodyError> {
+    if serializer == Serializer::Serpent as u8 {
+        rmi_core::pyro5::serpent::parse(payload)
+    } else {
+        serde_json::from_slice(payload).map_err(|e| body::BodyError(format!("not JSON: {e}")))
+    }
+}
+
+fn encode_body(serializer: u8, value: &Value) -> Vec<u8> {
+    if serializer == Serializer::Serpent as u8 {
+        rmi_core::pyro5::serpent::write(value)
+    } else {
+        value.to_string().into_bytes()
+    }
+}
+
 /// A CONNECTFAIL saying `why`, in the client's serializer.
 fn fail(request: &Message, why: &str) -> Message {
     let payload = body::string_in(request.header.serializer, why)
         .unwrap_or_else(|| body::string_in(Serializer::Json as u8, why).unwrap_or_default());
-    answer(request, MessageType::ConnectFail, Flags::default(), payload)
+    answer_raw(request, MessageType::ConnectFail, Flags::default(), payload)
 }
 
 /// A RESULT carrying `exception`.
 fn exception(request: &Message, exception: &Value) -> Message {
-    answer(request, MessageType::Result, Flags::EXCEPTION, exception.to_string().into_bytes())
+    answer(request, MessageType::Result, Flags::EXCEPTION, exception)
 }
 
 async fn send(connection: &mut Connection, message: Message, max: usize) -> Result<(), End> {
@@ -190,8 +219,7 @@ async fn send(connection: &mut Connection, message: Message, max: usize) -> Resu
         Err(e) => {
             // A result over the limit: the client hears why instead.
             let why = body::exception("Pyro5.errors.MessageTooLargeError", &e.to_string(), &[]);
-            let fallback =
-                answer(&message, MessageType::Result, Flags::EXCEPTION, why.to_string().into_bytes());
+            let fallback = answer(&message, MessageType::Result, Flags::EXCEPTION, &why);
             fallback.encode(max).map_err(|e| End::Gone(e.to_string()))?
         }
     };
@@ -199,7 +227,7 @@ async fn send(connection: &mut Connection, message: Message, max: usize) -> Resu
     connection.flush().await.map_err(|e| End::Gone(format!("writing: {e}")))
 }
 
-const JSON_ONLY: &str = "this daemon (rmi) speaks Pyro5's json serializer only: set PYRO_SERIALIZER=json \
+const JSON_ONLY: &str = "this daemon (rmi) reads Pyro5's json and serpent serializers only: set PYRO_SERIALIZER=json \
                          (or proxy._pyroSerializer = \"json\")";
 
 impl Session<'_> {
@@ -228,7 +256,7 @@ impl Session<'_> {
             };
             let reply = match message.header.kind {
                 MessageType::Ping => {
-                    Some(answer(&message, MessageType::Ping, Flags::default(), b"pong".to_vec()))
+                    Some(answer_raw(&message, MessageType::Ping, Flags::default(), b"pong".to_vec()))
                 }
                 MessageType::Invoke => self.invoke(&message).await,
                 other => return End::Gone(format!("a {other:?} message after the handshake")),
@@ -248,11 +276,12 @@ impl Session<'_> {
             let _ = send(connection, fail(first, &why), max).await;
             return Err(End::Gone(why));
         }
-        if first.header.serializer != Serializer::Json as u8 {
+        if !readable(first.header.serializer) {
             let _ = send(connection, fail(first, JSON_ONLY), max).await;
             return Err(End::Gone(format!("serializer {} refused", first.header.serializer)));
         }
-        let connect = match Connect::parse(&first.payload) {
+        let connect = match decode_body(first.header.serializer, &first.payload).and_then(Connect::from_value)
+        {
             Ok(connect) => connect,
             Err(e) => {
                 let _ = send(connection, fail(first, &e.to_string()), max).await;
@@ -274,7 +303,7 @@ impl Session<'_> {
                 }
             }
         };
-        let ok = answer(first, MessageType::ConnectOk, Flags::default(), body::connect_ok(methods));
+        let ok = answer(first, MessageType::ConnectOk, Flags::default(), &body::connect_ok(methods));
         send(connection, ok, max).await
     }
 
@@ -283,7 +312,7 @@ impl Session<'_> {
         let flags = message.header.flags;
         let oneway = flags.contains(Flags::ONEWAY);
         let refuse = |why: &str, kind: &str| Some(exception(message, &body::exception(kind, why, &[])));
-        if message.header.serializer != Serializer::Json as u8 {
+        if !readable(message.header.serializer) {
             return refuse(JSON_ONLY, "Pyro5.errors.SerializeError");
         }
         if flags.contains(Flags::COMPRESSED) {
@@ -292,19 +321,15 @@ impl Session<'_> {
                 "Pyro5.errors.ProtocolError",
             );
         }
-        let call = match Invoke::parse(&message.payload) {
+        let call = match decode_body(message.header.serializer, &message.payload).and_then(Invoke::from_value)
+        {
             Ok(call) => call,
             Err(e) => return refuse(&e.to_string(), "Pyro5.errors.ProtocolError"),
         };
         if call.object == DAEMON_OBJECT {
             let result = self.daemon_call(&call).await;
             return match result {
-                Ok(value) if !oneway => Some(answer(
-                    message,
-                    MessageType::Result,
-                    Flags::default(),
-                    value.to_string().into_bytes(),
-                )),
+                Ok(value) if !oneway => Some(answer(message, MessageType::Result, Flags::default(), &value)),
                 Ok(_) => None,
                 Err(e) => Some(exception(message, &e)),
             };
@@ -314,12 +339,7 @@ impl Session<'_> {
             let outcome = native_call(self.daemon, &self.info, &native, &call, oneway).await;
             return match outcome {
                 _ if oneway => None,
-                Ok(value) => Some(answer(
-                    message,
-                    MessageType::Result,
-                    Flags::default(),
-                    value.to_string().into_bytes(),
-                )),
+                Ok(value) => Some(answer(message, MessageType::Result, Flags::default(), &value)),
                 Err(e) => Some(exception(message, &e)),
             };
         }
@@ -354,8 +374,7 @@ impl Session<'_> {
             if oneway {
                 return None;
             }
-            let payload = Value::Array(results).to_string().into_bytes();
-            return Some(answer(message, MessageType::Result, Flags::BATCH, payload));
+            return Some(answer(message, MessageType::Result, Flags::BATCH, &Value::Array(results)));
         }
         if oneway {
             // The client does not wait: the call runs on, tracked by the
@@ -386,9 +405,7 @@ impl Session<'_> {
         let has_kwargs = call.has_kwargs();
         let outcome = self.call(&object, &call.object, &call.method, call.params, has_kwargs, false).await;
         Some(match outcome {
-            Ok(Outcome::Value(value)) => {
-                answer(message, MessageType::Result, Flags::default(), value.to_string().into_bytes())
-            }
+            Ok(Outcome::Value(value)) => answer(message, MessageType::Result, Flags::default(), &value),
             Ok(Outcome::Stream(source)) => match self.streams.open(source) {
                 // As Pyro5's daemon: the stream's id, and (for older clients)
                 // an exception saying the result is an iterator.
@@ -396,7 +413,7 @@ impl Session<'_> {
                     let why =
                         body::exception("Pyro5.errors.ProtocolError", "result of call is an iterator", &[]);
                     let flags = Flags::EXCEPTION.with(Flags::ITEMSTREAMRESULT);
-                    let mut reply = answer(message, MessageType::Result, flags, why.to_string().into_bytes());
+                    let mut reply = answer(message, MessageType::Result, flags, &why);
                     reply.annotations.push(rmi_core::pyro5::Annotation {
                         id: *b"STRM",
                         data: Bytes::from(id.into_bytes()),

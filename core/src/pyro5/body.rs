@@ -45,9 +45,15 @@ pub struct BodyError(pub String);
 
 fn object(payload: &[u8]) -> Result<Map<String, Value>, BodyError> {
     match serde_json::from_slice::<Value>(payload) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(BodyError(format!("expected a JSON object, got {}", kind_of(&other)))),
+        Ok(value) => as_object(value),
         Err(e) => Err(BodyError(format!("not JSON: {e}"))),
+    }
+}
+
+fn as_object(value: Value) -> Result<Map<String, Value>, BodyError> {
+    match value {
+        Value::Object(map) => Ok(map),
+        other => Err(BodyError(format!("expected an object (a dict), got {}", kind_of(&other)))),
     }
 }
 
@@ -77,7 +83,19 @@ impl Connect {
     ///
     /// What is missing or of the wrong type.
     pub fn parse(payload: &[u8]) -> Result<Self, BodyError> {
-        let mut map = object(payload)?;
+        Self::from_map(object(payload)?)
+    }
+
+    /// As [`Connect::parse`], from the payload already read (any serializer).
+    ///
+    /// # Errors
+    ///
+    /// As [`Connect::parse`].
+    pub fn from_value(value: Value) -> Result<Self, BodyError> {
+        Self::from_map(as_object(value)?)
+    }
+
+    fn from_map(mut map: Map<String, Value>) -> Result<Self, BodyError> {
         Ok(Connect {
             object: string(&mut map, "object")?,
             handshake: map.remove("handshake").unwrap_or(Value::Null),
@@ -92,7 +110,33 @@ impl Invoke {
     ///
     /// What is missing or of the wrong type.
     pub fn parse(payload: &[u8]) -> Result<Self, BodyError> {
-        let mut map = object(payload)?;
+        Self::from_map(object(payload)?)
+    }
+
+    /// As [`Invoke::parse`], from the payload already read (any serializer).
+    ///
+    /// # Errors
+    ///
+    /// As [`Invoke::parse`].
+    pub fn from_value(value: Value) -> Result<Self, BodyError> {
+        match value {
+            // serpent's shape: (object, method, params, kwargs).
+            Value::Array(parts) => {
+                let mut parts = parts.into_iter();
+                let mut map = Map::new();
+                for key in ["object", "method", "params", "kwargs"] {
+                    map.insert(key.to_owned(), parts.next().unwrap_or(Value::Null));
+                }
+                if parts.next().is_some() {
+                    return Err(BodyError("a call is (object, method, params, kwargs)".into()));
+                }
+                Self::from_map(map)
+            }
+            other => Self::from_map(as_object(other)?),
+        }
+    }
+
+    fn from_map(mut map: Map<String, Value>) -> Result<Self, BodyError> {
         let object = string(&mut map, "object")?;
         let method = string(&mut map, "method")?;
         let params = match map.remove("params") {
@@ -146,8 +190,8 @@ pub fn metadata(methods: &[MethodInfo]) -> Value {
 }
 
 /// The CONNECTOK payload: the handshake's answer and the object's metadata.
-pub fn connect_ok(methods: &[MethodInfo]) -> Vec<u8> {
-    json!({ "handshake": "hello", "meta": metadata(methods) }).to_string().into_bytes()
+pub fn connect_ok(methods: &[MethodInfo]) -> Value {
+    json!({ "handshake": "hello", "meta": metadata(methods) })
 }
 
 /// The Python exception class a remote error arrives as: one a Pyro5 client
