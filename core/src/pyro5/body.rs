@@ -243,28 +243,7 @@ pub fn batch_failure(exception: Value) -> Value {
 pub fn string_in(serializer_id: u8, text: &str) -> Option<Vec<u8>> {
     Some(match serializer_id {
         // serpent: a header line, then a Python string literal.
-        1 => {
-            let mut out = b"# serpent utf-8 python3.2\n".to_vec();
-            out.push(b'\'');
-            for c in text.chars() {
-                match c {
-                    '\\' => out.extend_from_slice(b"\\\\"),
-                    '\'' => out.extend_from_slice(b"\\'"),
-                    '\n' => out.extend_from_slice(b"\\n"),
-                    '\r' => out.extend_from_slice(b"\\r"),
-                    '\t' => out.extend_from_slice(b"\\t"),
-                    c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                        out.extend_from_slice(format!("\\x{:02x}", c as u32).as_bytes());
-                    }
-                    c => {
-                        let mut buf = [0u8; 4];
-                        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                    }
-                }
-            }
-            out.push(b'\'');
-            out
-        }
+        1 => super::serpent::write(&Value::String(text.to_owned())),
         // marshal: TYPE_UNICODE, its length (little-endian), UTF-8.
         2 => {
             let mut out = vec![b'u'];
