@@ -292,7 +292,7 @@
 //!   daemons (behind their TLS and key), registered in `rmi-naming` and
 //!   reached by `RMINAME:`.
 
-pub use rmi_core::config::{Pyro5Mode, TlsSettings};
+pub use rmi_core::config::{NsHost, Pyro5Mode, TlsSettings};
 pub use rmi_core::context::{CallContext, ConnectionInfo, annotate, context, correlate};
 pub use rmi_core::object::{MethodDescription, ObjectDescription};
 pub use rmi_core::stream::{Stream, Upload};
@@ -306,8 +306,9 @@ pub use rmi_core::{
 pub use rmi_daemon::{CallInfo, CallOutcome, Daemon, DaemonBuilder, DaemonError, Hooks, InstanceMode};
 pub use rmi_macros::{expose, nonblocking, oneway};
 pub use rmi_proxy::{
-    Batch, BatchCall, BatchResults, Implements, Interface, IntoUri, MetaMatch, NameFilter, NameServerProxy,
-    NamingError, Proxy, ProxyBuilder, Registration, Remote, Streaming, locate_ns, locate_ns_with,
+    Batch, BatchCall, BatchResults, DEFAULT_LEASE_TTL, Implements, Interface, IntoUri, Lease, MetaMatch,
+    NameFilter, NameServerProxy, NamingError, Proxy, ProxyBuilder, Registration, Remote, Streaming,
+    locate_ns, locate_ns_with,
 };
 /// tarpc services carried by rmi (the `tarpc` feature): the `rmi-tarpc` crate.
 #[cfg(feature = "tarpc")]

@@ -23,7 +23,7 @@ async fn name_server(key: Option<Key>) -> RunningNameServer {
 fn config_for(ns: &RunningNameServer) -> Config {
     let mut config = Config::default();
     let rmi::Location::Tcp(hp) = &ns.uri().location else { panic!("a TCP name server") };
-    config.ns_host = Some(hp.host.clone());
+    config.ns_hosts = vec![rmi::NsHost { host: hp.host.clone(), port: None }];
     config.ns_port = hp.port;
     config
 }

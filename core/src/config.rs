@@ -2,7 +2,7 @@
 //!
 //! | variable | default | meaning |
 //! | --- | --- | --- |
-//! | `RMI_NS_HOST` | unset: discover by broadcast | host of the name server (`localhost`, `10.0.0.5`, `::1`) |
+//! | `RMI_NS_HOST` | unset: discover by broadcast | host of the name server (`localhost`, `10.0.0.5`, `::1`), or several, tried in turn: `10.0.0.5,10.0.0.6:9092,[::1]:9090` (an entry without a port uses `RMI_NS_PORT`) |
 //! | `RMI_NS_PORT` | `9090` | TCP port of the name server |
 //! | `RMI_NS_BCPORT` | `9091` | UDP port the name server answers discovery broadcasts on |
 //! | `RMI_HMAC_KEY` | unset: no authentication | shared secret; both sides must hold the same one |
@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use crate::auth::Key;
 use crate::tls::{ClientTls, ServerTls};
-use crate::uri::Host;
+use crate::uri::{Host, HostPort};
 
 /// The name server's default TCP port (Pyro's, too).
 pub const DEFAULT_NS_PORT: u16 = 9090;
@@ -107,9 +107,10 @@ pub struct TlsSettings {
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// Name server host (`RMI_NS_HOST`). Default: `None`, find the name server
+    /// Name server hosts (`RMI_NS_HOST`), tried in this order; an entry
+    /// without a port is at `ns_port`. Default: none, find the name server
     /// by a UDP broadcast.
-    pub ns_host: Option<Host>,
+    pub ns_hosts: Vec<NsHost>,
     /// Name server TCP port (`RMI_NS_PORT`). Default: 9090.
     pub ns_port: u16,
     /// Name server discovery UDP port (`RMI_NS_BCPORT`). Default: 9091.
@@ -132,7 +133,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            ns_host: None,
+            ns_hosts: Vec::new(),
             ns_port: DEFAULT_NS_PORT,
             ns_bcport: DEFAULT_NS_BCPORT,
             hmac_key: None,
@@ -147,7 +148,7 @@ impl Default for Config {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("ns_host", &self.ns_host)
+            .field("ns_hosts", &self.ns_hosts)
             .field("ns_port", &self.ns_port)
             .field("ns_bcport", &self.ns_bcport)
             .field("hmac_key", &self.hmac_key) // Key's Debug does not show the secret
@@ -204,7 +205,7 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&'static str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut config = Config::default();
         if let Some(v) = lookup("RMI_NS_HOST") {
-            config.ns_host = Some(parse_ns_host(&v)?);
+            config.ns_hosts = parse_ns_hosts("RMI_NS_HOST", &v)?;
         }
         if let Some(v) = lookup("RMI_NS_PORT") {
             config.ns_port = parse_port("RMI_NS_PORT", &v)?;
@@ -355,13 +356,72 @@ pub fn parse_switch(var: &'static str, value: &str) -> Result<bool, ConfigError>
     }
 }
 
-fn parse_ns_host(value: &str) -> Result<Host, ConfigError> {
-    value.trim().parse::<Host>().map_err(|e| {
-        ConfigError::new(
-            "RMI_NS_HOST",
-            format!("{value:?} is not a host name or IP address ({})", e.problem()),
-        )
-    })
+/// One name server address of `RMI_NS_HOST`: a host, and its port if given.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NsHost {
+    /// The host.
+    pub host: Host,
+    /// The port; `None` for `RMI_NS_PORT`.
+    pub port: Option<u16>,
+}
+
+impl NsHost {
+    /// The address, `default_port` standing for a missing port.
+    pub fn with_default_port(&self, default_port: u16) -> HostPort {
+        HostPort { host: self.host.clone(), port: self.port.unwrap_or(default_port) }
+    }
+}
+
+impl Config {
+    /// The name servers `RMI_NS_HOST` lists, each with its port; empty when
+    /// unset.
+    pub fn name_servers(&self) -> Vec<HostPort> {
+        self.ns_hosts.iter().map(|h| h.with_default_port(self.ns_port)).collect()
+    }
+}
+
+/// The most name servers a list may hold.
+pub const MAX_NAME_SERVERS: usize = 16;
+
+/// Parses a list of name servers, `host[:port]` separated by commas (IPv6
+/// in brackets when with a port: `[::1]:9090`).
+///
+/// # Errors
+///
+/// A [`ConfigError`] naming `var` and the first entry that is not an address.
+pub fn parse_ns_hosts(var: &'static str, value: &str) -> Result<Vec<NsHost>, ConfigError> {
+    let entries: Vec<&str> = value.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+    if entries.is_empty() {
+        return Err(ConfigError::new(var, format!("{value:?} names no host")));
+    }
+    if entries.len() > MAX_NAME_SERVERS {
+        return Err(ConfigError::new(var, format!("{} hosts: at most {MAX_NAME_SERVERS}", entries.len())));
+    }
+    entries.into_iter().map(|entry| parse_ns_entry(var, entry)).collect()
+}
+
+fn parse_ns_entry(var: &'static str, entry: &str) -> Result<NsHost, ConfigError> {
+    let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((h, "")) => (h, None),
+            Some((h, p)) => match p.strip_prefix(':') {
+                Some(p) => (h, Some(p)),
+                None => return Err(ConfigError::new(var, format!("{entry:?}: expected [v6-address]:port"))),
+            },
+            None => return Err(ConfigError::new(var, format!("{entry:?}: a '[' without its ']'"))),
+        }
+    } else {
+        match entry.split_once(':') {
+            // A bare IPv6 address has several colons, and no port.
+            Some((h, p)) if !p.contains(':') => (h, Some(p)),
+            _ => (entry, None),
+        }
+    };
+    let host = host.parse::<Host>().map_err(|e| {
+        ConfigError::new(var, format!("{entry:?} is not a host name or IP address ({})", e.problem()))
+    })?;
+    let port = port.map(|p| parse_port(var, p)).transpose()?;
+    Ok(NsHost { host, port })
 }
 
 /// Parses a port from 1 to 65535.
@@ -457,7 +517,7 @@ mod tests {
         assert_eq!(c, Config::default());
         assert_eq!(c.ns_port, 9090);
         assert_eq!(c.ns_bcport, 9091);
-        assert_eq!(c.ns_host, None);
+        assert_eq!(c.ns_hosts, Vec::new());
         assert_eq!(c.hmac_key, None);
         assert_eq!(c.max_message_size, 64 << 20);
         assert_eq!(c.call_timeout, Some(Duration::from_secs(30)));
@@ -474,12 +534,23 @@ mod tests {
             ("RMI_CALL_TIMEOUT", "1500ms"),
         ])
         .unwrap();
-        assert_eq!(c.ns_host, Some(Host::V6(std::net::Ipv6Addr::LOCALHOST)));
+        assert_eq!(c.ns_hosts, vec![NsHost { host: Host::V6(std::net::Ipv6Addr::LOCALHOST), port: None }]);
         assert_eq!(c.ns_port, 7000);
         assert_eq!(c.ns_bcport, 7001);
         assert_eq!(c.hmac_key, Some(Key::new(b"s3cret".to_vec())));
         assert_eq!(c.max_message_size, 512 * 1024);
         assert_eq!(c.call_timeout, Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn several_name_servers_in_order() {
+        let c =
+            with(&[("RMI_NS_HOST", "10.0.0.5, ns2:9092,[::1]:7000,::1"), ("RMI_NS_PORT", "9099")]).unwrap();
+        let text: Vec<String> = c.name_servers().iter().map(ToString::to_string).collect();
+        assert_eq!(text, ["10.0.0.5:9099", "ns2:9092", "[::1]:7000", "[::1]:9099"]);
+        for bad in ["a:0", "[::1", "[::1]x", "a,,b!", ","] {
+            assert!(with(&[("RMI_NS_HOST", bad)]).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -122,8 +122,9 @@ pub enum Host {
 pub struct NameUri {
     /// The registered name.
     pub name: String,
-    /// The name server to ask, if not the default one.
-    pub name_server: Option<HostPort>,
+    /// The name servers to ask, tried in turn; empty for the default ones
+    /// (`RMI_NS_HOST`, or discovery).
+    pub name_servers: Vec<HostPort>,
 }
 
 /// `RMIMETA:<tag>[,<tag>…][@<host>:<port>]`: any object registered with all
@@ -132,8 +133,9 @@ pub struct NameUri {
 pub struct MetaUri {
     /// The tags, at least one, in the order given.
     pub tags: Vec<String>,
-    /// The name server to ask, if not the default one.
-    pub name_server: Option<HostPort>,
+    /// The name servers to ask, tried in turn; empty for the default ones
+    /// (`RMI_NS_HOST`, or discovery).
+    pub name_servers: Vec<HostPort>,
 }
 
 impl Host {
@@ -318,13 +320,19 @@ fn parse_host(input: &str, host: &str, expected: &'static str) -> Result<Host, U
     Ok(Host::Name(host.to_owned()))
 }
 
-/// Parses the optional `@<host>:<port>` of `RMINAME:`/`RMIMETA:`.
-fn parse_name_server(
+/// Parses the optional `@<host>:<port>[,<host>:<port>…]` of
+/// `RMINAME:`/`RMIMETA:`.
+fn parse_name_servers(
     input: &str,
     at: Option<&str>,
     expected: &'static str,
-) -> Result<Option<HostPort>, UriError> {
-    at.map(|hp| HostPort::parse_in(input, hp, expected)).transpose()
+) -> Result<Vec<HostPort>, UriError> {
+    let Some(at) = at else { return Ok(Vec::new()) };
+    let list: Vec<&str> = at.split(',').collect();
+    if list.len() > crate::config::MAX_NAME_SERVERS {
+        return Err(UriError::new(input, "it names more than 16 name servers", expected));
+    }
+    list.into_iter().map(|hp| HostPort::parse_in(input, hp, expected)).collect()
 }
 
 impl FromStr for ObjectUri {
@@ -364,8 +372,8 @@ impl FromStr for NameUri {
             None => (rest, None),
         };
         check_word(input, name, "name", expected)?;
-        let name_server = parse_name_server(input, at, expected)?;
-        Ok(NameUri { name: name.to_owned(), name_server })
+        let name_servers = parse_name_servers(input, at, expected)?;
+        Ok(NameUri { name: name.to_owned(), name_servers })
     }
 }
 
@@ -386,8 +394,8 @@ impl FromStr for MetaUri {
             check_word(input, tag, "tag", expected)?;
             parsed.push(tag.to_owned());
         }
-        let name_server = parse_name_server(input, at, expected)?;
-        Ok(MetaUri { tags: parsed, name_server })
+        let name_servers = parse_name_servers(input, at, expected)?;
+        Ok(MetaUri { tags: parsed, name_servers })
     }
 }
 
@@ -449,20 +457,21 @@ impl fmt::Display for ObjectUri {
 impl fmt::Display for NameUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "RMINAME:{}", self.name)?;
-        match &self.name_server {
-            Some(ns) => write!(f, "@{ns}"),
-            None => Ok(()),
-        }
+        write_name_servers(f, &self.name_servers)
     }
+}
+
+fn write_name_servers(f: &mut fmt::Formatter<'_>, list: &[HostPort]) -> fmt::Result {
+    for (i, ns) in list.iter().enumerate() {
+        write!(f, "{}{ns}", if i == 0 { '@' } else { ',' })?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for MetaUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "RMIMETA:{}", self.tags.join(","))?;
-        match &self.name_server {
-            Some(ns) => write!(f, "@{ns}"),
-            None => Ok(()),
-        }
+        write_name_servers(f, &self.name_servers)
     }
 }
 

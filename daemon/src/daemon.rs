@@ -87,6 +87,15 @@ pub enum DaemonError {
     /// Accepting connections failed for good.
     #[error("the listener failed")]
     Listener(#[source] io::Error),
+    /// The name server refused a name, or could not be reached.
+    #[error("cannot register {name:?} in the name server")]
+    Naming {
+        /// The name.
+        name: String,
+        /// Why.
+        #[source]
+        source: rmi_core::Error,
+    },
 }
 
 /// Hosts objects and serves calls to them from any number of connections.
@@ -104,7 +113,7 @@ pub enum DaemonError {
 /// can serve while another registers objects or shuts it down.
 #[derive(Debug, Clone)]
 pub struct Daemon {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 /// Builds a [`Daemon`] with settings other than the environment's.
@@ -221,6 +230,22 @@ impl DaemonBuilder {
         self
     }
 
+    /// The name server [`Daemon::register_named`] registers names in
+    /// (default: the one `locate_ns` finds with the daemon's settings).
+    pub fn name_server(mut self, ns: rmi_proxy::NameServerProxy) -> Self {
+        self.options.name_server = Some(ns);
+        self
+    }
+
+    /// The TTL of the lease [`Daemon::register_named`] registers names
+    /// with: how long after the daemon dies (or freezes, or is cut off)
+    /// its names go (default: [`rmi_proxy::DEFAULT_LEASE_TTL`], 5 s; 1 s
+    /// to 1 h). A daemon that shuts down removes them at once.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.options.lease_ttl = ttl;
+        self
+    }
+
     /// The host to put in object URIs instead of the bound one: the public
     /// name of a machine behind NAT, or the address clients reach when
     /// bound to `0.0.0.0`.
@@ -291,6 +316,7 @@ impl DaemonBuilder {
                 listener: Mutex::new(Some(listener)),
                 pyro5_objects: dashmap::DashMap::new(),
                 channels: dashmap::DashMap::new(),
+                lease: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -363,6 +389,9 @@ impl Daemon {
                 advertise: None,
                 pyro5: config.pyro5,
                 hooks: None,
+                config: config.clone(),
+                name_server: None,
+                lease_ttl: rmi_proxy::DEFAULT_LEASE_TTL,
             },
         }
     }
@@ -527,8 +556,10 @@ impl Daemon {
             }
         }
         drop(listener);
-        self.inner.calls.close();
         let grace = self.inner.options.shutdown_grace;
+        // The names go first, so that no client is sent here any more.
+        self.revoke_lease(grace).await;
+        self.inner.calls.close();
         let finished = async {
             while connections.join_next().await.is_some() {}
             self.inner.calls.wait().await;

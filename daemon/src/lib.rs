@@ -41,6 +41,7 @@ mod daemon;
 mod flow;
 mod hooks;
 mod instances;
+mod names;
 mod pyro5;
 mod registry;
 mod state;

@@ -35,6 +35,14 @@ pub(crate) struct Options {
     pub(crate) pyro5: rmi_core::config::Pyro5Mode,
     /// The application's hooks, if it gave any.
     pub(crate) hooks: Option<crate::hooks::SharedHooks>,
+    /// The settings the daemon was built from (the name server's client
+    /// uses them when none was given).
+    pub(crate) config: rmi_core::Config,
+    /// The name server names are registered in, if not the one
+    /// `locate_ns` finds.
+    pub(crate) name_server: Option<rmi_proxy::NameServerProxy>,
+    /// The TTL of the daemon's lease.
+    pub(crate) lease_ttl: Duration,
 }
 
 /// Everything the daemon's tasks share.
@@ -64,6 +72,8 @@ pub(crate) struct Inner {
     pub(crate) pyro5_objects: dashmap::DashMap<String, Arc<dyn crate::pyro5::Pyro5Object>>,
     /// Services served on the listener beside rmi's objects, by name.
     pub(crate) channels: dashmap::DashMap<String, crate::channels::ChannelHandler>,
+    /// The lease the daemon's names are registered with, once granted.
+    pub(crate) lease: tokio::sync::OnceCell<rmi_proxy::Lease>,
 }
 
 impl Inner {

@@ -83,16 +83,22 @@ async fn main() -> anyhow::Result<()> {
     let Cli { this: n, next } = Cli::parse();
     let name = link_name(&n);
     let next_link = ChainProxy::new(format!("RMINAME:{}", link_name(&next)))?;
-    let daemon = rmi::Daemon::bind("127.0.0.1:0").await?;
+    let ns = rmi::locate_ns(None).await.context("the chain needs a name server (run rmi-naming)")?;
+    // Named with the daemon's lease: the name goes when the server stops
+    // (at once) or dies (5 s later), never left pointing at nothing.
+    let daemon = rmi::Daemon::builder()?.name_server(ns).bind("127.0.0.1:0").await?;
     let link = Link { n: n.clone(), next, name: name.clone(), next_link };
     let uri = daemon.register(ChainObject(link), Some(&name))?;
-    let ns = rmi::locate_ns(None).await.context("the chain needs a name server (run rmi-naming)")?;
-    ns.register(&name, &uri).await?;
+    daemon.lease().await?.register(&name, &uri).await?;
     println!("Server {n} ready: {name} = {uri}");
+    let serving = daemon.serve();
+    tokio::pin!(serving);
     tokio::select! {
-        served = daemon.serve() => served?,
-        _ = tokio::signal::ctrl_c() => daemon.shutdown(),
+        served = &mut serving => served?,
+        _ = tokio::signal::ctrl_c() => {
+            daemon.shutdown();
+            serving.await?;
+        }
     }
-    let _ = ns.remove(&name).await;
     Ok(())
 }

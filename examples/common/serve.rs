@@ -1,8 +1,8 @@
 //! How the small example servers (greeting, callback, autoproxy, stream)
 //! serve their one object: bound where their command line says
 //! (127.0.0.1:0 by default), registered with the name server when there is
-//! one, served until Ctrl-C, and removed from the name server on the way
-//! out.
+//! one (with the daemon's lease), served until Ctrl-C, and removed from
+//! the name server on the way out (or one lease TTL after being killed).
 //!
 //! Each server includes it with `#[path = "../common/serve.rs"] mod serve;`
 //! and flattens [`Listen`] into its own clap arguments.
@@ -18,8 +18,11 @@ pub(crate) struct Listen {
 }
 
 /// Binds a daemon at `bind`, lets `register` register the object as `name`
-/// in it, registers it with the name server too (if `rmi::locate_ns` finds
-/// one), prints its URI and serves until Ctrl-C.
+/// in it, names it in the name server too (if `rmi::locate_ns` finds one)
+/// with the daemon's lease, prints its URI and serves until Ctrl-C.
+///
+/// The name follows the server's life: removed at once when it stops, and
+/// one lease TTL (5 s) after it is killed.
 ///
 /// # Errors
 ///
@@ -30,26 +33,30 @@ pub(crate) async fn serve_named(
     name: &str,
     register: impl FnOnce(&Daemon) -> Result<ObjectUri, DaemonError>,
 ) -> anyhow::Result<()> {
-    let daemon = Daemon::bind(bind).await?;
-    let uri = register(&daemon)?;
-    let ns = match rmi::locate_ns(None).await {
-        Ok(ns) => {
-            ns.register(name, &uri).await?;
-            println!("Registered {name} with the name server at {}", ns.uri());
-            Some(ns)
-        }
-        Err(e) => {
-            println!("No name server ({e}); clients need the URI below");
-            None
-        }
-    };
-    println!("Ready. Object uri = {uri}");
-    tokio::select! {
-        served = daemon.serve() => served?,
-        _ = tokio::signal::ctrl_c() => daemon.shutdown(),
+    let ns = rmi::locate_ns(None).await;
+    let mut builder = Daemon::builder()?;
+    if let Ok(ns) = &ns {
+        builder = builder.name_server(ns.clone());
     }
-    if let Some(ns) = ns {
-        let _ = ns.remove(name).await;
+    let daemon = builder.bind(bind).await?;
+    let uri = register(&daemon)?;
+    match ns {
+        Ok(ns) => {
+            daemon.lease().await?.register(name, &uri).await?;
+            println!("Registered {name} with the name server at {}", ns.uri());
+        }
+        Err(e) => println!("No name server ({e}); clients need the URI below"),
+    }
+    println!("Ready. Object uri = {uri}");
+    let serving = daemon.serve();
+    tokio::pin!(serving);
+    tokio::select! {
+        served = &mut serving => served?,
+        _ = tokio::signal::ctrl_c() => {
+            // serve() drains the calls in flight and removes the name.
+            daemon.shutdown();
+            serving.await?;
+        }
     }
     Ok(())
 }

@@ -149,6 +149,7 @@ pub struct RunningNameServer {
     stop_discovery: watch::Sender<bool>,
     serving: tokio::task::JoinHandle<Result<(), DaemonError>>,
     responder: Option<tokio::task::JoinHandle<()>>,
+    expiry: tokio::task::JoinHandle<()>,
 }
 
 impl RunningNameServer {
@@ -174,6 +175,7 @@ impl RunningNameServer {
     /// What the daemon's `serve` reported.
     pub async fn stop(self) -> Result<(), DaemonError> {
         self.daemon.shutdown();
+        self.expiry.abort();
         let _ = self.stop_discovery.send(true);
         if let Some(responder) = self.responder {
             let _ = responder.await;
@@ -209,6 +211,7 @@ pub async fn start(options: NameServerOptions) -> Result<RunningNameServer, Star
     let location = Location::Tcp(HostPort { host: options.host.clone(), port: options.port });
     let daemon = builder.bind_location(&location).await?;
     let store = Arc::new(store);
+    let expiry = tokio::spawn(expire_leases(Arc::downgrade(&store)));
     let uri =
         daemon.register(NameServerApiObject(NameServer::new(store.clone())), Some(NAME_SERVER_OBJECT))?;
     if options.pyro5 != rmi_core::config::Pyro5Mode::Off {
@@ -232,7 +235,25 @@ pub async fn start(options: NameServerOptions) -> Result<RunningNameServer, Star
         let daemon = daemon.clone();
         async move { daemon.serve().await }
     });
-    Ok(RunningNameServer { uri, daemon, discovery, stop_discovery, serving, responder })
+    Ok(RunningNameServer { uri, daemon, discovery, stop_discovery, serving, responder, expiry })
+}
+
+/// How often leases are checked for their end: a name goes at most this
+/// long after its lease's TTL.
+const EXPIRY_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Ends the leases not kept alive, and their names, while the store lives.
+async fn expire_leases(store: std::sync::Weak<store::Store>) {
+    let mut ticks = tokio::time::interval(EXPIRY_PERIOD);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(store) = store.upgrade() else { return };
+        let gone = store.expire(std::time::Instant::now());
+        if gone > 0 {
+            tracing::info!("{gone} names removed: their lease was not kept alive");
+        }
+    }
 }
 
 /// Runs a name server until `shutdown` completes (the binary passes Ctrl-C).

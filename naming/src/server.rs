@@ -55,7 +55,7 @@ impl NameServerApi for NameServer {
         check_name(&registration.name)?;
         check_tags(&registration.metadata)?;
         tracing::debug!(name = registration.name, uri = %registration.uri, "register");
-        self.store.register(registration, safe).await
+        self.store.register(registration, safe, None).await
     }
 
     fn lookup(&self, name: String) -> Result<Registration, NamingError> {
@@ -85,4 +85,29 @@ impl NameServerApi for NameServer {
     }
 
     fn ping(&self) {}
+
+    async fn grant_lease(&self, ttl_ms: u64) -> Result<u64, NamingError> {
+        let ttl = crate::store::check_ttl(ttl_ms)?;
+        self.store.grant(ttl).await
+    }
+
+    async fn keep_alive(&self, lease: u64) -> Result<(), NamingError> {
+        self.store.keep_alive(lease)
+    }
+
+    async fn revoke_lease(&self, lease: u64) -> Result<u64, NamingError> {
+        self.store.revoke(lease).await
+    }
+
+    async fn register_leased(
+        &self,
+        registration: Registration,
+        safe: bool,
+        lease: u64,
+    ) -> Result<(), NamingError> {
+        check_name(&registration.name)?;
+        check_tags(&registration.metadata)?;
+        tracing::debug!(name = registration.name, uri = %registration.uri, lease = format_args!("{lease:x}"), "register (leased)");
+        self.store.register(registration, safe, Some(lease)).await
+    }
 }

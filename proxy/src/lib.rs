@@ -38,6 +38,7 @@
 mod batch;
 mod builder;
 mod connection;
+mod lease;
 mod naming;
 mod proxy;
 mod pyro5;
@@ -48,10 +49,11 @@ mod streaming;
 pub use batch::{Batch, BatchCall, BatchResults};
 pub use builder::ProxyBuilder;
 pub use connection::MAX_QUEUED_REQUESTS;
+pub use lease::Lease;
 pub use naming::{
-    DISCOVERY_QUERY, MAX_NAME_LEN, MetaMatch, NAME_SERVER_OBJECT, NameFilter, NameServerApi,
-    NameServerApiObject, NameServerApiProxy, NameServerProxy, NamingError, PYRO5_NAME_SERVER, PYRO5_TAG,
-    Registration, check_name, check_tag, locate_ns, locate_ns_with,
+    DEFAULT_LEASE_TTL, DISCOVERY_QUERY, MAX_NAME_LEN, MetaMatch, NAME_SERVER_OBJECT, NameFilter,
+    NameServerApi, NameServerApiObject, NameServerApiProxy, NameServerProxy, NamingError, PYRO5_NAME_SERVER,
+    PYRO5_TAG, Registration, check_name, check_tag, locate_ns, locate_ns_with,
 };
 pub use proxy::{DAEMON_OBJECT, DEFAULT_CONNECT_TIMEOUT, IntoUri, Proxy};
 pub use remote::{Implements, Interface, Remote};

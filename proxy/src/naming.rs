@@ -105,7 +105,20 @@ pub enum NamingError {
     /// The storage failed; nothing was changed.
     #[error("the name server's storage failed: {0}")]
     Storage(String),
+    /// The lease is not live: it expired (not kept alive for its TTL), was
+    /// revoked, or was never granted by this name server's store.
+    #[error("no live lease {0:x} (it expired or was revoked)")]
+    LeaseNotFound(u64),
+    /// A lease cannot be granted as asked.
+    #[error("cannot grant the lease: {0}")]
+    BadLease(String),
 }
+
+/// The TTL of a lease when none is given: a name registered with it is
+/// removed this long after its daemon stops keeping it alive (it dies, is
+/// frozen or loses the network); a daemon that shuts down removes its names
+/// at once. Keep-alives go every third of the TTL.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
 
 /// Checks a name: what `RMINAME:` URIs can carry.
 ///
@@ -172,6 +185,19 @@ pub trait NameServerApi {
     /// Answers, to show the name server is up.
     #[rmi_macros::nonblocking]
     fn ping(&self);
+    /// Grants a lease of `ttl_ms` milliseconds (1 s to 1 h); returns its id.
+    async fn grant_lease(&self, ttl_ms: u64) -> Result<u64, NamingError>;
+    /// Restarts a live lease's TTL.
+    async fn keep_alive(&self, lease: u64) -> Result<(), NamingError>;
+    /// Ends a lease now, removing its names; returns how many.
+    async fn revoke_lease(&self, lease: u64) -> Result<u64, NamingError>;
+    /// As `register`, the name kept only while `lease` is live.
+    async fn register_leased(
+        &self,
+        registration: Registration,
+        safe: bool,
+        lease: u64,
+    ) -> Result<(), NamingError>;
 }
 
 /// A client of a name server.
@@ -183,9 +209,22 @@ pub trait NameServerApi {
 /// assert_eq!(ns.lookup("example.greeting").await?, uri);
 /// # Ok(()) }
 /// ```
+///
+/// A client made by [`locate_ns`] from several name servers (`RMI_NS_HOST`
+/// with a list) fails over: a call whose name server does not answer
+/// (cannot be connected, lost the connection, timed out) is made again on
+/// the next one, which stays the one used until it fails in turn.
 #[derive(Debug, Clone)]
 pub struct NameServerProxy {
-    api: NameServerApiProxy,
+    /// The name servers, in the order they are tried.
+    candidates: std::sync::Arc<[NameServerApiProxy]>,
+    /// The one in use, an index into `candidates`.
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Whether an error says the name server did not answer (so another may).
+fn unanswered(e: &Error) -> bool {
+    matches!(e, Error::Connect { .. } | Error::ConnectionLost(_) | Error::Timeout(_))
 }
 
 impl NameServerProxy {
@@ -202,17 +241,67 @@ impl NameServerProxy {
 
     /// A client over a proxy for the name server object.
     pub fn from_proxy(proxy: Proxy) -> Self {
-        NameServerProxy { api: NameServerApiProxy::from_proxy(proxy) }
+        Self::failing_over(vec![proxy], 0)
     }
 
-    /// The proxy underneath.
+    /// A client of the first of `proxies` that answers, starting at
+    /// `first`, failing over to the next in turn.
+    fn failing_over(proxies: Vec<Proxy>, first: usize) -> Self {
+        NameServerProxy {
+            candidates: proxies.into_iter().map(NameServerApiProxy::from_proxy).collect(),
+            current: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(first)),
+        }
+    }
+
+    fn api(&self) -> &NameServerApiProxy {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        // `candidates` is never empty; `i` is always one of its indices.
+        #[allow(clippy::indexing_slicing)]
+        &self.candidates[i % self.candidates.len()]
+    }
+
+    /// Makes a call on the name server in use, then on each other in turn
+    /// while none answers.
+    async fn call<T, F>(&self, f: impl Fn(NameServerApiProxy) -> F) -> Result<T, Error>
+    where
+        F: std::future::Future<Output = Result<T, Error>>,
+    {
+        let start = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        let n = self.candidates.len();
+        let mut last = None;
+        for step in 0..n {
+            let i = (start + step) % n;
+            let Some(api) = self.candidates.get(i) else { break };
+            match f(api.clone()).await {
+                Err(e) if unanswered(&e) && n > 1 => {
+                    tracing::debug!(name_server = %api.proxy().uri(), "the name server did not answer ({e}); trying the next");
+                    last = Some(e);
+                }
+                done => {
+                    if step > 0 {
+                        tracing::info!(name_server = %api.proxy().uri(), "failed over to this name server");
+                        self.current.store(i, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return done;
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Protocol("no name server to call".into())))
+    }
+
+    /// The proxy of the name server in use.
     pub fn proxy(&self) -> &Proxy {
-        self.api.proxy()
+        self.api().proxy()
     }
 
-    /// The name server's URI.
+    /// The URI of the name server in use.
     pub fn uri(&self) -> &Uri {
-        self.api.proxy().uri()
+        self.api().proxy().uri()
+    }
+
+    /// The URIs of every name server this client may use, in order.
+    pub fn uris(&self) -> Vec<Uri> {
+        self.candidates.iter().map(|c| c.proxy().uri().clone()).collect()
     }
 
     /// Registers `name` for `uri`, replacing an earlier registration.
@@ -244,7 +333,71 @@ impl NameServerProxy {
             uri: uri.clone(),
             metadata: tags.into_iter().map(Into::into).collect(),
         };
-        self.api.register(registration, safe).await
+        self.call(|api| {
+            let registration = registration.clone();
+            async move { api.register(registration, safe).await }
+        })
+        .await
+    }
+
+    /// Registers `name` for `uri` with metadata `tags`, kept only while
+    /// `lease` lives (see [`NameServerProxy::grant_lease`], and
+    /// [`Lease`](crate::Lease), which keeps one alive).
+    ///
+    /// # Errors
+    ///
+    /// A bad name or tag, a taken name (with `safe`), a lease that is not
+    /// live ([`NamingError::LeaseNotFound`]), or any [`Error`] of the call.
+    pub async fn register_leased<T: Into<String>>(
+        &self,
+        name: &str,
+        uri: &ObjectUri,
+        tags: impl IntoIterator<Item = T>,
+        safe: bool,
+        lease: u64,
+    ) -> Result<(), Error> {
+        self.warn_if_unreachable(name, uri);
+        let registration = Registration {
+            name: name.to_owned(),
+            uri: uri.clone(),
+            metadata: tags.into_iter().map(Into::into).collect(),
+        };
+        self.call(|api| {
+            let registration = registration.clone();
+            async move { api.register_leased(registration, safe, lease).await }
+        })
+        .await
+    }
+
+    /// Grants a lease of `ttl` (1 s to 1 h, rounded up to whole
+    /// milliseconds); returns its id. It ends unless kept alive
+    /// ([`NameServerProxy::keep_alive`]) within every `ttl`.
+    ///
+    /// # Errors
+    ///
+    /// A TTL out of range, too many leases, or any [`Error`] of the call.
+    pub async fn grant_lease(&self, ttl: Duration) -> Result<u64, Error> {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.call(|api| async move { api.grant_lease(ms).await }).await
+    }
+
+    /// Restarts the TTL of a live lease.
+    ///
+    /// # Errors
+    ///
+    /// [`NamingError::LeaseNotFound`] (as a remote error) when it has ended,
+    /// or any [`Error`] of the call.
+    pub async fn keep_alive(&self, lease: u64) -> Result<(), Error> {
+        self.call(|api| async move { api.keep_alive(lease).await }).await
+    }
+
+    /// Ends a lease now and removes its names; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// An unknown lease, or any [`Error`] of the call.
+    pub async fn revoke_lease(&self, lease: u64) -> Result<u64, Error> {
+        self.call(|api| async move { api.revoke_lease(lease).await }).await
     }
 
     /// Where `name` points.
@@ -253,7 +406,7 @@ impl NameServerProxy {
     ///
     /// An unknown name, or any [`Error`] of the call.
     pub async fn lookup(&self, name: &str) -> Result<ObjectUri, Error> {
-        Ok(self.api.lookup(name.to_owned()).await?.uri)
+        Ok(self.lookup_registration(name).await?.uri)
     }
 
     /// Where `name` points, with its metadata.
@@ -262,7 +415,7 @@ impl NameServerProxy {
     ///
     /// An unknown name, or any [`Error`] of the call.
     pub async fn lookup_registration(&self, name: &str) -> Result<Registration, Error> {
-        self.api.lookup(name.to_owned()).await
+        self.call(|api| async move { api.lookup(name.to_owned()).await }).await
     }
 
     /// The registrations whose names pass `filter`, sorted by name.
@@ -271,7 +424,11 @@ impl NameServerProxy {
     ///
     /// A bad regular expression, or any [`Error`] of the call.
     pub async fn list(&self, filter: NameFilter) -> Result<Vec<Registration>, Error> {
-        self.api.list(filter).await
+        self.call(|api| {
+            let filter = filter.clone();
+            async move { api.list(filter).await }
+        })
+        .await
     }
 
     /// Removes `name`; returns whether it was registered.
@@ -280,7 +437,7 @@ impl NameServerProxy {
     ///
     /// Any [`Error`] of the call.
     pub async fn remove(&self, name: &str) -> Result<bool, Error> {
-        Ok(self.api.remove(NameFilter::Exact(name.to_owned())).await? > 0)
+        Ok(self.remove_matching(NameFilter::Exact(name.to_owned())).await? > 0)
     }
 
     /// Removes every name that passes `filter`; returns how many.
@@ -289,7 +446,11 @@ impl NameServerProxy {
     ///
     /// A bad regular expression, or any [`Error`] of the call.
     pub async fn remove_matching(&self, filter: NameFilter) -> Result<u64, Error> {
-        self.api.remove(filter).await
+        self.call(|api| {
+            let filter = filter.clone();
+            async move { api.remove(filter).await }
+        })
+        .await
     }
 
     /// Replaces the metadata tags of `name`.
@@ -302,7 +463,12 @@ impl NameServerProxy {
         name: &str,
         tags: impl IntoIterator<Item = T>,
     ) -> Result<(), Error> {
-        self.api.set_metadata(name.to_owned(), tags.into_iter().map(Into::into).collect()).await
+        let tags: BTreeSet<String> = tags.into_iter().map(Into::into).collect();
+        self.call(|api| {
+            let tags = tags.clone();
+            async move { api.set_metadata(name.to_owned(), tags).await }
+        })
+        .await
     }
 
     /// Yellow pages: the registrations with all (or any) of `tags`.
@@ -315,7 +481,12 @@ impl NameServerProxy {
         tags: impl IntoIterator<Item = T>,
         mode: MetaMatch,
     ) -> Result<Vec<Registration>, Error> {
-        self.api.yplookup(tags.into_iter().map(Into::into).collect(), mode).await
+        let tags: BTreeSet<String> = tags.into_iter().map(Into::into).collect();
+        self.call(|api| {
+            let tags = tags.clone();
+            async move { api.yplookup(tags, mode).await }
+        })
+        .await
     }
 
     /// How many names are registered.
@@ -324,7 +495,7 @@ impl NameServerProxy {
     ///
     /// Any [`Error`] of the call.
     pub async fn count(&self) -> Result<u64, Error> {
-        self.api.count().await
+        self.call(|api| async move { api.count().await }).await
     }
 
     /// Checks that the name server answers.
@@ -333,7 +504,7 @@ impl NameServerProxy {
     ///
     /// Any [`Error`] of the call.
     pub async fn ping(&self) -> Result<(), Error> {
-        self.api.ping().await
+        self.call(|api| async move { api.ping().await }).await
     }
 
     /// A loopback URI registered with a name server that other machines use
@@ -398,35 +569,40 @@ pub(crate) async fn locate(
         location: rmi_core::Location::Tcp(hp),
     };
     let direct = match address {
-        Some(text) => Some(parse_address(text, config.ns_port)?),
-        None => config.ns_host.clone().map(|host| HostPort { host, port: config.ns_port }),
+        Some(text) => rmi_core::config::parse_ns_hosts("the name server address", text)?
+            .iter()
+            .map(|h| h.with_default_port(config.ns_port))
+            .collect(),
+        None => config.name_servers(),
     };
-    let candidates = match direct {
-        Some(hp) => vec![at(hp)],
-        None => {
-            let mut found = Vec::new();
-            if let Some(uri) = discover(config.ns_bcport).await {
-                found.push(uri);
-            }
-            found.push(at(HostPort {
-                host: rmi_core::Host::V4(std::net::Ipv4Addr::LOCALHOST),
-                port: config.ns_port,
-            }));
-            found
+    let candidates: Vec<ObjectUri> = if direct.is_empty() {
+        let mut found = Vec::new();
+        if let Some(uri) = discover(config.ns_bcport).await {
+            found.push(uri);
         }
+        found.push(at(HostPort {
+            host: rmi_core::Host::V4(std::net::Ipv4Addr::LOCALHOST),
+            port: config.ns_port,
+        }));
+        found
+    } else {
+        direct.into_iter().map(at).collect()
     };
+    let proxies: Vec<Proxy> =
+        candidates.iter().map(|uri| options.proxy(Uri::Object(uri.clone()), config.call_timeout)).collect();
     let mut last = None;
-    for uri in candidates {
-        let ns = NameServerProxy::from_proxy(options.proxy(Uri::Object(uri.clone()), config.call_timeout));
+    for (i, proxy) in proxies.iter().enumerate() {
+        let ns = NameServerProxy::from_proxy(proxy.clone());
         match ns.ping().await {
-            Ok(()) => return Ok(ns),
+            // The others stay, to fail over to.
+            Ok(()) => return Ok(NameServerProxy::failing_over(proxies, i)),
             Err(e @ Error::Auth(_)) => return Err(e),
-            Err(e) => last = Some((uri, e)),
+            Err(e) => last = Some((proxy.uri().clone(), e)),
         }
     }
     let where_ = match address {
         Some(a) => format!("at {a}"),
-        None if config.ns_host.is_some() => "at RMI_NS_HOST/RMI_NS_PORT".to_owned(),
+        None if !config.ns_hosts.is_empty() => "at RMI_NS_HOST/RMI_NS_PORT".to_owned(),
         None => format!("by broadcast on UDP port {} nor at 127.0.0.1:{}", config.ns_bcport, config.ns_port),
     };
     let detail = last.map_or_else(String::new, |(uri, e)| {
@@ -441,16 +617,20 @@ pub(crate) async fn locate(
     })
 }
 
-/// Parses `host` or `host:port` (IPv6 in brackets when with a port).
-fn parse_address(text: &str, default_port: u16) -> Result<HostPort, Error> {
-    let with_port = format!("RMI:x@{text}");
-    if let Ok(uri) = with_port.parse::<ObjectUri>()
-        && let rmi_core::Location::Tcp(hp) = uri.location
-    {
-        return Ok(hp);
-    }
-    let host: rmi_core::Host = text.parse()?;
-    Ok(HostPort { host, port: default_port })
+/// A client of the name servers a `RMINAME:`/`RMIMETA:` URI lists, with
+/// the connection settings of `options`; the first is used until it fails.
+pub(crate) fn listed(list: &[HostPort], options: &Options) -> NameServerProxy {
+    let proxies = list
+        .iter()
+        .map(|hp| {
+            let uri = ObjectUri {
+                object: NAME_SERVER_OBJECT.to_owned(),
+                location: rmi_core::Location::Tcp(hp.clone()),
+            };
+            options.proxy(Uri::Object(uri), options.config.call_timeout)
+        })
+        .collect();
+    NameServerProxy::failing_over(proxies, 0)
 }
 
 /// The name server a discovery answer names: rmi's URI, or, from an

@@ -2,9 +2,9 @@
 //! `RMINAME:` and `RMIMETA:` are looked up in the name server they name, or
 //! the one `locate_ns` finds.
 
-use rmi_core::{Error, HostPort, Location, ObjectUri, RemoteError, RemoteErrorKind, Uri};
+use rmi_core::{Error, HostPort, ObjectUri, RemoteError, RemoteErrorKind, Uri};
 
-use crate::naming::{self, MetaMatch, NAME_SERVER_OBJECT, NameServerProxy, PYRO5_TAG};
+use crate::naming::{self, MetaMatch, NameServerProxy, PYRO5_TAG};
 use crate::proxy::Options;
 
 /// Resolving a name calls the name server through a proxy, which may itself
@@ -39,11 +39,11 @@ async fn resolve_now(uri: &Uri, options: &Options) -> Result<Resolved, Error> {
             "{uri} names a Pyro5 daemon's object: it is called with Proxy::call, not through an rmi connection ({object})"
         ))),
         Uri::Name(name) => {
-            let ns = name_server(name.name_server.as_ref(), options).await?;
+            let ns = name_server(&name.name_servers, options).await?;
             ns.lookup_registration(&name.name).await.map(Resolved::of).map_err(|e| not_found(uri, &ns, e))
         }
         Uri::Meta(meta) => {
-            let ns = name_server(meta.name_server.as_ref(), options).await?;
+            let ns = name_server(&meta.name_servers, options).await?;
             let found = ns
                 .yplookup(meta.tags.iter().cloned(), MetaMatch::All)
                 .await
@@ -60,14 +60,11 @@ async fn resolve_now(uri: &Uri, options: &Options) -> Result<Resolved, Error> {
     }
 }
 
-async fn name_server(at: Option<&HostPort>, options: &Options) -> Result<NameServerProxy, Error> {
-    match at {
-        Some(hp) => {
-            let uri =
-                ObjectUri { object: NAME_SERVER_OBJECT.to_owned(), location: Location::Tcp(hp.clone()) };
-            Ok(NameServerProxy::from_proxy(options.proxy(Uri::Object(uri), options.config.call_timeout)))
-        }
-        None => naming::locate(&options.config, options, None).await,
+async fn name_server(at: &[HostPort], options: &Options) -> Result<NameServerProxy, Error> {
+    if at.is_empty() {
+        naming::locate(&options.config, options, None).await
+    } else {
+        Ok(naming::listed(at, options))
     }
 }
 

@@ -99,15 +99,9 @@ where
     let target = match uri.into_uri()? {
         Uri::Object(object) => object,
         Uri::Name(name) => {
-            let ns = match &name.name_server {
-                Some(hp) => {
-                    let uri = format!("RMI:{}@{hp}", rmi_proxy::NAME_SERVER_OBJECT);
-                    rmi_proxy::NameServerProxy::from_proxy(
-                        rmi_proxy::Proxy::builder_with_config(uri.as_str(), config).build()?,
-                    )
-                }
-                None => rmi_proxy::locate_ns_with(config, None).await?,
-            };
+            let listed: Vec<String> = name.name_servers.iter().map(ToString::to_string).collect();
+            let at = (!listed.is_empty()).then(|| listed.join(","));
+            let ns = rmi_proxy::locate_ns_with(config, at.as_deref()).await?;
             ns.lookup(&name.name).await?
         }
         other => {

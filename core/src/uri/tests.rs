@@ -44,7 +44,18 @@ fn scheme_is_case_insensitive_and_printed_in_capitals() {
 fn meta_tags_keep_their_order() {
     let uri: MetaUri = "RMIMETA:b,a,c".parse().unwrap();
     assert_eq!(uri.tags, ["b", "a", "c"]);
-    assert_eq!(uri.name_server, None);
+    assert_eq!(uri.name_servers, []);
+}
+
+#[test]
+fn names_may_list_several_name_servers() {
+    let uri: NameUri = "RMINAME:a.b@127.0.0.1:9090,[::1]:9092".parse().unwrap();
+    assert_eq!(uri.name_servers.len(), 2);
+    assert_eq!(uri.name_servers[1], HostPort { host: Host::V6(Ipv6Addr::LOCALHOST), port: 9092 });
+    assert_eq!(uri.to_string(), "RMINAME:a.b@127.0.0.1:9090,[::1]:9092");
+    let meta: MetaUri = "RMIMETA:x,y@h:1,k:2".parse().unwrap();
+    assert_eq!((meta.tags.len(), meta.name_servers.len()), (2, 2));
+    assert!("RMINAME:a@h:1,".parse::<NameUri>().is_err(), "an empty entry");
 }
 
 /// Each malformed input gets an error that quotes it, says what is wrong and
@@ -144,10 +155,10 @@ fn uri() -> impl Strategy<Value = Uri> {
     ];
     prop_oneof![
         (word(), location).prop_map(|(object, location)| Uri::Object(ObjectUri { object, location })),
-        (word(), proptest::option::of(host_port()))
-            .prop_map(|(name, name_server)| Uri::Name(NameUri { name, name_server })),
-        (proptest::collection::vec(word(), 1..5), proptest::option::of(host_port()))
-            .prop_map(|(tags, name_server)| Uri::Meta(MetaUri { tags, name_server })),
+        (word(), proptest::collection::vec(host_port(), 0..3))
+            .prop_map(|(name, name_servers)| Uri::Name(NameUri { name, name_servers })),
+        (proptest::collection::vec(word(), 1..5), proptest::collection::vec(host_port(), 0..3))
+            .prop_map(|(tags, name_servers)| Uri::Meta(MetaUri { tags, name_servers })),
     ]
 }
 

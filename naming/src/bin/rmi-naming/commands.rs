@@ -11,11 +11,14 @@ use crate::{Command, Common};
 /// Runs `command` against the name server the options point at.
 pub(crate) async fn run(command: Command, common: &Common, config: Config) -> anyhow::Result<()> {
     let address = match &common.host {
-        Some(host) => {
-            let host = host.parse::<Host>().map_err(|e| anyhow::anyhow!("--host: {}", e.problem()))?;
-            Some(HostPort { host, port: config.ns_port }.to_string())
+        Some(hosts) => {
+            let listed =
+                rmi_core::config::parse_ns_hosts("--host", hosts).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let listed: Vec<String> =
+                listed.iter().map(|h| h.with_default_port(config.ns_port).to_string()).collect();
+            Some(listed.join(","))
         }
-        None if common.no_broadcast && config.ns_host.is_none() => {
+        None if common.no_broadcast && config.ns_hosts.is_empty() => {
             Some(HostPort { host: Host::V4(std::net::Ipv4Addr::LOCALHOST), port: config.ns_port }.to_string())
         }
         None => None,

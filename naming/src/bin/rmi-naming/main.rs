@@ -80,7 +80,8 @@ struct Cli {
 #[derive(Debug, Args)]
 struct Common {
     /// Serving: the host to listen on (default 127.0.0.1). Commands: where
-    /// the name server is (default RMI_NS_HOST, else found by broadcast).
+    /// the name server is, or several tried in turn (`a,b:9092`) (default
+    /// RMI_NS_HOST, else found by broadcast).
     #[arg(short = 'n', long, global = true, value_name = "HOST")]
     host: Option<String>,
 
