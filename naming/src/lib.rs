@@ -18,13 +18,20 @@
 //! # Layout
 //!
 //! - `server`: the name server object: checks names, tags and patterns.
-//! - `store`: the names in memory, each change logged before it is
-//!   acknowledged.
+//! - `backend`: where the names are kept: the embedded store or etcd.
+//! - `store`: the embedded store: the names in memory, each change logged
+//!   before it is acknowledged, and their leases.
+//! - `etcd`: the names in etcd, cached from a watch (the `etcd` feature).
 //! - `log`: the crash-safe append-only log with group commit.
 //! - `discovery`: the UDP responder that answers discovery queries.
 //! - `bin/rmi-naming`: the binary: serve, and the control commands.
 //!
-//! This crate has no feature flags.
+//! # Features
+//!
+//! - `etcd` (off by default): [`NameServerOptions::etcd`], the names kept in
+//!   an etcd cluster, so that several name servers serve the same names
+//!   (`rmi-naming --etcd`). It builds etcd's gRPC client (tonic, prost;
+//!   `protoc` must be installed).
 
 // Data from the network must never panic this code: these are denied outside
 // tests, and the few justified exceptions say why where they stand.
@@ -33,7 +40,10 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
 )]
 
+mod backend;
 mod discovery;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod log;
 pub mod pyro5;
 mod server;
@@ -82,6 +92,10 @@ pub struct NameServerOptions {
     /// `PYRONAME:`, `python -m Pyro5.nsc`): the name server as
     /// `Pyro.NameServer`, on the same port. Default: `RMI_PYRO5`, off.
     pub pyro5: rmi_core::config::Pyro5Mode,
+    /// Keep the names in etcd instead of the embedded store: several name
+    /// servers on one etcd cluster then serve the same names. Needs the
+    /// `etcd` feature. Default: none (`rmi-naming` reads `RMI_NS_ETCD`).
+    pub etcd: Option<EtcdOptions>,
     /// Set when the environment turned TLS on without a server
     /// certificate: `start` reports it rather than run in plaintext.
     tls_missing: Option<ConfigError>,
@@ -100,6 +114,7 @@ impl NameServerOptions {
             max_message_size: config.max_message_size,
             advertise: None,
             pyro5: config.pyro5,
+            etcd: None,
             tls: config.tls.as_ref().and_then(|t| t.server.clone()),
             tls_missing: config.tls.as_ref().filter(|t| t.server.is_none()).map(|_| {
                 ConfigError::new(
@@ -108,6 +123,29 @@ impl NameServerOptions {
                 )
             }),
         }
+    }
+}
+
+/// The key prefix etcd registrations are kept under when none is given.
+pub const DEFAULT_ETCD_PREFIX: &str = "/rmi/naming/";
+
+/// Where etcd is, and how to talk to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EtcdOptions {
+    /// The members' client URLs (`http://127.0.0.1:2379`), any number.
+    pub endpoints: Vec<String>,
+    /// The prefix of every key rmi-naming writes: registrations are
+    /// `<prefix>names/<name>`. Default: [`DEFAULT_ETCD_PREFIX`].
+    pub prefix: String,
+    /// etcd's user and password, when its authentication is on.
+    pub user: Option<(String, String)>,
+}
+
+impl EtcdOptions {
+    /// The members at `endpoints`, the default prefix, no user.
+    pub fn new(endpoints: Vec<String>) -> Self {
+        EtcdOptions { endpoints, prefix: DEFAULT_ETCD_PREFIX.to_owned(), user: None }
     }
 }
 
@@ -127,6 +165,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// etcd could not be reached or read, or this build has no etcd.
+    #[error("etcd: {0}")]
+    Etcd(String),
     /// The discovery port could not be bound.
     #[error(
         "cannot answer discovery on UDP {address} (another name server there? use another --bcport, or --no-broadcast)"
@@ -191,11 +232,18 @@ impl RunningNameServer {
 ///
 /// [`StartError`] saying what could not be opened or bound.
 pub async fn start(options: NameServerOptions) -> Result<RunningNameServer, StartError> {
-    let store = match &options.storage {
-        Some(path) => {
-            store::Store::open(path).map_err(|source| StartError::Storage { path: path.clone(), source })?
+    let store = match (&options.etcd, &options.storage) {
+        (Some(_), Some(path)) => {
+            return Err(StartError::Etcd(format!(
+                "the names are either in etcd or in the storage file {}, not both",
+                path.display()
+            )));
         }
-        None => store::Store::in_memory(),
+        (Some(etcd), None) => etcd_backend(etcd).await?,
+        (None, Some(path)) => backend::Backend::Embedded(
+            store::Store::open(path).map_err(|source| StartError::Storage { path: path.clone(), source })?,
+        ),
+        (None, None) => backend::Backend::Embedded(store::Store::in_memory()),
     };
     if let (None, Some(missing)) = (&options.tls, &options.tls_missing) {
         return Err(StartError::Daemon(DaemonError::Config(missing.clone())));
@@ -238,12 +286,25 @@ pub async fn start(options: NameServerOptions) -> Result<RunningNameServer, Star
     Ok(RunningNameServer { uri, daemon, discovery, stop_discovery, serving, responder, expiry })
 }
 
+#[cfg(feature = "etcd")]
+async fn etcd_backend(options: &EtcdOptions) -> Result<backend::Backend, StartError> {
+    Ok(backend::Backend::Etcd(etcd::EtcdStore::connect(options).await.map_err(StartError::Etcd)?))
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn etcd_backend(_: &EtcdOptions) -> Result<backend::Backend, StartError> {
+    Err(StartError::Etcd(
+        "this rmi-naming was built without etcd: build it with `cargo build -p rmi-naming --features etcd`"
+            .into(),
+    ))
+}
+
 /// How often leases are checked for their end: a name goes at most this
 /// long after its lease's TTL.
 const EXPIRY_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Ends the leases not kept alive, and their names, while the store lives.
-async fn expire_leases(store: std::sync::Weak<store::Store>) {
+async fn expire_leases(store: std::sync::Weak<backend::Backend>) {
     let mut ticks = tokio::time::interval(EXPIRY_PERIOD);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

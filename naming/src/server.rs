@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use rmi_proxy::{MetaMatch, NameFilter, NameServerApi, NamingError, Registration, check_name, check_tag};
 
-use crate::store::{Matcher, Store};
+use crate::backend::Backend;
+use crate::store::Matcher;
 
 /// Largest compiled regular expression accepted, in bytes: generous for
 /// name patterns, small enough that a hostile pattern cannot take memory.
@@ -14,11 +15,11 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// The name server's object, hosted in a daemon as `RMI.NameServer`.
 #[derive(Debug, Clone)]
 pub struct NameServer {
-    store: Arc<Store>,
+    store: Arc<Backend>,
 }
 
 impl NameServer {
-    pub(crate) fn new(store: Arc<Store>) -> Self {
+    pub(crate) fn new(store: Arc<Backend>) -> Self {
         NameServer { store }
     }
 }
@@ -92,7 +93,7 @@ impl NameServerApi for NameServer {
     }
 
     async fn keep_alive(&self, lease: u64) -> Result<(), NamingError> {
-        self.store.keep_alive(lease)
+        self.store.keep_alive(lease).await
     }
 
     async fn revoke_lease(&self, lease: u64) -> Result<u64, NamingError> {

@@ -44,14 +44,15 @@ enum Record {
     End(u64),
 }
 
+/// A name's registration, as the stores hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
-    uri: ObjectUri,
-    metadata: BTreeSet<String>,
-    lease: Option<u64>,
+pub(crate) struct Entry {
+    pub(crate) uri: ObjectUri,
+    pub(crate) metadata: BTreeSet<String>,
+    pub(crate) lease: Option<u64>,
 }
 
-type Names = BTreeMap<String, Entry>;
+pub(crate) type Names = BTreeMap<String, Entry>;
 
 #[derive(Debug)]
 struct LeaseState {
@@ -107,7 +108,10 @@ impl Matcher {
     }
 
     /// The names of `names` that match, without scanning more than needed.
-    fn select<'a>(&'a self, names: &'a Names) -> Box<dyn Iterator<Item = (&'a String, &'a Entry)> + 'a> {
+    pub(crate) fn select<'a>(
+        &'a self,
+        names: &'a Names,
+    ) -> Box<dyn Iterator<Item = (&'a String, &'a Entry)> + 'a> {
         match self {
             Matcher::Exact(n) => Box::new(names.get_key_value(n).into_iter()),
             Matcher::Prefix(p) => Box::new(
@@ -120,7 +124,7 @@ impl Matcher {
     }
 }
 
-fn registration(name: &str, entry: &Entry) -> Registration {
+pub(crate) fn registration(name: &str, entry: &Entry) -> Registration {
     Registration { name: name.to_owned(), uri: entry.uri.clone(), metadata: entry.metadata.clone() }
 }
 
@@ -375,21 +379,24 @@ impl Store {
     }
 
     pub(crate) fn yplookup(&self, tags: &BTreeSet<String>, mode: MetaMatch) -> Vec<Registration> {
-        let state = self.lock();
-        state
-            .names
-            .iter()
-            .filter(|(_, e)| match mode {
-                MetaMatch::All => tags.is_subset(&e.metadata),
-                MetaMatch::Any => !tags.is_disjoint(&e.metadata),
-            })
-            .map(|(n, e)| registration(n, e))
-            .collect()
+        yellow_pages(&self.lock().names, tags, mode)
     }
 
     pub(crate) fn count(&self) -> u64 {
         self.lock().names.len() as u64
     }
+}
+
+/// The registrations of `names` with all (or any) of `tags`.
+pub(crate) fn yellow_pages(names: &Names, tags: &BTreeSet<String>, mode: MetaMatch) -> Vec<Registration> {
+    names
+        .iter()
+        .filter(|(_, e)| match mode {
+            MetaMatch::All => tags.is_subset(&e.metadata),
+            MetaMatch::Any => !tags.is_disjoint(&e.metadata),
+        })
+        .map(|(n, e)| registration(n, e))
+        .collect()
 }
 
 fn random_u64() -> u64 {

@@ -29,6 +29,9 @@ Environment (flags win over variables):
   RMI_NS_BCPORT         UDP discovery port (default 9091)
   RMI_HMAC_KEY          shared key; clients and name server must hold the same one (default: none)
   RMI_NS_STORAGE        storage file when serving (default: in memory)
+  RMI_NS_ETCD           etcd members to keep the names in when serving (default: none)
+  RMI_NS_ETCD_PREFIX    the etcd key prefix (default /rmi/naming/)
+  RMI_NS_ETCD_USER      etcd user, when etcd's authentication is on (with RMI_NS_ETCD_PASSWORD)
   RMI_NS_NO_BROADCAST   true: do not answer (or send) discovery broadcasts
   RMI_MAX_MESSAGE_SIZE  largest message (default 64M)
   RMI_CALL_TIMEOUT      how long commands wait for an answer (default 30s)
@@ -48,7 +51,9 @@ Examples:
   rmi-naming register app.db RMI:db@10.0.0.5:9100 --meta class:database
   rmi-naming yplookup --all class:database
   rmi-naming --json list                         the same, as JSON
-  rmi-naming dev-certs ./certs                   throwaway TLS certificates (development only)";
+  rmi-naming dev-certs ./certs                   throwaway TLS certificates (development only)
+  rmi-naming --etcd http://127.0.0.1:2379,http://127.0.0.1:22379 --port 9090
+                                                 a replica of names kept in etcd (run several)";
 
 /// rmi's name server: maps logical names to object URIs.
 ///
@@ -71,6 +76,22 @@ struct Cli {
     /// --host (for NAT, or when listening on 0.0.0.0).
     #[arg(long, value_name = "HOST")]
     advertise: Option<String>,
+
+    /// When serving: keep the names in etcd, at these members' client URLs
+    /// (comma-separated). Every rmi-naming on the same etcd cluster and
+    /// prefix serves the same names. Needs a build with the `etcd` feature.
+    #[arg(
+        long,
+        env = "RMI_NS_ETCD",
+        value_name = "URL,...",
+        value_delimiter = ',',
+        conflicts_with = "storage"
+    )]
+    etcd: Vec<String>,
+
+    /// When serving on etcd: the prefix of its keys.
+    #[arg(long, env = "RMI_NS_ETCD_PREFIX", value_name = "PREFIX", default_value = rmi_naming::DEFAULT_ETCD_PREFIX)]
+    etcd_prefix: String,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -235,7 +256,10 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         let config = config(&cli.common)?;
         match cli.command {
-            None | Some(Command::Serve) => serve(&cli.common, config, cli.storage, cli.advertise).await,
+            None | Some(Command::Serve) => {
+                let etcd = etcd_options(cli.etcd, cli.etcd_prefix)?;
+                serve(&cli.common, config, cli.storage, etcd, cli.advertise).await
+            }
             Some(command) => commands::run(command, &cli.common, config).await,
         }
     });
@@ -284,10 +308,33 @@ fn config(common: &Common) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// The etcd options of `--etcd`, with the user from the environment (a
+/// password does not belong on a command line).
+fn etcd_options(endpoints: Vec<String>, prefix: String) -> anyhow::Result<Option<rmi_naming::EtcdOptions>> {
+    let endpoints: Vec<String> =
+        endpoints.into_iter().map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect();
+    if endpoints.is_empty() {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        prefix.starts_with('/') && prefix.ends_with('/'),
+        "--etcd-prefix {prefix:?}: begin and end it with '/'"
+    );
+    let mut options = rmi_naming::EtcdOptions::new(endpoints);
+    options.prefix = prefix;
+    match (std::env::var("RMI_NS_ETCD_USER"), std::env::var("RMI_NS_ETCD_PASSWORD")) {
+        (Ok(user), Ok(password)) => options.user = Some((user, password)),
+        (Ok(_), Err(_)) => anyhow::bail!("RMI_NS_ETCD_USER is set without RMI_NS_ETCD_PASSWORD"),
+        _ => {}
+    }
+    Ok(Some(options))
+}
+
 async fn serve(
     common: &Common,
     config: Config,
     storage: Option<PathBuf>,
+    etcd: Option<rmi_naming::EtcdOptions>,
     advertise: Option<String>,
 ) -> anyhow::Result<()> {
     let mut options = rmi_naming::NameServerOptions::from_config(&config);
@@ -302,15 +349,17 @@ async fn serve(
         options.broadcast_port = None;
     }
     options.storage = storage;
+    options.etcd = etcd;
     let running = rmi_naming::start(options.clone()).await?;
     match running.discovery_address() {
         Some(address) => println!("Broadcast server running on {address}"),
         None => println!("Not answering discovery broadcasts"),
     }
     println!("NS running on {}", running.daemon().location());
-    match &options.storage {
-        Some(path) => println!("Storage: {}", path.display()),
-        None => println!("Storage: in memory (use --storage to keep names across restarts)"),
+    match (&options.etcd, &options.storage) {
+        (Some(etcd), _) => println!("Storage: etcd at {} under {}", etcd.endpoints.join(","), etcd.prefix),
+        (None, Some(path)) => println!("Storage: {}", path.display()),
+        (None, None) => println!("Storage: in memory (use --storage to keep names across restarts)"),
     }
     match (&options.tls, options.tls.is_some() && config.tls.is_some()) {
         (Some(_), _) => println!("TLS: on"),
