@@ -188,10 +188,10 @@ async fn acknowledged_registrations_survive_the_leader_and_a_replica_dying() {
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let leader = cluster.wait_for_leader(PATIENCE).await;
-    eprintln!("killing etcd's leader, {}", cluster.members[leader].name);
-    cluster.kill(leader).await;
+    eprintln!("killing etcd's leader, {}", cluster.name(leader));
+    cluster.kill(leader);
     let new_leader = cluster.wait_for_leader(PATIENCE).await;
-    eprintln!("new leader: {}", cluster.members[new_leader].name);
+    eprintln!("new leader: {}", cluster.name(new_leader));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let failed_before = failures.load(Ordering::Relaxed);
     eprintln!("killing replica a (port {})", a.port);

@@ -116,6 +116,8 @@ fn serve(args: &[String]) -> anyhow::Result<()> {
             "rmi" => rmi_calls::serve("127.0.0.1:0", key.as_deref(), ready).await,
             "names" => rmi_calls::serve_names(key.as_deref(), ready).await,
             "durable-names" => rmi_calls::serve_durable_names(key.as_deref(), ready).await,
+            "etcd-names" => rmi_calls::serve_etcd_names(key.as_deref(), true, ready).await,
+            "etcd-durable-names" => rmi_calls::serve_etcd_names(key.as_deref(), false, ready).await,
             other => anyhow::bail!("no such system {other:?}"),
         }
     })
@@ -158,6 +160,7 @@ fn client(args: &[String]) -> anyhow::Result<()> {
             ("rmi", "lookup-pipe64") => rmi_calls::lookups(target, key, 64, plan).await,
             ("rmi", "register-seq") => rmi_calls::registrations(target, key, 1, plan).await,
             ("rmi", "register-pipe64") => rmi_calls::registrations(target, key, 64, plan).await,
+            ("rmi", "failover") => rmi_calls::failovers(target, key, plan).await,
             (s, w) => anyhow::bail!("no workload {w:?} for {s:?}"),
         }
     })?;

@@ -118,8 +118,23 @@ fn benches(rmi_threads: usize, grpc: bool) -> Vec<Bench> {
     add("rmi.batch", "rmi", "rmi", "batch", Plain, false, rmi_threads);
     add("rmi.lookup.seq", "names", "rmi", "lookup-seq", Plain, false, rmi_threads);
     add("rmi.lookup.pipe64", "names", "rmi", "lookup-pipe64", Plain, false, rmi_threads);
+    // rmi.etcd.*: a name server replica on a local three-member etcd cluster
+    // the suite starts (skipped, said, without etcd): lookups from its
+    // watched cache, registrations committed by etcd, and failing over to
+    // another replica when one is SIGKILLed.
+    add("rmi.etcd.lookup.pipe64", "etcd-names", "rmi", "lookup-pipe64", Plain, false, rmi_threads);
     add("rmi.register.seq", "durable-names", "rmi", "register-seq", Plain, false, rmi_threads);
     add("rmi.register.pipe64", "durable-names", "rmi", "register-pipe64", Plain, false, rmi_threads);
+    add(
+        "rmi.etcd.register.pipe64",
+        "etcd-durable-names",
+        "rmi",
+        "register-pipe64",
+        Plain,
+        false,
+        rmi_threads,
+    );
+    add("rmi.etcd.failover", "etcd-names", "rmi", "failover", Plain, false, rmi_threads);
     all
 }
 
@@ -238,14 +253,56 @@ fn protect(c: &mut Command, bench: &Bench, server: bool, certs: Option<&Certs>) 
     Ok(())
 }
 
+/// The local etcd cluster of the `rmi.etcd.*` runs, and its data.
+struct Etcd {
+    cluster: rmi_naming::devetcd::DevCluster,
+    dir: PathBuf,
+    runs: std::cell::Cell<u32>,
+}
+
+impl Etcd {
+    /// Three members, if etcd is installed.
+    fn start() -> anyhow::Result<Option<Etcd>> {
+        let Some(etcd) = rmi_naming::devetcd::etcd_binary() else { return Ok(None) };
+        let dir = std::env::temp_dir().join(format!("rmi-bench-etcd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let cluster = rmi_naming::devetcd::DevCluster::start(&etcd, &dir, 3).context("starting etcd")?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(cluster.wait_for_leader(std::time::Duration::from_secs(30)))
+            .context("etcd elected no leader in 30 s")?;
+        Ok(Some(Etcd { cluster, dir, runs: std::cell::Cell::new(0) }))
+    }
+
+    /// What a run's processes are told: the members, and a key prefix of
+    /// the run's own (so that no run sees another's names).
+    fn tell(&self, c: &mut Command, run: u32) {
+        c.env("RMI_BENCH_ETCD", self.cluster.endpoints());
+        c.env("RMI_BENCH_ETCD_PREFIX", format!("/rmi-bench/{}/{run}/", std::process::id()));
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for i in 0..self.cluster.members.len() {
+            self.cluster.kill(i);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn start_server(
     bench: &Bench,
     grpc: Option<&PathBuf>,
     certs: Option<&Certs>,
+    etcd: Option<&Etcd>,
 ) -> anyhow::Result<(Server, String)> {
     let mut c = command(bench, grpc)?;
     c.args(["serve", bench.server, "--threads", &bench.threads.to_string()]);
     protect(&mut c, bench, true, certs)?;
+    if let Some(etcd) = etcd.filter(|_| bench.server.starts_with("etcd-")) {
+        etcd.runs.set(etcd.runs.get() + 1);
+        etcd.tell(&mut c, etcd.runs.get());
+    }
     let mut child = c.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().context("starting a server")?;
     let stdout = child.stdout.take().context("server stdout")?;
     let server = Server(child);
@@ -262,10 +319,14 @@ fn run_client(
     quick: bool,
     grpc: Option<&PathBuf>,
     certs: Option<&Certs>,
+    etcd: Option<&Etcd>,
 ) -> anyhow::Result<Outcome> {
     let mut c = command(bench, grpc)?;
     c.args(["client", bench.client, bench.workload, target, "--threads", &bench.threads.to_string()]);
     protect(&mut c, bench, false, certs)?;
+    if let Some(etcd) = etcd.filter(|_| bench.server.starts_with("etcd-")) {
+        etcd.tell(&mut c, etcd.runs.get());
+    }
     if quick {
         c.arg("--quick");
     }
@@ -328,11 +389,23 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     } else {
         None
     };
-    let chosen: Vec<Bench> = benches(rmi_threads, grpc.is_some())
+    let mut chosen: Vec<Bench> = benches(rmi_threads, grpc.is_some())
         .into_iter()
         .filter(|b| only.as_ref().is_none_or(|o| o.iter().any(|n| b.name.starts_with(n))))
         .filter(|b| tls_only.as_ref().is_none_or(|t| t.contains(&b.name.as_str())))
         .collect();
+    let etcd = if chosen.iter().any(|b| b.server.starts_with("etcd-")) {
+        let etcd = Etcd::start()?;
+        if etcd.is_none() {
+            eprintln!(
+                "!!! etcd is not installed (apt-get install etcd-server): the rmi.etcd.* runs are skipped"
+            );
+            chosen.retain(|b| !b.server.starts_with("etcd-"));
+        }
+        etcd
+    } else {
+        None
+    };
     let certs = if chosen.iter().any(|b| matches!(b.wire, Wire::Tls | Wire::TlsFresh)) {
         Some(Certs::write()?)
     } else {
@@ -353,8 +426,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         let mut this_round = BTreeMap::new();
         for bench in in_order(&chosen, round % 2 == 0) {
             eprint!("{:<24}", bench.name);
-            let (server, target) = start_server(bench, grpc.as_ref(), certs.as_ref())?;
-            let outcome = run_client(bench, &target, quick, grpc.as_ref(), certs.as_ref())?;
+            let (server, target) = start_server(bench, grpc.as_ref(), certs.as_ref(), etcd.as_ref())?;
+            let outcome = run_client(bench, &target, quick, grpc.as_ref(), certs.as_ref(), etcd.as_ref())?;
             drop(server);
             eprintln!("{}", report::summary(&outcome));
             samples.entry(bench.name.clone()).or_default().push(outcome.clone());

@@ -63,6 +63,7 @@ use tokio::sync::watch;
 pub use server::NameServer;
 
 pub mod devcerts;
+pub mod devetcd;
 
 /// How a name server runs.
 #[derive(Debug, Clone)]

@@ -198,6 +198,100 @@ pub(crate) async fn registrations(
     gate.measure(plan.warmup, plan.window, loops).await
 }
 
+/// Where the suite's etcd cluster is (`RMI_BENCH_ETCD`) and the key prefix
+/// of this run (`RMI_BENCH_ETCD_PREFIX`).
+fn etcd_options() -> anyhow::Result<rmi_naming::EtcdOptions> {
+    let endpoints = std::env::var("RMI_BENCH_ETCD").context("RMI_BENCH_ETCD (the suite sets it)")?;
+    let mut options = rmi_naming::EtcdOptions::new(endpoints.split(',').map(str::to_owned).collect());
+    if let Ok(prefix) = std::env::var("RMI_BENCH_ETCD_PREFIX") {
+        options.prefix = prefix;
+    }
+    Ok(options)
+}
+
+/// Serves a name server replica on the suite's etcd cluster, first
+/// registering `NAMES` names (64 at a time) when `fill`; reports its URI.
+pub(crate) async fn serve_etcd_names(
+    key: Option<&str>,
+    fill: bool,
+    ready: impl FnOnce(String),
+) -> anyhow::Result<()> {
+    let mut options = rmi_naming::NameServerOptions::from_config(&config(key));
+    options.port = 0;
+    options.broadcast_port = None;
+    options.etcd = Some(etcd_options()?);
+    let ns = rmi_naming::start(options).await?;
+    if fill {
+        let client = Arc::new(NameServerProxy::from_proxy(
+            Proxy::builder_with_config(ns.uri(), &config(key)).build()?,
+        ));
+        let fills: Vec<_> = (0..64)
+            .map(|t| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    for i in (t..NAMES).step_by(64) {
+                        let uri: rmi::ObjectUri =
+                            format!("RMI:obj{i}@127.0.0.1:{}", 1 + i % 60_000).parse()?;
+                        client.register(&format!("bench.name.{i}"), &uri).await?;
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        for fill in fills {
+            fill.await??;
+        }
+    }
+    ready(ns.uri().to_string());
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// A replica's failover time: a client of two replicas on etcd (one it
+/// starts as a process of its own, then the suite's at `uri`) looks names
+/// up through the first; the first is SIGKILLed; the next lookup, which
+/// goes to the other, is timed. Its median over the rounds.
+pub(crate) async fn failovers(uri: &str, key: Option<&str>, plan: Plan) -> anyhow::Result<Outcome> {
+    let port_of = |uri: &str| -> anyhow::Result<u16> {
+        match uri.parse::<rmi::ObjectUri>()?.location {
+            rmi::Location::Tcp(hp) => Ok(hp.port),
+            rmi::Location::Unix(_) => anyhow::bail!("{uri}: not TCP"),
+        }
+    };
+    let survivor = port_of(uri)?;
+    let rounds = if plan.calls < 10_000 { 3 } else { 10 };
+    let mut latencies = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let mut first = std::process::Command::new(std::env::current_exe()?)
+            .args(["serve", "etcd-durable-names"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()?;
+        let mut line = String::new();
+        let stdout = first.stdout.take().context("replica stdout")?;
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
+        let first_uri =
+            line.trim().strip_prefix("READY ").with_context(|| format!("replica said {line:?}"))?;
+        let mut config = config(key);
+        config.ns_hosts = [port_of(first_uri)?, survivor]
+            .into_iter()
+            .map(|port| rmi::NsHost { host: rmi::Host::V4(std::net::Ipv4Addr::LOCALHOST), port: Some(port) })
+            .collect();
+        let ns = rmi::locate_ns_with(&config, None).await?;
+        for i in 0..10 {
+            ns.lookup(&format!("bench.name.{i}")).await?;
+        }
+        anyhow::ensure!(ns.uri().to_string() == first_uri, "the lookups went to {}", ns.uri());
+        first.kill()?;
+        first.wait()?;
+        let started = Instant::now();
+        ns.lookup("bench.name.1").await?;
+        latencies.push(started.elapsed());
+        anyhow::ensure!(ns.uri().to_string() != first_uri, "no failover");
+    }
+    Ok(with_percentiles(latencies))
+}
+
 /// Serves a name server holding `NAMES` names; reports its URI.
 pub(crate) async fn serve_names(key: Option<&str>, ready: impl FnOnce(String)) -> anyhow::Result<()> {
     let mut options = rmi_naming::NameServerOptions::from_config(&config(key));
