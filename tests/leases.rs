@@ -212,3 +212,66 @@ async fn clients_fail_over_to_the_next_name_server() {
     serving_elsewhere.await.unwrap().unwrap();
     second.stop().await.unwrap();
 }
+
+/// `rmi-naming --storage <path>` on a fixed port, its stdout read until it
+/// is serving.
+async fn storage_name_server(path: &std::path::Path, port: u16) -> common::Child {
+    let mut child = common::Child {
+        child: tokio::process::Command::new(common::naming_bin())
+            .args(["--port", &port.to_string(), "--no-broadcast", "--storage"])
+            .arg(path)
+            .env_remove("RMI_NS_HOST")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap(),
+        name: "rmi-naming --storage".into(),
+    };
+    let mut lines = child.lines();
+    child.wait_for_line(&mut lines, |l| l.starts_with("URI = ")).await;
+    // Keep reading, so that its logging never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
+
+async fn sigkill(child: &mut common::Child) {
+    child.child.start_kill().unwrap();
+    child.child.wait().await.unwrap();
+}
+
+/// With `--storage`, leased names survive a name server's SIGKILL and
+/// restart while their daemon keeps the lease alive, and go one TTL after
+/// the restart when their daemon is dead.
+#[tokio::test]
+async fn stored_leased_names_live_across_a_restart_only_while_their_lease_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("names.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut ns = storage_name_server(&path, port).await;
+    let admin = NameServerProxy::new(format!("RMI:RMI.NameServer@127.0.0.1:{port}")).unwrap();
+    admin.register("plain.kept", &uri(1)).await.unwrap();
+    let env = name_server_env(port);
+    let mut server = spawn_example("leased_server", &["--count", "10", "--ttl", "2"], &env_refs(&env));
+    let mut lines = server.lines();
+    server.wait_for_line(&mut lines, |l| l.starts_with("Registered 10 names")).await;
+
+    // The name server dies and comes back: the daemon, alive, keeps its
+    // (restored) lease, and its names stay past several TTLs.
+    sigkill(&mut ns).await;
+    let mut ns = storage_name_server(&path, port).await;
+    assert_eq!(count_prefix(&admin, "example.leased.").await, 10, "restored");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(count_prefix(&admin, "example.leased.").await, 10, "kept alive after the restart");
+
+    // Now the daemon dies while the name server is down: after the restart
+    // its lease gets a fresh TTL that nobody keeps.
+    sigkill(&mut ns).await;
+    sigkill(&mut server).await;
+    let _ns = storage_name_server(&path, port).await;
+    assert_eq!(count_prefix(&admin, "example.leased.").await, 10, "restored, for one TTL");
+    let gone =
+        eventually(Duration::from_secs(4), async || count_prefix(&admin, "example.leased.").await == 0).await;
+    assert!(gone, "the restored lease was not kept, and ended");
+    assert_eq!(admin.lookup("plain.kept").await.unwrap(), uri(1));
+}
