@@ -268,3 +268,54 @@ async fn the_chain_runs_across_two_replicas() {
         "{out}"
     );
 }
+
+/// etcd over mutual TLS: a replica with the CA and a client certificate
+/// serves; one without the certificate, or speaking plaintext to it, is
+/// refused at start with an error that names etcd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_reach_etcd_over_mutual_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    rmi_naming::devcerts::write_dev_files(certs.path(), &["127.0.0.1", "localhost"], 1).unwrap();
+    let file = |name: &str| certs.path().join(name);
+    let tls = rmi_naming::devetcd::DevTls {
+        ca: file("ca.pem"),
+        cert: file("server.pem"),
+        key: file("server.key"),
+        client: (file("client.pem"), file("client.key")),
+    };
+    let Some(cluster) = Cluster::start_with("replicas_reach_etcd_over_mutual_tls", Some(&tls)).await else {
+        return;
+    };
+    let endpoints = cluster.endpoints();
+    assert!(endpoints.starts_with("https://"), "{endpoints}");
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let (ca, cert, key) = (path(&tls.ca), path(&tls.client.0), path(&tls.client.1));
+    let good = spawn_name_server_with(
+        &["--etcd", &endpoints, "--etcd-ca", &ca, "--etcd-cert", &cert, "--etcd-key", &key],
+        &[],
+    )
+    .await;
+    let ns = NameServerProxy::from_proxy(proxy_to(good.port));
+    ns.register("tls.one", &uri(1)).await.unwrap();
+    assert_eq!(ns.lookup("tls.one").await.unwrap(), uri(1));
+
+    let refused = |args: Vec<String>| async move {
+        let out = tokio::time::timeout(
+            PATIENCE,
+            tokio::process::Command::new(common::naming_bin())
+                .args(["--port", "0", "--no-broadcast"])
+                .args(&args)
+                .env_remove("RMI_NS_HOST")
+                .output(),
+        )
+        .await
+        .expect("it gives up in time")
+        .unwrap();
+        assert!(!out.status.success(), "{args:?} served");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let no_cert = refused(vec!["--etcd".into(), endpoints.clone(), "--etcd-ca".into(), ca.clone()]).await;
+    assert!(no_cert.contains("etcd"), "{no_cert}");
+    let plaintext = refused(vec!["--etcd".into(), endpoints.replace("https://", "http://")]).await;
+    assert!(plaintext.contains("etcd"), "{plaintext}");
+}

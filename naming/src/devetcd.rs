@@ -48,6 +48,24 @@ impl DevMember {
 pub struct DevCluster {
     /// The members, in the order they were started.
     pub members: Vec<DevMember>,
+    /// How [`DevCluster::leader`] reaches the members (with the `etcd`
+    /// feature).
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    tls: Option<DevTls>,
+}
+
+/// TLS on the members' client URLs (`https://`), requiring client
+/// certificates from `ca`: PEM files such as `rmi-naming dev-certs` writes.
+#[derive(Debug, Clone)]
+pub struct DevTls {
+    /// The CA bundle client certificates are verified with.
+    pub ca: PathBuf,
+    /// The members' certificate (for `127.0.0.1`).
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    /// A client certificate and key, for [`DevCluster::leader`].
+    pub client: (PathBuf, PathBuf),
 }
 
 impl DevCluster {
@@ -60,19 +78,39 @@ impl DevCluster {
     ///
     /// A member that cannot be started (the others are killed).
     pub fn start(etcd: &Path, dir: &Path, size: usize) -> std::io::Result<DevCluster> {
+        Self::start_with(etcd, dir, size, None)
+    }
+
+    /// As [`DevCluster::start`], with TLS on the client URLs when `tls`.
+    ///
+    /// # Errors
+    ///
+    /// As [`DevCluster::start`].
+    pub fn start_with(
+        etcd: &Path,
+        dir: &Path,
+        size: usize,
+        tls: Option<&DevTls>,
+    ) -> std::io::Result<DevCluster> {
         let ports: Vec<(u16, u16)> =
             (0..size).map(|_| Ok((free_port()?, free_port()?))).collect::<std::io::Result<_>>()?;
         let initial: Vec<String> =
             ports.iter().enumerate().map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}")).collect();
         let initial = initial.join(",");
         let token = format!("rmi-dev-{}-{}", std::process::id(), ports.first().map_or(0, |p| p.0));
-        let mut cluster = DevCluster { members: Vec::new() };
+        let mut cluster = DevCluster { members: Vec::new(), tls: tls.cloned() };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         for (i, (client, peer)) in ports.iter().enumerate() {
             let name = format!("m{i}");
-            let client_url = format!("http://127.0.0.1:{client}");
+            let client_url = format!("{scheme}://127.0.0.1:{client}");
             let peer_url = format!("http://127.0.0.1:{peer}");
             let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
-            let process = Command::new(etcd)
+            let mut command = Command::new(etcd);
+            if let Some(tls) = tls {
+                command.arg("--cert-file").arg(&tls.cert).arg("--key-file").arg(&tls.key);
+                command.arg("--trusted-ca-file").arg(&tls.ca).arg("--client-cert-auth");
+            }
+            let process = command
                 .args(["--name", &name])
                 .arg("--data-dir")
                 .arg(dir.join(&name))
@@ -113,7 +151,21 @@ impl DevCluster {
     #[cfg(feature = "etcd")]
     pub async fn leader(&self) -> Option<usize> {
         for m in self.members.iter().filter(|m| m.is_alive()) {
-            let Ok(mut client) = etcd_client::Client::connect([m.client_url.as_str()], None).await else {
+            let mut options = etcd_client::ConnectOptions::new();
+            if let Some(tls) = &self.tls {
+                let (Ok(ca), Ok(cert), Ok(key)) =
+                    (std::fs::read(&tls.ca), std::fs::read(&tls.client.0), std::fs::read(&tls.client.1))
+                else {
+                    return None;
+                };
+                options = options.with_tls(
+                    etcd_client::TlsOptions::new()
+                        .ca_certificate(etcd_client::Certificate::from_pem(ca))
+                        .identity(etcd_client::Identity::from_pem(cert, key)),
+                );
+            }
+            let Ok(mut client) = etcd_client::Client::connect([m.client_url.as_str()], Some(options)).await
+            else {
                 continue;
             };
             let Ok(status) = client.status().await else { continue };

@@ -134,6 +134,9 @@ impl EtcdStore {
         if let Some((user, password)) = &options.user {
             connect = connect.with_user(user.clone(), password.clone());
         }
+        if let Some(tls) = &options.tls {
+            connect = connect.with_tls(tls_options(tls)?);
+        }
         let client = Client::connect(&options.endpoints, Some(connect))
             .await
             .map_err(|e| format!("cannot connect to etcd at {}: {e}", options.endpoints.join(",")))?;
@@ -375,6 +378,19 @@ impl EtcdStore {
         self.seen(revision_of(response.header())).await;
         Ok(count)
     }
+}
+
+/// The TLS settings of the etcd client, from the PEM files.
+fn tls_options(tls: &crate::EtcdTls) -> Result<etcd_client::TlsOptions, String> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let mut options =
+        etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(read(&tls.ca)?));
+    if let Some((cert, key)) = &tls.identity {
+        options = options.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(options)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

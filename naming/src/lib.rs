@@ -141,12 +141,26 @@ pub struct EtcdOptions {
     pub prefix: String,
     /// etcd's user and password, when its authentication is on.
     pub user: Option<(String, String)>,
+    /// TLS to etcd (its endpoints then `https://`), when its client URLs
+    /// serve TLS.
+    pub tls: Option<EtcdTls>,
+}
+
+/// TLS to etcd: the CA its members' certificates are verified with, and the
+/// certificate rmi-naming presents when etcd asks for one
+/// (`--client-cert-auth`). PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// The CA bundle.
+    pub ca: PathBuf,
+    /// The client certificate chain and its key.
+    pub identity: Option<(PathBuf, PathBuf)>,
 }
 
 impl EtcdOptions {
-    /// The members at `endpoints`, the default prefix, no user.
+    /// The members at `endpoints`, the default prefix, no user, no TLS.
     pub fn new(endpoints: Vec<String>) -> Self {
-        EtcdOptions { endpoints, prefix: DEFAULT_ETCD_PREFIX.to_owned(), user: None }
+        EtcdOptions { endpoints, prefix: DEFAULT_ETCD_PREFIX.to_owned(), user: None, tls: None }
     }
 }
 

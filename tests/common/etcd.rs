@@ -22,6 +22,11 @@ impl Cluster {
     /// Starts three members and waits until the cluster has a leader;
     /// `None` (said loudly) where etcd is not installed, outside CI.
     pub async fn start(test: &str) -> Option<Cluster> {
+        Self::start_with(test, None).await
+    }
+
+    /// As [`Cluster::start`], the members serving TLS with `tls`.
+    pub async fn start_with(test: &str, tls: Option<&rmi_naming::devetcd::DevTls>) -> Option<Cluster> {
         let Some(etcd) = rmi_naming::devetcd::etcd_binary() else {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -33,7 +38,7 @@ impl Cluster {
             return None;
         };
         let dir = tempfile::tempdir().expect("a data directory");
-        let dev = DevCluster::start(&etcd, dir.path(), 3).expect("start etcd");
+        let dev = DevCluster::start_with(&etcd, dir.path(), 3, tls).expect("start etcd");
         let cluster = Cluster { dev, dir };
         cluster.wait_for_leader(Duration::from_secs(30)).await;
         Some(cluster)

@@ -32,6 +32,7 @@ Environment (flags win over variables):
   RMI_NS_ETCD           etcd members to keep the names in when serving (default: none)
   RMI_NS_ETCD_PREFIX    the etcd key prefix (default /rmi/naming/)
   RMI_NS_ETCD_USER      etcd user, when etcd's authentication is on (with RMI_NS_ETCD_PASSWORD)
+  RMI_NS_ETCD_CA        with https:// members: the CA bundle (RMI_NS_ETCD_CERT/_KEY: a client certificate)
   RMI_NS_NO_BROADCAST   true: do not answer (or send) discovery broadcasts
   RMI_MAX_MESSAGE_SIZE  largest message (default 64M)
   RMI_CALL_TIMEOUT      how long commands wait for an answer (default 30s)
@@ -92,6 +93,20 @@ struct Cli {
     /// When serving on etcd: the prefix of its keys.
     #[arg(long, env = "RMI_NS_ETCD_PREFIX", value_name = "PREFIX", default_value = rmi_naming::DEFAULT_ETCD_PREFIX)]
     etcd_prefix: String,
+
+    /// When serving on etcd over TLS (https:// endpoints): the PEM bundle
+    /// of the CA etcd's certificates are verified with.
+    #[arg(long, env = "RMI_NS_ETCD_CA", value_name = "PATH")]
+    etcd_ca: Option<PathBuf>,
+
+    /// When serving on etcd over TLS: the PEM certificate presented to etcd
+    /// when it requires client certificates (with --etcd-key).
+    #[arg(long, env = "RMI_NS_ETCD_CERT", value_name = "PATH", requires = "etcd_key")]
+    etcd_cert: Option<PathBuf>,
+
+    /// The PEM private key of --etcd-cert.
+    #[arg(long, env = "RMI_NS_ETCD_KEY", value_name = "PATH", requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -257,7 +272,14 @@ fn main() -> ExitCode {
         let config = config(&cli.common)?;
         match cli.command {
             None | Some(Command::Serve) => {
-                let etcd = etcd_options(cli.etcd, cli.etcd_prefix)?;
+                let tls = match (cli.etcd_ca, cli.etcd_cert, cli.etcd_key) {
+                    (Some(ca), cert, key) => Some(rmi_naming::EtcdTls { ca, identity: cert.zip(key) }),
+                    (None, None, None) => None,
+                    (None, _, _) => anyhow::bail!(
+                        "--etcd-cert needs --etcd-ca, the CA etcd's certificates are verified with"
+                    ),
+                };
+                let etcd = etcd_options(cli.etcd, cli.etcd_prefix, tls)?;
                 serve(&cli.common, config, cli.storage, etcd, cli.advertise).await
             }
             Some(command) => commands::run(command, &cli.common, config).await,
@@ -310,7 +332,11 @@ fn config(common: &Common) -> anyhow::Result<Config> {
 
 /// The etcd options of `--etcd`, with the user from the environment (a
 /// password does not belong on a command line).
-fn etcd_options(endpoints: Vec<String>, prefix: String) -> anyhow::Result<Option<rmi_naming::EtcdOptions>> {
+fn etcd_options(
+    endpoints: Vec<String>,
+    prefix: String,
+    tls: Option<rmi_naming::EtcdTls>,
+) -> anyhow::Result<Option<rmi_naming::EtcdOptions>> {
     let endpoints: Vec<String> =
         endpoints.into_iter().map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect();
     if endpoints.is_empty() {
@@ -322,6 +348,7 @@ fn etcd_options(endpoints: Vec<String>, prefix: String) -> anyhow::Result<Option
     );
     let mut options = rmi_naming::EtcdOptions::new(endpoints);
     options.prefix = prefix;
+    options.tls = tls;
     match (std::env::var("RMI_NS_ETCD_USER"), std::env::var("RMI_NS_ETCD_PASSWORD")) {
         (Ok(user), Ok(password)) => options.user = Some((user, password)),
         (Ok(_), Err(_)) => anyhow::bail!("RMI_NS_ETCD_USER is set without RMI_NS_ETCD_PASSWORD"),
