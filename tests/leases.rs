@@ -275,3 +275,35 @@ async fn stored_leased_names_live_across_a_restart_only_while_their_lease_does()
     assert!(gone, "the restored lease was not kept, and ended");
     assert_eq!(admin.lookup("plain.kept").await.unwrap(), uri(1));
 }
+
+/// A frozen daemon (SIGSTOP) loses its names one TTL later; thawed, it is
+/// told its lease ended, takes a new one and registers its names again,
+/// but for one another process registered meanwhile, which stays that
+/// process's.
+#[tokio::test]
+async fn a_frozen_daemon_loses_its_names_and_takes_back_only_the_free_ones() {
+    let mut ns = spawn_name_server(&[]).await;
+    let env = name_server_env(ns.port);
+    let admin = NameServerProxy::new(format!("RMI:RMI.NameServer@127.0.0.1:{}", ns.port)).unwrap();
+    let mut server = spawn_example("leased_server", &["--count", "5", "--ttl", "1"], &env_refs(&env));
+    let mut lines = server.lines();
+    server.wait_for_line(&mut lines, |l| l.starts_with("Registered 5 names")).await;
+    let pid = server.child.id().expect("a pid").to_string();
+    let signal = |sig: &str| std::process::Command::new("kill").args([sig, &pid]).status().unwrap();
+    assert!(signal("-STOP").success());
+    let gone =
+        eventually(Duration::from_secs(3), async || count_prefix(&admin, "example.leased.").await == 0).await;
+    assert!(gone, "a frozen daemon's names outlived its lease");
+    admin.register("example.leased.2", &uri(2)).await.unwrap();
+    assert!(signal("-CONT").success());
+    let back = eventually(PATIENCE, async || count_prefix(&admin, "example.leased.").await == 5).await;
+    assert!(back, "the thawed daemon did not register its names again");
+    assert_eq!(
+        admin.lookup("example.leased.2").await.unwrap(),
+        uri(2),
+        "taken meanwhile: left to its new owner"
+    );
+    assert_ne!(admin.lookup("example.leased.1").await.unwrap(), uri(2));
+    sigkill(&mut server).await;
+    let _ = ns.child.child.start_kill();
+}

@@ -133,7 +133,7 @@ impl Lease {
             Err(e) if lease_gone(&e) => {
                 lock(&self.inner.names).insert(name.to_owned(), (uri.clone(), tags));
                 // Granting anew registers every name, this one included.
-                renew(&self.inner, id).await
+                renew(&self.inner, id, Some(name)).await
             }
             Err(e) => Err(e),
             Ok(()) => {
@@ -178,8 +178,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Grants the lease anew (unless another caller did since `stale` was
-/// seen) and registers every name again.
-async fn renew(inner: &Inner, stale: u64) -> Result<(), Error> {
+/// seen) and registers every name again: `fresh` (the one being
+/// registered now, if any) as asked, replacing whatever holds it; the
+/// others only if nobody took them meanwhile (while this process was
+/// frozen or cut off, its names ended, and another process may have
+/// registered one of them since: that name is its now, and leaves the
+/// lease).
+async fn renew(inner: &Inner, stale: u64, fresh: Option<&str>) -> Result<(), Error> {
     let _renewing = inner.renewing.lock().await;
     if inner.id.load(Ordering::Relaxed) == stale {
         let id = inner.ns.grant_lease(inner.ttl).await?;
@@ -190,9 +195,21 @@ async fn renew(inner: &Inner, stale: u64) -> Result<(), Error> {
     let names: Vec<_> =
         lock(&inner.names).iter().map(|(n, (u, t))| (n.clone(), u.clone(), t.clone())).collect();
     for (name, uri, tags) in names {
-        inner.ns.register_leased(&name, &uri, tags, false, id).await?;
+        let replace = fresh == Some(name.as_str());
+        match inner.ns.register_leased(&name, &uri, tags, !replace, id).await {
+            Err(e) if taken(&e) => {
+                tracing::warn!(name, "registered elsewhere while the lease was lost: left to its new owner");
+                lock(&inner.names).remove(&name);
+            }
+            other => other?,
+        }
     }
     Ok(())
+}
+
+/// Whether `e` says the name is registered already (`NamingError::Taken`).
+fn taken(e: &Error) -> bool {
+    matches!(e, Error::Remote(r) if r.message().starts_with("the name ") && r.message().contains("is already registered"))
 }
 
 /// Keeps the lease alive every third of its TTL while the lease lives.
@@ -210,7 +227,7 @@ async fn keep_alive(inner: Weak<Inner>) {
                     lease = format_args!("{id:x}"),
                     "the name server lost the lease; granting it anew"
                 );
-                renew(&inner, id).await
+                renew(&inner, id, None).await
             }
             other => other,
         };
