@@ -472,10 +472,15 @@ daemon.requestLoop()
 /// A Python Pyro5 daemon (killed when dropped) and its object's URI; it
 /// registers in the name server on `ns_port` if given.
 async fn python_daemon(ns_port: Option<u16>) -> (tokio::process::Child, String) {
+    python_daemon_with(ns_port, &[]).await
+}
+
+/// As [`python_daemon`], with `env` (`PYRO_*` settings) for the Python process.
+async fn python_daemon_with(ns_port: Option<u16>, env: &[(&str, &str)]) -> (tokio::process::Child, String) {
     use tokio::io::AsyncBufReadExt;
     let python = tokio::task::spawn_blocking(pyro5_venv::python).await.unwrap();
     let mut command = tokio::process::Command::new(python);
-    command.arg("-c").arg(PYTHON_DAEMON);
+    command.arg("-c").arg(PYTHON_DAEMON).envs(env.iter().copied());
     if let Some(port) = ns_port {
         command.arg(port.to_string());
     }
@@ -815,4 +820,34 @@ async fn session_objects_have_an_instance_per_pyro5_connection() {
     let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(out, serde_json::json!([1, 2, 1, 3, 2, 1]));
     d.stop().await;
+}
+
+const COMPRESSED_CALLS: &str = r#"
+import json, sys
+import Pyro5.api
+from Pyro5 import config
+config.SERIALIZER = "json"
+config.COMPRESSION = True
+long = "x" * 5000
+with Pyro5.api.Proxy("PYRO:shapes@127.0.0.1:" + sys.argv[1]) as p:
+    print(json.dumps({"greet": p.greet(long), "names": p.names(200)}))
+"#;
+
+/// Pyro5's `COMPRESSION=True` both ways: a Python client's compressed
+/// calls are read by an rmi daemon, and a Python daemon's compressed
+/// replies by an rmi proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_pyro5_messages_are_read_both_ways() {
+    let (d, port) = shapes_daemon(Pyro5Mode::On).await;
+    let out = python(COMPRESSED_CALLS, vec![port.to_string()]).await;
+    let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(out["greet"], format!("Hello, {}!", "x".repeat(5000)));
+    assert_eq!(out["names"].as_array().map(Vec::len), Some(200));
+    d.stop().await;
+
+    let (_python, uri) = python_daemon_with(None, &[("PYRO_COMPRESSION", "true")]).await;
+    let proxy = rmi::Proxy::new(uri.as_str()).unwrap();
+    let long = "rmi".repeat(2000);
+    let back: String = proxy.call("greet", (long.as_str(),)).await.unwrap();
+    assert_eq!(back, format!("Hello from Python, {long}"));
 }

@@ -167,6 +167,9 @@ pub enum Pyro5Error {
     /// The connection ended in the middle of a message, or failed.
     #[error("reading a Pyro message: {0}")]
     Io(String),
+    /// A compressed payload that is not zlib, or inflates past the limit.
+    #[error("a compressed Pyro payload that cannot be read: {0}")]
+    Compression(String),
 }
 
 /// A message's fixed header.
@@ -392,7 +395,7 @@ pub async fn read_message<IO: AsyncRead + Unpin>(
     let mut head = [0u8; HEADER_LEN];
     io.read_exact(&mut head).await.map_err(|e| Pyro5Error::Io(e.to_string()))?;
     let header = Header::parse(&head, max_message)?;
-    read_body(io, header).await
+    inflated(read_body(io, header).await?, max_message)
 }
 
 /// As [`read_message`], for a first message whose four magic bytes were
@@ -410,7 +413,35 @@ pub async fn read_message_after_magic<IO: AsyncRead + Unpin>(
     magic.copy_from_slice(&MAGIC);
     io.read_exact(rest).await.map_err(|e| Pyro5Error::Io(e.to_string()))?;
     let header = Header::parse(&head, max_message)?;
-    read_body(io, header).await
+    inflated(read_body(io, header).await?, max_message)
+}
+
+/// `message` with its payload inflated when it came compressed (Pyro5's
+/// `COMPRESSION=True`: zlib, the payload only), and the flag cleared; the
+/// inflated payload is bounded by `max` as the wire's is, so a small
+/// message cannot inflate past the limit.
+///
+/// # Errors
+///
+/// [`Pyro5Error::Compression`] for a payload that is not zlib or inflates
+/// past `max`.
+pub fn inflated(mut message: Message, max: usize) -> Result<Message, Pyro5Error> {
+    if !message.header.flags.contains(Flags::COMPRESSED) {
+        return Ok(message);
+    }
+    let mut out = Vec::with_capacity(message.payload.len().saturating_mul(4).min(READ_AHEAD));
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(flate2::read::ZlibDecoder::new(&message.payload[..]), limit),
+        &mut out,
+    )
+    .map_err(|e| Pyro5Error::Compression(e.to_string()))?;
+    if out.len() > max {
+        return Err(Pyro5Error::Compression(format!("it inflates past the limit of {max} bytes")));
+    }
+    message.payload = Bytes::from(out);
+    message.header.flags = Flags(message.header.flags.0 & !Flags::COMPRESSED.0);
+    Ok(message)
 }
 
 /// Reads the body `header` announces (its header already read and checked).

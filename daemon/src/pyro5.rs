@@ -18,7 +18,9 @@
 //! `get_next_stream_item`, `close_stream`); objects made per connection
 //! (`InstanceMode::Session`) get one instance per Pyro5 connection, as
 //! Pyro5's `instance_mode="session"`. Not served: attributes (rmi objects
-//! have none: `__getattr__` is an `AttributeError`) and compressed messages.
+//! have none: `__getattr__` is an `AttributeError`). Compressed messages
+//! (`COMPRESSION=True`) are inflated as they are read (bounded as the wire
+//! is); replies go uncompressed, which every Pyro5 client reads.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -314,12 +316,6 @@ impl Session<'_> {
         let refuse = |why: &str, kind: &str| Some(exception(message, &body::exception(kind, why, &[])));
         if !readable(message.header.serializer) {
             return refuse(JSON_ONLY, "Pyro5.errors.SerializeError");
-        }
-        if flags.contains(Flags::COMPRESSED) {
-            return refuse(
-                "compressed messages are not read here: set PYRO_COMPRESSION=False",
-                "Pyro5.errors.ProtocolError",
-            );
         }
         let call = match decode_body(message.header.serializer, &message.payload).and_then(Invoke::from_value)
         {

@@ -141,9 +141,6 @@ impl Session {
         if reply.header.serializer != Serializer::Json as u8 {
             return Err(protocol(format!("a reply in serializer {}, not json", reply.header.serializer)));
         }
-        if reply.header.flags.contains(Flags::COMPRESSED) {
-            return Err(protocol("a compressed reply (set COMPRESSION off on the Python side)"));
-        }
         if reply.header.flags.contains(Flags::EXCEPTION) {
             return Err(remote_exception(&reply.payload));
         }

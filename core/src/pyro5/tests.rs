@@ -117,3 +117,50 @@ fn a_message_over_the_limit_is_not_encoded() {
         Message::new(MessageType::Invoke, Serializer::Json, Flags::default(), 1, Bytes::from(vec![0; 2048]));
     assert!(matches!(message.encode(1024), Err(Pyro5Error::TooLarge { len: 2048, max: 1024 })));
 }
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(4));
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn compressed_payloads_are_inflated_within_the_limit() {
+    let json = br#"["shapes", "greet", ["a long argument, a long argument"], {}]"#.repeat(10);
+    let message = Message::new(
+        MessageType::Invoke,
+        Serializer::Json,
+        Flags::COMPRESSED.with(Flags::ONEWAY),
+        7,
+        Bytes::from(zlib(&json)),
+    );
+    let out = inflated(message, 1 << 20).unwrap();
+    assert_eq!(&out.payload[..], &json[..]);
+    assert!(!out.header.flags.contains(Flags::COMPRESSED));
+    assert!(out.header.flags.contains(Flags::ONEWAY), "other flags stay");
+    // Uncompressed: as it was.
+    let plain =
+        Message::new(MessageType::Invoke, Serializer::Json, Flags::default(), 1, Bytes::from_static(b"[]"));
+    assert_eq!(&inflated(plain, 16).unwrap().payload[..], b"[]");
+    // A bomb: a few KiB that inflate past the limit.
+    let bomb = Message::new(
+        MessageType::Invoke,
+        Serializer::Json,
+        Flags::COMPRESSED,
+        1,
+        Bytes::from(zlib(&[0u8; 1 << 20])),
+    );
+    assert!(bomb.payload.len() < 4096, "{}", bomb.payload.len());
+    let e = inflated(bomb, 64 * 1024).unwrap_err();
+    assert!(e.to_string().contains("inflates past the limit"), "{e}");
+    // Not zlib at all.
+    let garbage = Message::new(
+        MessageType::Invoke,
+        Serializer::Json,
+        Flags::COMPRESSED,
+        1,
+        Bytes::from_static(b"not zlib"),
+    );
+    assert!(matches!(inflated(garbage, 1024), Err(Pyro5Error::Compression(_))));
+}
