@@ -285,7 +285,8 @@ pub struct Annotation {
 /// A whole message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
-    /// Its header (lengths as they were on the wire).
+    /// Its header (lengths as they were on the wire, but for an inflated
+    /// payload's: see [`inflated`]).
     pub header: Header,
     /// Its annotation chunks, in order.
     pub annotations: Vec<Annotation>,
@@ -439,6 +440,9 @@ pub fn inflated(mut message: Message, max: usize) -> Result<Message, Pyro5Error>
     if out.len() > max {
         return Err(Pyro5Error::Compression(format!("it inflates past the limit of {max} bytes")));
     }
+    // The header now describes the payload it carries (as `encode` would).
+    message.header.payload_len =
+        u32::try_from(out.len()).map_err(|_| Pyro5Error::Compression("it inflates past 4 GiB".into()))?;
     message.payload = Bytes::from(out);
     message.header.flags = Flags(message.header.flags.0 & !Flags::COMPRESSED.0);
     Ok(message)

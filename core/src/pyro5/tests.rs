@@ -139,6 +139,11 @@ fn compressed_payloads_are_inflated_within_the_limit() {
     assert_eq!(&out.payload[..], &json[..]);
     assert!(!out.header.flags.contains(Flags::COMPRESSED));
     assert!(out.header.flags.contains(Flags::ONEWAY), "other flags stay");
+    assert_eq!(out.header.payload_len as usize, json.len());
+    // It encodes, and reads back the same.
+    let again = out.encode(1 << 20).unwrap();
+    let reread = futures::executor::block_on(read_message(&mut again.as_slice(), 1 << 20)).unwrap();
+    assert_eq!(reread, out);
     // Uncompressed: as it was.
     let plain =
         Message::new(MessageType::Invoke, Serializer::Json, Flags::default(), 1, Bytes::from_static(b"[]"));
