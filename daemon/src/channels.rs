@@ -24,6 +24,10 @@ pub struct Channel {
     pub max_message_size: usize,
     /// Who connected (its peer and, over TLS, its certificate).
     pub info: Arc<ConnectionInfo>,
+    /// Cancelled when the daemon shuts down: the service should stop
+    /// reading the connection then (rmi's tarpc bridge ends its requests,
+    /// as the daemon ends its own connections).
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// What serves a channel's connections: it is given each one, and runs the

@@ -320,6 +320,7 @@ fn serve_channel(
         session,
         max_message_size: daemon.options.max_message_size,
         info,
+        shutdown: daemon.shutdown.child_token(),
     });
 }
 

@@ -41,7 +41,70 @@ use serde::de::DeserializeOwned;
 
 /// What a served tarpc service reads requests from and writes responses to.
 pub type ServerTransport<Req, Resp> =
-    Transport<Connection, ::tarpc::ClientMessage<Req>, ::tarpc::Response<Resp>>;
+    Transport<UntilShutdown<Connection>, ::tarpc::ClientMessage<Req>, ::tarpc::Response<Resp>>;
+
+/// A served connection that reads as ended once its daemon shuts down, so
+/// that the tarpc service on it stops taking requests (the responses of
+/// those it took can still be written), as the daemon's own connections do.
+pub struct UntilShutdown<IO> {
+    io: IO,
+    stop: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    stopped: bool,
+}
+
+impl<IO> UntilShutdown<IO> {
+    fn new(io: IO, shutdown: tokio_util::sync::CancellationToken) -> Self {
+        UntilShutdown { io, stop: Box::pin(shutdown.cancelled_owned()), stopped: false }
+    }
+}
+
+impl<IO> std::fmt::Debug for UntilShutdown<IO> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UntilShutdown").field("stopped", &self.stopped).finish_non_exhaustive()
+    }
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for UntilShutdown<IO> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.stopped && this.stop.as_mut().poll(cx).is_ready() {
+            this.stopped = true;
+        }
+        if this.stopped {
+            // The end of the stream: tarpc's server stops reading requests.
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for UntilShutdown<IO> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
 
 /// What a tarpc client sends requests over.
 pub type ClientTransport<Req, Resp> =
@@ -49,7 +112,9 @@ pub type ClientTransport<Req, Resp> =
 
 /// Serves a tarpc service as `name` on `daemon`'s listener: `serve` is given
 /// each connection's transport and runs the service on it (as in the module
-/// example). Returns the URI to register in the name server.
+/// example). When the daemon shuts down, each transport ends (its requests
+/// stop), so the service's tasks end with it. Returns the URI to register
+/// in the name server.
 ///
 /// # Errors
 ///
@@ -64,7 +129,8 @@ where
     Resp: Serialize + Send + 'static,
 {
     daemon.register_channel(name, move |channel| {
-        serve(Transport::new(channel.connection, channel.session, channel.max_message_size));
+        let connection = UntilShutdown::new(channel.connection, channel.shutdown);
+        serve(Transport::new(connection, channel.session, channel.max_message_size));
     })
 }
 

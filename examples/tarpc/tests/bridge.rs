@@ -71,8 +71,16 @@ async fn a_tarpc_service_is_served_with_the_key_and_found_by_name() {
     let pinged = rmi::Proxy::builder_with_config(&uri, &keyed(Some(key))).build().unwrap().ping().await;
     assert!(pinged.is_ok(), "{pinged:?}");
 
+    // A live tarpc connection ends when the daemon shuts down: its service
+    // stops reading, the connection closes, the client's next call fails
+    // rather than waiting on a service that is gone.
+    let live = rmi_tarpc::connect_with(&keyed(Some(key)), direct.as_str()).await.unwrap();
+    let live = WorldClient::new(tarpc::client::Config::default(), live).spawn();
+    assert_eq!(live.add(tarpc::context::current(), 1, 2).await.unwrap(), 3);
     daemon.shutdown();
-    let _ = tokio::time::timeout(PATIENCE, serving).await;
+    tokio::time::timeout(PATIENCE, serving).await.expect("serve returned").unwrap().unwrap();
+    let after = tokio::time::timeout(PATIENCE, live.add(tarpc::context::current(), 1, 2)).await;
+    assert!(after.expect("the call ends in time").is_err(), "served after the daemon shut down");
     ns_server.stop().await.unwrap();
 }
 
