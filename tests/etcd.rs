@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{NameServerProcess, PATIENCE, env_refs, spawn_example, spawn_name_server_with};
+use common::{NameServerProcess, PATIENCE, env_refs, eventually, spawn_example, spawn_name_server_with};
 use etcd_cluster::Cluster;
 use rmi::{Config, Lease, NameFilter, NameServerProxy, ObjectUri, Proxy};
 use tokio::sync::Mutex;
@@ -48,18 +48,6 @@ fn uri(n: usize) -> ObjectUri {
 
 async fn names_with(ns: &NameServerProxy, prefix: &str) -> BTreeSet<String> {
     ns.list(NameFilter::Prefix(prefix.to_owned())).await.unwrap().into_iter().map(|r| r.name).collect()
-}
-
-/// Polls until `check` holds or `within` passes.
-async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    check().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Calculator, PATIENCE, env_refs, name_server_env, spawn_example, spawn_name_server};
+use common::{Calculator, PATIENCE, env_refs, eventually, name_server_env, spawn_example, spawn_name_server};
 use rmi::{Config, Daemon, Lease, NameFilter, NameServerProxy, ObjectUri, Proxy};
 use rmi_naming::{NameServerOptions, RunningNameServer};
 
@@ -31,18 +31,6 @@ fn uri(n: u16) -> ObjectUri {
 
 async fn count_prefix(ns: &NameServerProxy, prefix: &str) -> usize {
     ns.list(NameFilter::Prefix(prefix.to_owned())).await.unwrap().len()
-}
-
-/// Polls `check` every 50 ms until it holds or `within` passes.
-async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    check().await
 }
 
 /// The test: a daemon process with 100 leased names is SIGKILLed;

@@ -21,6 +21,10 @@
 mod interface;
 #[path = "../common/logging.rs"]
 mod logging;
+// Only its serving until Ctrl-C.
+#[allow(dead_code)]
+#[path = "../common/serve.rs"]
+mod serve;
 
 use anyhow::Context;
 use clap::Parser;
@@ -91,14 +95,5 @@ async fn main() -> anyhow::Result<()> {
     let uri = daemon.register(ChainObject(link), Some(&name))?;
     daemon.lease().await?.register(&name, &uri).await?;
     println!("Server {n} ready: {name} = {uri}");
-    let serving = daemon.serve();
-    tokio::pin!(serving);
-    tokio::select! {
-        served = &mut serving => served?,
-        _ = tokio::signal::ctrl_c() => {
-            daemon.shutdown();
-            serving.await?;
-        }
-    }
-    Ok(())
+    serve::serve_until_ctrl_c(&daemon).await
 }

@@ -48,12 +48,22 @@ pub(crate) async fn serve_named(
         Err(e) => println!("No name server ({e}); clients need the URI below"),
     }
     println!("Ready. Object uri = {uri}");
+    serve_until_ctrl_c(&daemon).await
+}
+
+/// Serves until the daemon stops or Ctrl-C; on Ctrl-C, shuts it down and
+/// waits for `serve`, which drains the calls in flight and removes the
+/// daemon's names from the name server.
+///
+/// # Errors
+///
+/// What `serve` reported.
+pub(crate) async fn serve_until_ctrl_c(daemon: &Daemon) -> anyhow::Result<()> {
     let serving = daemon.serve();
     tokio::pin!(serving);
     tokio::select! {
         served = &mut serving => served?,
         _ = tokio::signal::ctrl_c() => {
-            // serve() drains the calls in flight and removes the name.
             daemon.shutdown();
             serving.await?;
         }

@@ -13,6 +13,10 @@
 //! network) removes them one TTL later.
 
 mod interface;
+// Only its serving until Ctrl-C.
+#[allow(dead_code)]
+#[path = "../common/serve.rs"]
+mod serve;
 
 use std::time::Duration;
 
@@ -60,14 +64,5 @@ async fn main() -> anyhow::Result<()> {
         cli.ttl,
         std::process::id()
     );
-    let serving = daemon.serve();
-    tokio::pin!(serving);
-    tokio::select! {
-        served = &mut serving => served?,
-        _ = tokio::signal::ctrl_c() => {
-            daemon.shutdown();
-            serving.await?;
-        }
-    }
-    Ok(())
+    serve::serve_until_ctrl_c(&daemon).await
 }

@@ -327,12 +327,7 @@ impl NameServerProxy {
         tags: impl IntoIterator<Item = T>,
         safe: bool,
     ) -> Result<(), Error> {
-        self.warn_if_unreachable(name, uri);
-        let registration = Registration {
-            name: name.to_owned(),
-            uri: uri.clone(),
-            metadata: tags.into_iter().map(Into::into).collect(),
-        };
+        let registration = self.registration(name, uri, tags);
         self.call(|api| {
             let registration = registration.clone();
             async move { api.register(registration, safe).await }
@@ -356,12 +351,7 @@ impl NameServerProxy {
         safe: bool,
         lease: u64,
     ) -> Result<(), Error> {
-        self.warn_if_unreachable(name, uri);
-        let registration = Registration {
-            name: name.to_owned(),
-            uri: uri.clone(),
-            metadata: tags.into_iter().map(Into::into).collect(),
-        };
+        let registration = self.registration(name, uri, tags);
         self.call(|api| {
             let registration = registration.clone();
             async move { api.register_leased(registration, safe, lease).await }
@@ -505,6 +495,22 @@ impl NameServerProxy {
     /// Any [`Error`] of the call.
     pub async fn ping(&self) -> Result<(), Error> {
         self.call(|api| async move { api.ping().await }).await
+    }
+
+    /// The registration of `name` for `uri` with `tags`, warned about if it
+    /// cannot be reached from where the name server is used.
+    fn registration<T: Into<String>>(
+        &self,
+        name: &str,
+        uri: &ObjectUri,
+        tags: impl IntoIterator<Item = T>,
+    ) -> Registration {
+        self.warn_if_unreachable(name, uri);
+        Registration {
+            name: name.to_owned(),
+            uri: uri.clone(),
+            metadata: tags.into_iter().map(Into::into).collect(),
+        }
     }
 
     /// A loopback URI registered with a name server that other machines use
