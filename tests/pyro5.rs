@@ -851,3 +851,67 @@ async fn compressed_pyro5_messages_are_read_both_ways() {
     let back: String = proxy.call("greet", (long.as_str(),)).await.unwrap();
     assert_eq!(back, format!("Hello from Python, {long}"));
 }
+
+/// A Pyro5 message from `rmi_core`'s own codec, as a Pyro5 client sends it.
+fn pyro5_message(kind: rmi_core::pyro5::MessageType, seq: u16, payload: &str) -> Vec<u8> {
+    use rmi_core::pyro5::{Flags, Message, Serializer};
+    let message =
+        Message::new(kind, Serializer::Json, Flags::default(), seq, payload.as_bytes().to_vec().into());
+    message.encode(1 << 20).unwrap()
+}
+
+/// Connects to the Pyro5 door and handshakes for the object `shapes`.
+async fn pyro5_connection(port: u16) -> tokio::net::TcpStream {
+    use rmi_core::pyro5::{MessageType, read_message};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let connect = pyro5_message(MessageType::Connect, 0, r#"{"handshake": "hello", "object": "shapes"}"#);
+    tokio::io::AsyncWriteExt::write_all(&mut stream, &connect).await.unwrap();
+    let ok = read_message(&mut stream, 1 << 20).await.unwrap();
+    assert_eq!(ok.header.kind, MessageType::ConnectOk);
+    stream
+}
+
+/// Calls arriving in pieces, or several in one write, are each answered; a
+/// Pyro5 connection quiet past the idle timeout is closed, and one open
+/// when the daemon shuts down does not hold the shutdown up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyro5_connections_read_calls_in_any_pieces_and_end_when_idle_or_shut_down() {
+    use rmi_core::pyro5::{MessageType, read_message};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let idle = Duration::from_millis(400);
+    let d = TestDaemon::start(builder().pyro5(Pyro5Mode::On).idle_timeout(Some(idle))).await;
+    d.daemon.register(Shapes::default(), Some("shapes")).unwrap();
+    let rmi::Location::Tcp(hp) = d.daemon.location() else { panic!("not TCP") };
+    let mut stream = pyro5_connection(hp.port).await;
+    let call = |seq: u16, a: i64| {
+        let body = format!(r#"{{"object": "shapes", "method": "add", "params": [{a}, 1], "kwargs": {{}}}}"#);
+        pyro5_message(MessageType::Invoke, seq, &body)
+    };
+    // One call a byte at a time, then three in one write.
+    for byte in call(1, 10) {
+        stream.write_all(&[byte]).await.unwrap();
+    }
+    let reply = read_message(&mut stream, 1 << 20).await.unwrap();
+    assert_eq!((reply.header.seq, &reply.payload[..]), (1, &b"11"[..]));
+    let three: Vec<u8> = (2..5).flat_map(|seq| call(seq, i64::from(seq) * 100)).collect();
+    stream.write_all(&three).await.unwrap();
+    for seq in 2..5u16 {
+        let reply = read_message(&mut stream, 1 << 20).await.unwrap();
+        assert_eq!(reply.header.seq, seq);
+        assert_eq!(reply.payload, format!("{}", i64::from(seq) * 100 + 1).into_bytes());
+    }
+    // Quiet: closed after the idle timeout, not before, and within a bound.
+    let quiet = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0))), "the idle connection was not closed: {read:?}");
+    assert!(quiet.elapsed() >= idle - Duration::from_millis(50), "closed after {:?}", quiet.elapsed());
+    // A connection open (mid-message, even) when the daemon shuts down.
+    let mut open = pyro5_connection(hp.port).await;
+    open.write_all(&call(1, 1)[..10]).await.unwrap();
+    let shutting = std::time::Instant::now();
+    d.stop().await;
+    assert!(shutting.elapsed() < idle, "the shutdown waited for the connection: {:?}", shutting.elapsed());
+    let read = tokio::time::timeout(Duration::from_secs(10), open.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection stayed open after the daemon shut down");
+}

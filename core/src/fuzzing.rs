@@ -96,8 +96,19 @@ pub fn pyro5_target(data: &[u8]) {
     };
     runtime.block_on(async {
         let mut io = Pieces { data, chunk: 5 };
+        // The daemon's buffered reader reads the same messages, in pieces of
+        // another size.
+        let mut buffered = Pieces { data, chunk: 7 };
+        let mut reader = crate::pyro5::MessageReader::new();
         for _ in 0..64 {
-            let Ok(message) = crate::pyro5::read_message(&mut io, 1 << 16).await else { return };
+            let read = crate::pyro5::read_message(&mut io, 1 << 16).await;
+            let through_buffer = reader.read(&mut buffered, 1 << 16).await;
+            match (&read, &through_buffer) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "the buffered reader read another message"),
+                (Err(_), Err(_)) => {}
+                _ => panic!("one reader read a message, the other not: {read:?} / {through_buffer:?}"),
+            }
+            let Ok(message) = read else { return };
             let again =
                 message.encode(1 << 16).unwrap_or_else(|e| panic!("a message read does not encode: {e}"));
             let reread = crate::pyro5::read_message(&mut again.as_slice(), 1 << 16)
@@ -114,7 +125,7 @@ pub fn pyro5_target(data: &[u8]) {
 /// handshake, a call, a batch's calls, and the arguments as a method would
 /// decode them.
 fn pyro5_bodies(payload: &[u8]) {
-    use crate::pyro5::body::{Connect, Invoke};
+    use crate::pyro5::body::{Connect, Invoke, PlainInvoke};
     // serpent, read as a literal subset: what reads writes back and reads the same.
     if let Ok(value) = crate::pyro5::serpent::parse(payload) {
         let again = crate::pyro5::serpent::parse(&crate::pyro5::serpent::write(&value))
@@ -123,6 +134,38 @@ fn pyro5_bodies(payload: &[u8]) {
         let _ = Invoke::from_value(value);
     }
     let _ = Connect::parse(payload);
+    // A plain call, read without a tree of values, is the call the general
+    // reader reads, its arguments decoding the same; or, when the general
+    // reader refuses the payload (the raw arguments are not checked for
+    // escapes such as a lone surrogate), its arguments do not decode.
+    if let Some(plain) = PlainInvoke::parse(payload) {
+        let text = plain.arguments().unwrap_or("null");
+        let fast = crate::Encoded::from_json(bytes::Bytes::copy_from_slice(text.as_bytes()));
+        // As the daemon reads a json call the general way.
+        let general = serde_json::from_slice(payload)
+            .map_err(|e| e.to_string())
+            .and_then(|value| Invoke::from_value(value).map_err(|e| e.to_string()));
+        match general {
+            Ok(call) => {
+                assert_eq!(
+                    (plain.object.as_ref(), plain.method.as_ref()),
+                    (call.object.as_str(), call.method.as_str())
+                );
+                assert!(!call.has_kwargs(), "a plain call with keyword arguments");
+                let general = crate::json::arguments(call.params.clone());
+                assert_eq!(
+                    fast.decode::<Vec<serde_json::Value>>().ok(),
+                    general.decode::<Vec<serde_json::Value>>().ok(),
+                    "a plain call's arguments read otherwise"
+                );
+                assert_eq!(fast.decode::<()>().is_ok(), general.decode::<()>().is_ok());
+            }
+            Err(e) => assert!(
+                fast.decode::<Vec<serde_json::Value>>().is_err(),
+                "the general reader refuses a plain call whose arguments read: {e}"
+            ),
+        }
+    }
     if let Ok(call) = Invoke::parse(payload) {
         let _ = call.batch();
         let args = crate::json::arguments(call.params);

@@ -476,5 +476,77 @@ async fn read_exactly<IO: AsyncRead + Unpin>(io: &mut IO, len: u32) -> Result<By
     Ok(Bytes::from(out))
 }
 
+/// Reads messages one after another from a connection through a buffer of
+/// its own: a message that arrived whole (as a Pyro5 client sends one, in a
+/// single write) takes one read, where [`read_message`] takes three; the
+/// annotations and the payload are slices of what was read, not copies.
+///
+/// Memory grows as the bytes arrive (a step of at most 64 KiB ahead of
+/// them), never as a header announces. [`MessageReader::read`] may be
+/// dropped before it finishes (by a `select!`) and called again: what was
+/// read stays in the buffer.
+#[derive(Debug, Default)]
+pub struct MessageReader {
+    buf: bytes::BytesMut,
+}
+
+impl MessageReader {
+    /// A reader with nothing buffered.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads the next message, as [`read_message`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`read_message`].
+    pub async fn read<IO: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut IO,
+        max_message: usize,
+    ) -> Result<Message, Pyro5Error> {
+        self.fill(io, HEADER_LEN, None).await?;
+        let mut head = [0u8; HEADER_LEN];
+        head.copy_from_slice(self.buf.get(..HEADER_LEN).unwrap_or(&[0; HEADER_LEN]));
+        let header = Header::parse(&head, max_message)?;
+        let (annotations_len, payload_len) = (header.annotations_len as usize, header.payload_len as usize);
+        let total = HEADER_LEN + annotations_len + payload_len;
+        self.fill(io, total, Some(total - HEADER_LEN)).await?;
+        let mut body = self.buf.split_to(total).freeze().split_off(HEADER_LEN);
+        let payload = body.split_off(annotations_len);
+        let annotations = parse_annotations(&body)?;
+        inflated(Message { header, annotations, payload }, max_message)
+    }
+
+    /// Reads until the buffer holds `want` bytes; `body` is the length of
+    /// the body being read, for the error when the connection ends.
+    async fn fill<IO: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut IO,
+        want: usize,
+        body: Option<usize>,
+    ) -> Result<(), Pyro5Error> {
+        while self.buf.len() < want {
+            if self.buf.capacity() == self.buf.len() {
+                self.buf.reserve((want - self.buf.len()).clamp(4096, READ_AHEAD));
+            }
+            let read = io.read_buf(&mut self.buf).await.map_err(|e| Pyro5Error::Io(e.to_string()))?;
+            if read == 0 {
+                let had = self.buf.len();
+                return Err(Pyro5Error::Io(match body {
+                    Some(len) => format!(
+                        "the connection ended {} bytes into a body of {len}",
+                        had.saturating_sub(HEADER_LEN)
+                    ),
+                    None if had == 0 => "the connection closed".to_owned(),
+                    None => format!("the connection ended {had} bytes into a header"),
+                }));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -24,9 +24,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use bytes::Bytes;
+use rmi_core::alarm::{Alarm, Bell, Ring};
 use rmi_core::context::{ConnectionContext, ConnectionInfo};
 use rmi_core::invoke::{self, Started};
 use rmi_core::json::{json_started, with_json_replies};
@@ -34,9 +36,8 @@ use rmi_core::net::Connection;
 use rmi_core::object::Exposed;
 use rmi_core::object::MethodInfo;
 use rmi_core::pyro5::body::{self, Connect, DAEMON_OBJECT, Invoke};
-use rmi_core::pyro5::{
-    Flags, Message, MessageType, Pyro5Error, Serializer, read_message, read_message_after_magic,
-};
+use rmi_core::pyro5::{Flags, Message, MessageReader, MessageType, Serializer, read_message_after_magic};
+use rmi_core::wake::Dormant;
 use rmi_core::{RemoteError, RemoteErrorKind, Reply, Text};
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncWriteExt;
@@ -158,16 +159,17 @@ struct Session<'a> {
     scope: rmi_core::peer::Scope,
 }
 
-/// What a call became: its result, or a stream to read as an iterator.
+/// What a call became: its result as JSON text, or a stream to read as an
+/// iterator.
 enum Outcome {
-    Value(Value),
+    Json(Bytes),
     Stream(rmi_core::stream::Source),
 }
 
 /// A reply to `request` of `kind` with the bytes `payload`: same sequence
 /// number and serializer, its correlation id echoed.
-fn answer_raw(request: &Message, kind: MessageType, flags: Flags, payload: Vec<u8>) -> Message {
-    let mut reply = Message::new(kind, Serializer::Json, flags, request.header.seq, Bytes::from(payload));
+fn answer_raw(request: &Message, kind: MessageType, flags: Flags, payload: impl Into<Bytes>) -> Message {
+    let mut reply = Message::new(kind, Serializer::Json, flags, request.header.seq, payload.into());
     reply.header.serializer = request.header.serializer;
     if request.header.flags.contains(Flags::CORR_ID) {
         reply.header.flags = reply.header.flags.with(Flags::CORR_ID);
@@ -239,19 +241,34 @@ impl Session<'_> {
             return end;
         }
         let idle = self.daemon.options.idle_timeout;
+        // As rmi's own connections: the idle time on an alarm rather than a
+        // tokio timer per message, the shutdown dormant until it wakes, and
+        // messages read through a buffer (one read for a whole message).
+        let bell = Arc::new(Bell::default());
+        let alarm = Alarm::new(Arc::downgrade(&bell) as Weak<dyn Ring>);
+        let mut last_message = Instant::now();
+        if let Some(idle) = idle {
+            alarm.ring_by(last_message + idle);
+        }
+        let mut bell_waker = None;
+        let mut shutdown = Dormant::new(self.daemon.shutdown.clone().cancelled_owned());
+        let mut reader = MessageReader::new();
+        let limit = read_limit(&self.daemon.options);
         loop {
-            let read = read_message(connection, read_limit(&self.daemon.options));
             let message = tokio::select! {
-                () = self.daemon.shutdown.cancelled() => return End::Gone("the daemon shut down".into()),
-                message = async {
-                    match idle {
-                        Some(idle) => tokio::time::timeout(idle, read).await.unwrap_or_else(|_| {
-                            Err(Pyro5Error::Io(format!("idle for {idle:?}")))
-                        }),
-                        None => read.await,
+                biased;
+                () = shutdown.woken() => return End::Gone("the daemon shut down".into()),
+                message = reader.read(connection, limit) => message,
+                () = std::future::poll_fn(|cx| bell.poll_rang(cx, &mut bell_waker)), if idle.is_some() => {
+                    let idle = idle.unwrap_or_default();
+                    if last_message.elapsed() >= idle {
+                        return End::Gone(format!("idle for {idle:?}"));
                     }
-                } => message,
+                    alarm.ring_by(last_message + idle);
+                    continue;
+                }
             };
+            last_message = Instant::now();
             let message = match message {
                 Ok(message) => message,
                 Err(e) => return End::Gone(e.to_string()),
@@ -317,6 +334,9 @@ impl Session<'_> {
         if !readable(message.header.serializer) {
             return refuse(JSON_ONLY, "Pyro5.errors.SerializeError");
         }
+        if let Some(reply) = self.plain_invoke(message, oneway).await {
+            return reply;
+        }
         let call = match decode_body(message.header.serializer, &message.payload).and_then(Invoke::from_value)
         {
             Ok(call) => call,
@@ -350,8 +370,20 @@ impl Session<'_> {
             };
             let mut results = Vec::with_capacity(calls.len());
             for (method, args, has_kwargs) in calls {
+                let args = rmi_core::json::arguments(args);
                 match self.call(&object, &call.object, &method, args, has_kwargs, oneway).await {
-                    Ok(Outcome::Value(value)) => results.push(value),
+                    Ok(Outcome::Json(text)) => match serde_json::from_slice(&text) {
+                        Ok(value) => results.push(value),
+                        Err(e) => {
+                            let why = format!("{method}'s result is not JSON: {e}");
+                            results.push(body::batch_failure(body::exception(
+                                "Pyro5.errors.SerializeError",
+                                &why,
+                                &[],
+                            )));
+                            break;
+                        }
+                    },
                     Ok(Outcome::Stream(_)) => {
                         let why = format!("{method} streams its results, which a batch cannot carry");
                         results.push(body::batch_failure(body::exception(
@@ -382,7 +414,7 @@ impl Session<'_> {
             let id = call.object.clone();
             let method = call.method.clone();
             let has_kwargs = call.has_kwargs();
-            let args = call.params;
+            let args = rmi_core::json::arguments(call.params);
             self.daemon.calls.spawn(async move {
                 let _ = run_call(
                     &daemon,
@@ -399,9 +431,53 @@ impl Session<'_> {
             return None;
         }
         let has_kwargs = call.has_kwargs();
-        let outcome = self.call(&object, &call.object, &call.method, call.params, has_kwargs, false).await;
-        Some(match outcome {
-            Ok(Outcome::Value(value)) => answer(message, MessageType::Result, Flags::default(), &value),
+        let args = rmi_core::json::arguments(call.params);
+        let outcome = self.call(&object, &call.object, &call.method, args, has_kwargs, false).await;
+        Some(self.reply(message, outcome))
+    }
+
+    /// Answers a plain json INVOKE (see [`body::PlainInvoke`]) of an rmi
+    /// object, read without a tree of values; `None` when it is not one
+    /// (then [`Session::invoke`] reads it the general way).
+    async fn plain_invoke(&mut self, message: &Message, oneway: bool) -> Option<Option<Message>> {
+        if message.header.serializer != Serializer::Json as u8
+            || message.header.flags.contains(Flags::BATCH)
+            || oneway
+        {
+            return None;
+        }
+        let call = body::PlainInvoke::parse(&message.payload)?;
+        if call.object == DAEMON_OBJECT || self.daemon.pyro5_objects.contains_key(call.object.as_ref()) {
+            return None;
+        }
+        let object = self.daemon.registry.get(&call.object)?;
+        // The arguments go to the method's decoder as the text they came in.
+        let args = match call.arguments() {
+            Some(text) => message.payload.slice_ref(text.as_bytes()),
+            None => Bytes::from_static(b"null"),
+        };
+        let args = rmi_core::Encoded::from_json(args);
+        let outcome = self.call(&object, &call.object, &call.method, args, false, false).await;
+        Some(Some(self.reply(message, outcome)))
+    }
+
+    /// The RESULT of a call that was not a batch.
+    fn reply(&mut self, message: &Message, outcome: Result<Outcome, Value>) -> Message {
+        match outcome {
+            Ok(Outcome::Json(text)) if message.header.serializer == Serializer::Json as u8 => {
+                answer_raw(message, MessageType::Result, Flags::default(), text)
+            }
+            Ok(Outcome::Json(text)) => match serde_json::from_slice::<Value>(&text) {
+                Ok(value) => answer(message, MessageType::Result, Flags::default(), &value),
+                Err(e) => exception(
+                    message,
+                    &body::exception(
+                        "Pyro5.errors.SerializeError",
+                        &format!("the result is not JSON: {e}"),
+                        &[],
+                    ),
+                ),
+            },
             Ok(Outcome::Stream(source)) => match self.streams.open(source) {
                 // As Pyro5's daemon: the stream's id, and (for older clients)
                 // an exception saying the result is an iterator.
@@ -419,7 +495,7 @@ impl Session<'_> {
                 Err(e) => exception(message, &e),
             },
             Err(e) => exception(message, &e),
-        })
+        }
     }
 
     async fn call(
@@ -427,7 +503,7 @@ impl Session<'_> {
         object: &Arc<dyn Exposed>,
         id: &str,
         method: &str,
-        args: Vec<Value>,
+        args: rmi_core::Encoded,
         has_kwargs: bool,
         oneway: bool,
     ) -> Result<Outcome, Value> {
@@ -541,12 +617,11 @@ async fn run_call(
     scope: &rmi_core::peer::Scope,
     mut context: rmi_core::context::CallContext,
     (object, id, method): (&Arc<dyn Exposed>, &str, &str),
-    args: Vec<Value>,
+    args: rmi_core::Encoded,
     has_kwargs: bool,
     oneway: bool,
 ) -> Result<Outcome, Value> {
-    let where_ = format!("{id}.{method}");
-    let error = |e: RemoteError| body::remote_exception(&e, &where_);
+    let error = |e: RemoteError| body::remote_exception(&e, &format!("{id}.{method}"));
     if has_kwargs {
         return Err(body::exception(
             "builtins.TypeError",
@@ -573,7 +648,6 @@ async fn run_call(
     } else {
         None
     };
-    let args = rmi_core::json::arguments(args);
     // In the connection's scope: a session instance is this connection's.
     let started =
         scope.enter(|| with_json_replies(|| invoke::start(object.clone(), method, args, &mut context)));
@@ -600,9 +674,7 @@ async fn run_call(
             .await;
     let value = reply.map_err(error)?;
     match value.json_bytes() {
-        Some(text) => serde_json::from_slice(text).map(Outcome::Value).map_err(|e| {
-            error(RemoteError::new(RemoteErrorKind::Internal, format!("the result is not JSON: {e}")))
-        }),
+        Some(text) => Ok(Outcome::Json(Bytes::copy_from_slice(text))),
         None => Err(error(RemoteError::new(
             RemoteErrorKind::Internal,
             "the result was not encoded as JSON (it passes something JSON cannot carry)",

@@ -181,6 +181,47 @@ impl Invoke {
     }
 }
 
+/// A plain json INVOKE read without building a tree of values: the object
+/// and method names, and the arguments as the JSON text they came in (a
+/// slice of the payload, handed to the method's decoder as it is). Only the
+/// common shape is read this way: `params` an array, no keyword arguments;
+/// anything else (a batch, keyword arguments, keys Pyro5 does not send, a
+/// malformed payload) is left to [`Invoke::parse`], which says precisely
+/// what is wrong.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlainInvoke<'a> {
+    /// The object's id.
+    #[serde(borrow)]
+    pub object: std::borrow::Cow<'a, str>,
+    /// The method's name.
+    #[serde(borrow)]
+    pub method: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    params: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    kwargs: Option<&'a serde_json::value::RawValue>,
+}
+
+impl<'a> PlainInvoke<'a> {
+    /// Reads `payload` when it is a plain call (see [`PlainInvoke`]).
+    pub fn parse(payload: &'a [u8]) -> Option<Self> {
+        let call: PlainInvoke<'a> = serde_json::from_slice(payload).ok()?;
+        let plain_params = call.params.is_none_or(|p| p.get().starts_with('['));
+        let no_kwargs = call.kwargs.is_none_or(|k| {
+            let text = k.get();
+            text == "null" || (text.starts_with('{') && text[1..].trim_start().starts_with('}'))
+        });
+        (plain_params && no_kwargs).then_some(call)
+    }
+
+    /// The arguments' JSON text, the array as it came; `None` when there
+    /// are none (a method without parameters reads `null`).
+    pub fn arguments(&self) -> Option<&'a str> {
+        self.params.map(|p| p.get()).filter(|text| !text[1..].trim_start().starts_with(']'))
+    }
+}
+
 /// An object's metadata as Pyro5 proxies read it: its exposed methods, those
 /// that are oneway, and its attributes (rmi objects expose none).
 pub fn metadata(methods: &[MethodInfo]) -> Value {
@@ -266,6 +307,39 @@ pub fn string_in(serializer_id: u8, text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_call_is_read_without_a_tree_and_anything_else_left_to_invoke() {
+        let payload = br#"{"object": "calc", "method": "add", "params": [2, {"x": [3]}], "kwargs": {}}"#;
+        let call = PlainInvoke::parse(payload).unwrap();
+        assert_eq!((call.object.as_ref(), call.method.as_ref()), ("calc", "add"));
+        assert_eq!(call.arguments(), Some(r#"[2, {"x": [3]}]"#));
+        // Escaped names, no arguments (given as [ ], as null, or absent).
+        for payload in [
+            &br#"{"object": "c\u0061lc", "method": "m", "params": [ ], "kwargs": { }}"#[..],
+            br#"{"kwargs": null, "method": "m", "object": "calc"}"#,
+            br#"{"object": "calc", "method": "m", "params": null}"#,
+            // serpent's shape, which Invoke::from_value reads too.
+            br#"["calc", "m", [], {}]"#,
+        ] {
+            let call = PlainInvoke::parse(payload).unwrap();
+            assert_eq!((call.object.as_ref(), call.arguments()), ("calc", None));
+        }
+        // Left to Invoke::parse, which says what is wrong or reads it all.
+        for other in [
+            &br#"{"object": "c", "method": "m", "params": [], "kwargs": {"a": 1}}"#[..],
+            br#"{"object": "c", "method": "m", "params": 3}"#,
+            br#"{"object": "c", "method": "m", "kwargs": []}"#,
+            br#"{"object": 1, "method": "m"}"#,
+            br#"{"object": "c", "object": "d", "method": "m"}"#,
+            br#"{"object": "c", "method": "m", "extra": 1}"#,
+            br#"["c", "m", [], {}, 5]"#,
+            b"{\"object\": \"o\"",
+            b"{\"object\": \"\xff\", \"method\": \"m\"}",
+        ] {
+            assert!(PlainInvoke::parse(other).is_none(), "{}", String::from_utf8_lossy(other));
+        }
+    }
 
     #[test]
     fn a_call_reads_as_pyro5_writes_it() {

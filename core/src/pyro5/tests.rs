@@ -111,6 +111,101 @@ async fn a_body_cut_short_is_an_error_saying_how_far_it_got() {
     assert!(matches!(read_message(&mut short, 1 << 20).await, Err(Pyro5Error::Io(_))));
 }
 
+/// A reader over `chunks`, each arriving in a read of its own.
+fn in_chunks(chunks: &[&[u8]]) -> tokio_test_reader::Chunks {
+    tokio_test_reader::Chunks(chunks.iter().map(|c| c.to_vec()).collect())
+}
+
+mod tokio_test_reader {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Hands out one chunk per read (or part of it, when the buffer is
+    /// smaller), then the end of the stream.
+    pub(super) struct Chunks(pub(super) std::collections::VecDeque<Vec<u8>>);
+
+    impl tokio::io::AsyncRead for Chunks {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            if let Some(mut chunk) = self.0.pop_front() {
+                let n = chunk.len().min(buf.remaining());
+                buf.put_slice(&chunk[..n]);
+                if n < chunk.len() {
+                    self.0.push_front(chunk.split_off(n));
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_reader_reads_messages_however_they_arrive() {
+    let messages: Vec<Message> = (0..3u16)
+        .map(|seq| {
+            let mut m = Message::new(
+                MessageType::Invoke,
+                Serializer::Json,
+                Flags::default(),
+                seq,
+                Bytes::from(format!("{{\"n\": {seq}}}").into_bytes()),
+            );
+            m.annotations.push(Annotation { id: *b"CORR", data: Bytes::from(vec![seq as u8; 16]) });
+            m
+        })
+        .collect();
+    let wire: Vec<u8> = messages.iter().flat_map(|m| m.encode(1 << 20).unwrap()).collect();
+    // All in one read; a byte at a time; cut in the header and in the body.
+    let cut = HEADER_LEN + 30;
+    let whole = [&wire[..]];
+    let bytes: Vec<&[u8]> = wire.chunks(1).collect();
+    let split = [&wire[..7], &wire[7..cut], &wire[cut..]];
+    for chunks in [&whole[..], &bytes[..], &split[..]] {
+        let mut io = in_chunks(chunks);
+        let mut reader = MessageReader::new();
+        for m in &messages {
+            let read = reader.read(&mut io, 1 << 20).await.unwrap();
+            assert_eq!(
+                (read.header.seq, &read.payload, &read.annotations),
+                (m.header.seq, &m.payload, &m.annotations)
+            );
+        }
+        let end = reader.read(&mut io, 1 << 20).await.unwrap_err();
+        assert_eq!(end.to_string(), Pyro5Error::Io("the connection closed".into()).to_string());
+    }
+    // Ended mid-header, and mid-body, saying how far it got.
+    let mut io = in_chunks(&[&wire[..10]]);
+    let e = MessageReader::new().read(&mut io, 1 << 20).await.unwrap_err();
+    assert!(e.to_string().contains("10 bytes into a header"), "{e}");
+    let mut io = in_chunks(&[&wire[..cut]]);
+    let e = MessageReader::new().read(&mut io, 1 << 20).await.unwrap_err();
+    assert!(e.to_string().contains("ended 30 bytes into a body of 32"), "{e}");
+    // A header over the limit is refused before its body is read.
+    let mut io = in_chunks(&[&wire[..HEADER_LEN]]);
+    let e = MessageReader::new().read(&mut io, 10).await.unwrap_err();
+    assert!(matches!(e, Pyro5Error::TooLarge { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn a_reader_dropped_mid_message_loses_nothing() {
+    let m =
+        Message::new(MessageType::Ping, Serializer::Json, Flags::default(), 9, Bytes::from_static(b"ping"));
+    let wire = m.encode(1 << 20).unwrap();
+    let (mut client, mut server) = tokio::io::duplex(64);
+    let mut reader = MessageReader::new();
+    tokio::io::AsyncWriteExt::write_all(&mut client, &wire[..HEADER_LEN + 2]).await.unwrap();
+    // The read waits for the rest: dropped (as a select! does), then made again.
+    let waited =
+        tokio::time::timeout(std::time::Duration::from_millis(50), reader.read(&mut server, 1 << 20)).await;
+    assert!(waited.is_err());
+    tokio::io::AsyncWriteExt::write_all(&mut client, &wire[HEADER_LEN + 2..]).await.unwrap();
+    let read = reader.read(&mut server, 1 << 20).await.unwrap();
+    assert_eq!((read.header.seq, &read.payload[..]), (9, &b"ping"[..]));
+}
+
 #[test]
 fn a_message_over_the_limit_is_not_encoded() {
     let message =
