@@ -306,6 +306,13 @@ def main():
     parser.add_argument("--serve", choices=["bench", "names", "durable"], help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="shorter runs")
     parser.add_argument("--json", action="store_true", help="end with the outcomes as one JSON line")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run each pair of json runs (a Pyro5 daemon, rmi's) this many times, alternating which goes "
+        "first; each round's outcome is kept as NAME@ROUND, NAME is the round with the median rate",
+    )
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
@@ -343,10 +350,15 @@ def main():
     only = os.environ.get("BENCH_PYRO_ONLY")
     if only:
         runs = [(n, r) for n, r in runs if n in only.split(",")]
+    # The same client against the two daemons: pairs run side by side, in
+    # rounds, each round in the other order, so that a machine growing
+    # busier or quieter favours neither daemon.
+    pairs = {n: n + ".rmi" for n, _ in runs if n.startswith("json.") and any(m == n + ".rmi" for m, _ in runs)}
+    paired = set(pairs) | set(pairs.values())
+    by_name = dict(runs)
     results = {}
-    for name, run in runs:
-        result = run()
-        results[name] = result
+
+    def report(name, result):
         rate = result["ops"] / result["secs"]
         extra = ""
         if result["p50_us"] is not None:
@@ -354,6 +366,24 @@ def main():
         if result["bytes"]:
             extra += f"   {result['bytes'] / 1e6 / result['secs']:8.0f} MB/s"
         print(f"pyro.{name:<20}{rate:12.0f} ops/s{extra}", file=sys.stderr, flush=True)
+
+    for name, run in runs:
+        if name in paired:
+            continue
+        results[name] = run()
+        report(name, results[name])
+    rounds = max(1, args.rounds)
+    for first, second in pairs.items():
+        samples = {first: [], second: []}
+        for r in range(rounds):
+            for name in [first, second] if r % 2 == 0 else [second, first]:
+                result = by_name[name]()
+                samples[name].append(result)
+                if rounds > 1:
+                    results[f"{name}@{r}"] = result
+                report(name if rounds == 1 else f"{name}@{r}", result)
+        for name, outcomes in samples.items():
+            results[name] = sorted(outcomes, key=lambda o: o["ops"] / o["secs"])[len(outcomes) // 2]
     # The name server's best: one client, or eight.
     rate = lambda n: results[n]["ops"] / results[n]["secs"]
     for best_of, pair in [("lookup", ("lookup.seq", "lookup.threads8")), ("register", ("register.seq", "register.threads8"))]:

@@ -367,7 +367,8 @@ fn unit(m: Metric) -> &'static str {
 }
 
 /// The ratio of `c`: the median of its rounds' ratios where both sides ran
-/// in the same rounds, else the ratio of the medians (Pyro5 runs once).
+/// in the same rounds, else the ratio of the medians (Pyro5 runs once, but
+/// for the pairs of its json client's runs).
 fn ratio(c: &Check, medians: (f64, f64), rounds: &[BTreeMap<String, Outcome>]) -> f64 {
     let mut ratios: Vec<f64> = rounds
         .iter()
@@ -424,7 +425,7 @@ pub(crate) fn print(
     println!();
     println!(
         "{} run, median of {repeat} round{} (each ratio: the median of the rounds' ratios, but against \
-         Pyro5, which runs once); rmi processes on {} (rmi.mt.*: tokio's default multi-thread \
+         Pyro5, which runs once, but for its json client's pairs, which alternate in rounds of their own); rmi processes on {} (rmi.mt.*: tokio's default multi-thread \
          runtime); tarpc on tokio's multi-thread runtime (2 workers); raw TCP on a current-thread runtime; pinned runs put server and client on CPU 0 \
          (taskset -c 0).",
         if quick { "quick" } else { "full" },

@@ -338,10 +338,12 @@ fn run_client(
     Ok(serde_json::from_str(json)?)
 }
 
-fn pyro(quick: bool) -> anyhow::Result<BTreeMap<String, Outcome>> {
+/// The Pyro5 runs (`benches/pyro5/run.sh`): its json pairs (the same Python
+/// client calling a Pyro5 daemon and rmi's) in `rounds` rounds of their own.
+fn pyro(quick: bool, rounds: usize) -> anyhow::Result<BTreeMap<String, Outcome>> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pyro5").join("run.sh");
     let mut c = Command::new("bash");
-    c.arg(&script).arg("--json");
+    c.arg(&script).arg("--json").arg("--rounds").arg(rounds.to_string());
     // Its json runs also call this binary's rmi daemon through its Pyro5 door.
     c.env("RMI_BENCH_BIN", std::env::current_exe()?);
     if quick {
@@ -439,8 +441,20 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         samples.into_iter().filter_map(|(name, runs)| median(runs).map(|m| (name, m))).collect();
     if args.iter().any(|a| a == "--pyro") {
         eprintln!("Pyro5 (benches/pyro5/run.sh)…");
-        for (name, outcome) in pyro(quick)? {
-            results.insert(format!("pyro.{name}"), outcome);
+        for (name, outcome) in pyro(quick, repeat)? {
+            // A paired run's rounds join the suite's rounds, so that its
+            // ratio is the median of its rounds' ratios as the others' are.
+            match name.split_once('@').and_then(|(n, r)| Some((n, r.parse::<usize>().ok()?))) {
+                Some((name, round)) => {
+                    if rounds.len() <= round {
+                        rounds.resize_with(round + 1, BTreeMap::new);
+                    }
+                    rounds[round].insert(format!("pyro.{name}"), outcome);
+                }
+                None => {
+                    results.insert(format!("pyro.{name}"), outcome);
+                }
+            }
         }
     }
     report::print(&results, &rounds, quick, rmi_threads, repeat);
