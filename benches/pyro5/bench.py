@@ -147,6 +147,44 @@ def json_clients(server_class, count, plan):
         return threaded(count, plan, make_call)
 
 
+def _calling_process(uri, index, done, start_at, end_at):
+    """One client process: calls `echo` until `end_at`, counting the calls
+    that completed in [start_at, end_at) (perf_counter is the system's
+    monotonic clock, the same in every process)."""
+    p = proxy(uri, "json")
+    count = 0
+    while True:
+        p.echo(1)
+        now = time.perf_counter()
+        if now >= end_at:
+            break
+        if now >= start_at:
+            count += 1
+    done[index] = count
+
+
+def json_processes(server_class, count, plan):
+    """`count` client processes (each its own interpreter, so no GIL is
+    shared), each with its own connection: the daemon's own cost per call
+    competes with the clients' for the machine's CPUs."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    with server_class(False) as server:
+        done = ctx.Array("q", count)
+        # Time for every process to start and connect before counting.
+        start_at = time.perf_counter() + plan["warmup"] + 1.0
+        end_at = start_at + plan["window"]
+        procs = [ctx.Process(target=_calling_process, args=(server.uri, i, done, start_at, end_at)) for i in range(count)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+        if any(proc.exitcode != 0 for proc in procs):
+            raise RuntimeError("a client process failed")
+        return outcome(sum(done), end_at - start_at)
+
+
 def pyro_server(pinned):
     return Server("bench", pinned)
 
@@ -339,6 +377,7 @@ def main():
         ("json.seq", lambda: json_seq(pyro_server, False, plan)),
         ("json.seq.pinned", lambda: json_seq(pyro_server, True, plan)),
         ("json.clients8", lambda: json_clients(pyro_server, 8, plan)),
+        ("json.procs8", lambda: json_processes(pyro_server, 8, plan)),
     ]
     if os.environ.get("RMI_BENCH_BIN"):
         # The same Pyro5 client, calling rmi's daemon through its Pyro5 door.
@@ -346,6 +385,7 @@ def main():
             ("json.seq.rmi", lambda: json_seq(RmiServer, False, plan)),
             ("json.seq.pinned.rmi", lambda: json_seq(RmiServer, True, plan)),
             ("json.clients8.rmi", lambda: json_clients(RmiServer, 8, plan)),
+            ("json.procs8.rmi", lambda: json_processes(RmiServer, 8, plan)),
         ]
     only = os.environ.get("BENCH_PYRO_ONLY")
     if only:
