@@ -481,10 +481,13 @@ async fn read_exactly<IO: AsyncRead + Unpin>(io: &mut IO, len: u32) -> Result<By
 /// single write) takes one read, where [`read_message`] takes three; the
 /// annotations and the payload are slices of what was read, not copies.
 ///
-/// Memory grows as the bytes arrive (a step of at most 64 KiB ahead of
-/// them), never as a header announces. [`MessageReader::read`] may be
-/// dropped before it finishes (by a `select!`) and called again: what was
-/// read stays in the buffer.
+/// Memory grows as the bytes arrive (to at most twice what arrived, as a
+/// `Vec` grows), never as a header announces, and a buffer grown past
+/// 64 KiB for a large message is given back once it is read.
+/// [`MessageReader::read`] may be dropped before it finishes (by a
+/// `select!`) and called again: what was read stays in the buffer. After
+/// an error the reader is not to be used again (the connection is to
+/// close): what it read stays where the error was.
 #[derive(Debug, Default)]
 pub struct MessageReader {
     buf: bytes::BytesMut,
@@ -514,6 +517,10 @@ impl MessageReader {
         let total = HEADER_LEN + annotations_len + payload_len;
         self.fill(io, total, Some(total - HEADER_LEN)).await?;
         let mut body = self.buf.split_to(total).freeze().split_off(HEADER_LEN);
+        if self.buf.is_empty() && self.buf.capacity() > READ_AHEAD {
+            // A large message's memory goes with it, not with the reader.
+            self.buf = bytes::BytesMut::new();
+        }
         let payload = body.split_off(annotations_len);
         let annotations = parse_annotations(&body)?;
         inflated(Message { header, annotations, payload }, max_message)

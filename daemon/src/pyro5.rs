@@ -246,6 +246,7 @@ impl Session<'_> {
         // messages read through a buffer (one read for a whole message).
         let bell = Arc::new(Bell::default());
         let alarm = Alarm::new(Arc::downgrade(&bell) as Weak<dyn Ring>);
+        // When the client last heard from the daemon.
         let mut last_message = Instant::now();
         if let Some(idle) = idle {
             alarm.ring_by(last_message + idle);
@@ -268,7 +269,6 @@ impl Session<'_> {
                     continue;
                 }
             };
-            last_message = Instant::now();
             let message = match message {
                 Ok(message) => message,
                 Err(e) => return End::Gone(e.to_string()),
@@ -285,6 +285,9 @@ impl Session<'_> {
             {
                 return end;
             }
+            // Idle from here: a call that took longer than the idle
+            // timeout is not what makes its connection idle.
+            last_message = Instant::now();
         }
     }
 

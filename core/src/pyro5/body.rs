@@ -187,7 +187,10 @@ impl Invoke {
 /// common shape is read this way: `params` an array, no keyword arguments;
 /// anything else (a batch, keyword arguments, keys Pyro5 does not send, a
 /// malformed payload) is left to [`Invoke::parse`], which says precisely
-/// what is wrong.
+/// what is wrong. The arguments' text is checked as JSON when the method's
+/// decoder reads it, not before: arguments JSON reads but cannot carry (a
+/// number out of range, a lone surrogate, a key twice in one object) are
+/// the method's `TypeError`, not a `ProtocolError` (Pyro5 writes none).
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlainInvoke<'a> {

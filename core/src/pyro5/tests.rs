@@ -183,6 +183,29 @@ async fn a_reader_reads_messages_however_they_arrive() {
     let mut io = in_chunks(&[&wire[..cut]]);
     let e = MessageReader::new().read(&mut io, 1 << 20).await.unwrap_err();
     assert!(e.to_string().contains("ended 30 bytes into a body of 32"), "{e}");
+    // A large message's buffer is given back once it is read.
+    let big = Message::new(
+        MessageType::Invoke,
+        Serializer::Json,
+        Flags::default(),
+        7,
+        Bytes::from(vec![b' '; 300 << 10]),
+    );
+    let mut io = in_chunks(&[&big.encode(1 << 20).unwrap()]);
+    let mut reader = MessageReader::new();
+    assert_eq!(reader.read(&mut io, 1 << 20).await.unwrap().payload.len(), 300 << 10);
+    assert!(reader.buf.capacity() <= READ_AHEAD, "{} bytes kept", reader.buf.capacity());
+    // A header announcing a large body holds only what arrived of it.
+    let mut head = header_of(&big.encode(1 << 20).unwrap());
+    head[12..16].copy_from_slice(&(1u32 << 20).to_be_bytes());
+    let (mut client, mut server) = tokio::io::duplex(1 << 16);
+    tokio::io::AsyncWriteExt::write_all(&mut client, &head).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut client, &[b' '; 1000]).await.unwrap();
+    let mut reader = MessageReader::new();
+    let waited =
+        tokio::time::timeout(std::time::Duration::from_millis(50), reader.read(&mut server, 2 << 20)).await;
+    assert!(waited.is_err());
+    assert!(reader.buf.capacity() <= 2 * READ_AHEAD, "{} bytes reserved", reader.buf.capacity());
     // A header over the limit is refused before its body is read.
     let mut io = in_chunks(&[&wire[..HEADER_LEN]]);
     let e = MessageReader::new().read(&mut io, 10).await.unwrap_err();
