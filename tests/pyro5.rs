@@ -199,7 +199,8 @@ async fn calls(port: u16, serializer: &str) {
             "midpoint",
             "names",
             "nothing",
-            "points_then_fail"
+            "points_then_fail",
+            "slow"
         ]
     );
     assert_eq!(out["oneway"], serde_json::json!(["hear"]));
