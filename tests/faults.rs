@@ -259,7 +259,11 @@ async fn restarted_daemon() {
     let calc = CalculatorProxy::new(&uri).unwrap();
     assert_eq!(calc.add(1, 1).await.unwrap(), 2);
     child.signal("-KILL").await;
-    drop(child);
+    // Its listener is gone only once it has exited: binding its port before
+    // then would find the port in use.
+    let mut child = child;
+    let exited = tokio::time::timeout(PATIENCE, child.child.wait()).await;
+    assert!(matches!(exited, Ok(Ok(_))), "the killed daemon did not exit: {exited:?}");
     let (_again, again_uri) = Child::daemon(&uri.location.to_string()).await;
     assert_eq!(again_uri, uri);
     let started = Instant::now();
