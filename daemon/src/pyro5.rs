@@ -205,6 +205,14 @@ fn encode_body(serializer: u8, value: &Value) -> Vec<u8> {
     }
 }
 
+/// A method's JSON result read as a value (for a batch, or a serpent
+/// client), or the exception saying it is not JSON.
+fn result_value(text: &[u8], method: &str) -> Result<Value, Value> {
+    serde_json::from_slice(text).map_err(|e| {
+        body::exception("Pyro5.errors.SerializeError", &format!("{method}'s result is not JSON: {e}"), &[])
+    })
+}
+
 /// A CONNECTFAIL saying `why`, in the client's serializer.
 fn fail(request: &Message, why: &str) -> Message {
     let payload = body::string_in(request.header.serializer, why)
@@ -338,7 +346,7 @@ impl Session<'_> {
             return refuse(JSON_ONLY, "Pyro5.errors.SerializeError");
         }
         if let Some(reply) = self.plain_invoke(message, oneway).await {
-            return reply;
+            return Some(reply);
         }
         let call = match decode_body(message.header.serializer, &message.payload).and_then(Invoke::from_value)
         {
@@ -374,28 +382,17 @@ impl Session<'_> {
             let mut results = Vec::with_capacity(calls.len());
             for (method, args, has_kwargs) in calls {
                 let args = rmi_core::json::arguments(args);
-                match self.call(&object, &call.object, &method, args, has_kwargs, oneway).await {
-                    Ok(Outcome::Json(text)) => match serde_json::from_slice(&text) {
-                        Ok(value) => results.push(value),
-                        Err(e) => {
-                            let why = format!("{method}'s result is not JSON: {e}");
-                            results.push(body::batch_failure(body::exception(
-                                "Pyro5.errors.SerializeError",
-                                &why,
-                                &[],
-                            )));
-                            break;
-                        }
-                    },
+                let outcome = match self.call(&object, &call.object, &method, args, has_kwargs, oneway).await
+                {
+                    Ok(Outcome::Json(text)) => result_value(&text, &method),
                     Ok(Outcome::Stream(_)) => {
                         let why = format!("{method} streams its results, which a batch cannot carry");
-                        results.push(body::batch_failure(body::exception(
-                            "Pyro5.errors.PyroError",
-                            &why,
-                            &[],
-                        )));
-                        break;
+                        Err(body::exception("Pyro5.errors.PyroError", &why, &[]))
                     }
+                    Err(e) => Err(e),
+                };
+                match outcome {
+                    Ok(value) => results.push(value),
                     Err(e) => {
                         results.push(body::batch_failure(e));
                         break;
@@ -442,7 +439,7 @@ impl Session<'_> {
     /// Answers a plain json INVOKE (see [`body::PlainInvoke`]) of an rmi
     /// object, read without a tree of values; `None` when it is not one
     /// (then [`Session::invoke`] reads it the general way).
-    async fn plain_invoke(&mut self, message: &Message, oneway: bool) -> Option<Option<Message>> {
+    async fn plain_invoke(&mut self, message: &Message, oneway: bool) -> Option<Message> {
         if message.header.serializer != Serializer::Json as u8
             || message.header.flags.contains(Flags::BATCH)
             || oneway
@@ -461,7 +458,7 @@ impl Session<'_> {
         };
         let args = rmi_core::Encoded::from_json(args);
         let outcome = self.call(&object, &call.object, &call.method, args, false, false).await;
-        Some(Some(self.reply(message, outcome)))
+        Some(self.reply(message, outcome))
     }
 
     /// The RESULT of a call that was not a batch.
@@ -470,16 +467,9 @@ impl Session<'_> {
             Ok(Outcome::Json(text)) if message.header.serializer == Serializer::Json as u8 => {
                 answer_raw(message, MessageType::Result, Flags::default(), text)
             }
-            Ok(Outcome::Json(text)) => match serde_json::from_slice::<Value>(&text) {
+            Ok(Outcome::Json(text)) => match result_value(&text, "the method") {
                 Ok(value) => answer(message, MessageType::Result, Flags::default(), &value),
-                Err(e) => exception(
-                    message,
-                    &body::exception(
-                        "Pyro5.errors.SerializeError",
-                        &format!("the result is not JSON: {e}"),
-                        &[],
-                    ),
-                ),
+                Err(e) => exception(message, &e),
             },
             Ok(Outcome::Stream(source)) => match self.streams.open(source) {
                 // As Pyro5's daemon: the stream's id, and (for older clients)
