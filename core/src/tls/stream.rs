@@ -27,10 +27,9 @@ use crate::net::Socket;
 /// Ciphertext rustls may hold for the socket before a write takes no more
 /// plaintext: enough for a burst of replies, bounded for a peer that stops
 /// reading. Four records: a large write is sealed and handed to the socket
-/// four records at a time, so the records are still in the CPU's cache when
-/// the kernel copies them, and the allocator reuses the same memory for the
-/// next four. With 256 KiB, a 10 MiB argument went 40–60% slower (benches/README,
-/// "TLS").
+/// four records at a time. Measured, not derived: with 256 KiB (or 1 MiB) a
+/// 10 MiB argument took a fifth to a half longer than with 16–64 KiB, the
+/// sender being the bound (benches/README, "TLS").
 pub(crate) const SEND_BUFFER: usize = 64 * 1024;
 
 /// Rounds of reading records before a read returns what it has, so that a
