@@ -425,6 +425,13 @@ async fn flusher(shared: Weak<Shared>, wake: Arc<Notify>, closed: CancellationTo
             () = wake.notified() => {}
             () = closed.cancelled() => return,
         }
+        // Let the tasks that are running or ready now queue their frames
+        // first, so that one write takes them all. On a current-thread
+        // runtime this task already runs after them; on a multi-thread one,
+        // the task that woke it would otherwise hand it the worker at once
+        // (tokio's LIFO slot), and every frame would go out in a write of
+        // its own.
+        tokio::task::yield_now().await;
         let Some(shared) = shared.upgrade() else { return };
         let mut progress = Instant::now();
         loop {
