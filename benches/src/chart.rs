@@ -28,6 +28,8 @@ pub(crate) enum System {
     RmiMt,
     /// `tcp.*`: raw tokio TCP, the limit.
     Tcp,
+    /// `tcp.mt.*`: raw tokio TCP on the multi-thread runtime.
+    TcpMt,
     /// `tarpc.*`: a plain tarpc service.
     Tarpc,
     /// `tonic.*`: gRPC.
@@ -36,8 +38,8 @@ pub(crate) enum System {
     Pyro,
 }
 
-const SYSTEMS: [System; 6] =
-    [System::Rmi, System::RmiMt, System::Tcp, System::Tarpc, System::Tonic, System::Pyro];
+const SYSTEMS: [System; 7] =
+    [System::Rmi, System::RmiMt, System::Tcp, System::TcpMt, System::Tarpc, System::Tonic, System::Pyro];
 
 impl System {
     /// The first part of its run names (`--save`'s keys).
@@ -46,6 +48,7 @@ impl System {
             System::Rmi => "rmi",
             System::RmiMt => "rmi.mt",
             System::Tcp => "tcp",
+            System::TcpMt => "tcp.mt",
             System::Tarpc => "tarpc",
             System::Tonic => "tonic",
             System::Pyro => "pyro",
@@ -63,6 +66,7 @@ impl System {
             },
             System::RmiMt => "rmi, multi-thread runtime (rmi.mt)".to_owned(),
             System::Tcp => "raw TCP (the limit)".to_owned(),
+            System::TcpMt => "raw TCP, multi-thread runtime (tcp.mt)".to_owned(),
             System::Tarpc => "tarpc".to_owned(),
             System::Tonic => "tonic (gRPC)".to_owned(),
             System::Pyro => "Pyro5 (msgpack)".to_owned(),
@@ -74,6 +78,7 @@ impl System {
             System::Rmi => RGBColor(0xc0, 0x39, 0x2b),
             System::RmiMt => RGBColor(0xf1, 0x94, 0x8a),
             System::Tcp => RGBColor(0x7f, 0x8c, 0x8d),
+            System::TcpMt => RGBColor(0xbd, 0xc3, 0xc7),
             System::Tarpc => RGBColor(0x2e, 0x86, 0xc1),
             System::Tonic => RGBColor(0x27, 0xae, 0x60),
             System::Pyro => RGBColor(0xf3, 0x9c, 0x12),
@@ -215,7 +220,8 @@ pub(crate) fn groups(results: &BTreeMap<String, Outcome>) -> Vec<Group> {
     let others: BTreeSet<&str> = results
         .keys()
         .filter_map(|name| baselines.iter().find_map(|s| name.strip_prefix(s.prefix())?.strip_prefix('.')))
-        .filter(|key| !known.contains(*key))
+        // `tcp.mt.*` is a system of its own, not a workload `mt.*` of `tcp`.
+        .filter(|key| !known.contains(*key) && !key.starts_with("mt."))
         .collect();
     for key in others {
         // Both sides moved bytes: MB/s; else operations per second.
@@ -535,6 +541,23 @@ mod tests {
         assert_eq!(g.len(), 1);
         let bars: Vec<(System, f64)> = g[0].bars.iter().map(|b| (b.system, b.ratio)).collect();
         assert_eq!(bars, [(System::Rmi, 1.0), (System::RmiMt, 0.5), (System::Tarpc, 0.25)]);
+    }
+
+    #[test]
+    fn raw_tcp_on_the_multi_thread_runtime_is_a_bar_not_a_workload() {
+        let r = results(&[
+            ("rmi.seq.pinned", outcome(50_000, 1.0, None)),
+            ("rmi.mt.seq.pinned", outcome(40_000, 1.0, None)),
+            ("tcp.seq.pinned", outcome(60_000, 1.0, None)),
+            ("tcp.mt.seq.pinned", outcome(45_000, 1.0, None)),
+        ]);
+        let g = groups(&r);
+        assert_eq!(g.len(), 1, "one group, not one for `mt.seq.pinned` as well");
+        let bars: Vec<(System, f64)> = g[0].bars.iter().map(|b| (b.system, b.ratio)).collect();
+        assert_eq!(
+            bars,
+            [(System::Rmi, 1.0), (System::RmiMt, 0.8), (System::Tcp, 1.2), (System::TcpMt, 0.9)]
+        );
     }
 
     #[test]

@@ -75,6 +75,10 @@ fn benches(rmi_threads: usize, grpc: bool) -> Vec<Bench> {
         for &(name, system, server, threads) in systems {
             add(&format!("{name}.{suffix}"), server, system, workload, Plain, pinned, threads);
         }
+        // Raw TCP on the multi-thread runtime too: what tokio's scheduler
+        // itself costs a client that calls from `block_on` (`#[tokio::main]`'s
+        // body), apart from what rmi adds.
+        add(&format!("tcp.mt.{suffix}"), "tcp-echo", "tcp", workload, Plain, pinned, 0);
         add(&format!("rmi.hmac.{suffix}"), "rmi", "rmi", workload, Key, pinned, rmi_threads);
         add(&format!("rmi.tls.{suffix}"), "rmi", "rmi", workload, Tls, pinned, rmi_threads);
         if workload == "seq" {
