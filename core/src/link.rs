@@ -7,8 +7,10 @@
 //! no hop, for a call alone on its connection), or left to the
 //! per-connection flusher task ([`MessageWriter::send_batched`]: for calls
 //! that have company, so that every frame queued before the flusher runs
-//! goes out in one vectored write). The flusher also takes over whenever the
-//! socket is full, waiting for it to drain.
+//! goes out in one vectored write: woken, it yields once first, so that on a
+//! multi-thread runtime too the tasks running or ready queue theirs before
+//! it writes). The flusher also takes over whenever the socket is full,
+//! waiting for it to drain.
 //!
 //! What a writer holds is visible without its lock ([`MessageWriter::queued`])
 //! and may be counted in a [`QueueBudget`] shared with other connections, so
