@@ -471,6 +471,36 @@ async fn at_the_call_limit_a_cancel_still_aborts_a_running_call_at_once() {
     second.abort();
 }
 
+/// A cancel that arrives with its call, in the same read, before the call's
+/// worker first ran: the call is still aborted, and gives its place back at
+/// once (with room for one call, the next one is answered), not left to run
+/// to its end.
+#[tokio::test]
+async fn a_cancel_read_with_its_call_aborts_it() {
+    let _turn = turn().await;
+    let d = TestDaemon::start(builder().max_calls_per_connection(1)).await;
+    let uri = d.daemon.register(Waiter::default(), Some("waiter")).unwrap();
+    let mut connection = Connection::connect(&uri.location).await.unwrap();
+    let session = rmi_core::handshake::client_handshake(&mut connection, None).await.unwrap();
+    let (mut reader, writer) = link::split(connection, session, MIB);
+    // Queued together, so that one write carries both.
+    let wait = Call::new("waiter", "wait", Encoded::encode(&(600_000u64,)).unwrap());
+    writer.send_batched(&Message::Call { id: 1, remaining: None, call: wait }).unwrap();
+    writer.send_batched(&Message::Cancel { id: 1 }).unwrap();
+    // The only place is free again: the next call is answered, and the
+    // aborted one sent no reply.
+    let add = Call::new("waiter", "add", Encoded::encode(&(20u64, 22u64)).unwrap());
+    writer.send(&Message::Call { id: 2, remaining: None, call: add }).unwrap();
+    match tokio::time::timeout(PATIENCE, reader.recv::<Message>()).await {
+        Ok(Some(Ok(Message::Reply { id, reply }))) => {
+            assert_eq!(id, 2, "a reply for the cancelled call came back");
+            assert_eq!(reply.unwrap().decode::<u64>().unwrap(), 42);
+        }
+        Err(_) => panic!("no reply in {PATIENCE:?}: the cancelled call still holds the connection's place"),
+        other => panic!("expected the reply to call 2, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_that_stops_reading_makes_callers_wait_not_buffer() {
     let _turn = turn().await;

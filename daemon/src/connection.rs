@@ -4,14 +4,18 @@
 //! (see `flow`): at once while the connection and the daemon have room for
 //! its reply, otherwise it is held, in order, until they do, while the loop
 //! goes on reading, so that a `Cancel` still aborts its call at once. Calls
-//! run concurrently, so a slow call holds up nothing and a method may call
-//! another daemon that calls back into this one: every call starts where
-//! it was read; an `async` call that awaits then goes on on a worker of the
-//! connection (see `workers`); a synchronous call that may block runs on
-//! tokio's blocking pool; a `#[nonblocking]` one runs to its end on the
-//! reading task, on any runtime (a worker would buy a hop and a second
-//! core's cache for a call that takes less than the hop; calls of other
-//! connections still run on the other workers). Each call writes its own
+//! run concurrently, so a slow call holds up no other and a method may call
+//! another daemon that calls back into this one: every call starts where it
+//! was read (its arguments decoded, the hooks asked); an `async` method's
+//! future then runs on a worker of the connection (see `workers`); a
+//! synchronous method that may block runs on tokio's blocking pool; a
+//! `#[nonblocking]` one runs to its end on the reading task, on any runtime
+//! (a worker would buy it a hop that costs more than the call: measured on
+//! a multi-thread runtime, 64 calls in flight on one connection go faster
+//! here than spread over its workers; other connections' calls still run on
+//! the other workers). Such a method holds up the reading of its
+//! connection, its cancels included, while it runs: that is what
+//! `#[nonblocking]` promises is short. Each call writes its own
 //! reply through the shared writer. A client that goes
 //! away, or that takes none of its replies for the write timeout, takes its
 //! calls in flight with it (oneway calls run on).
@@ -19,7 +23,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use futures::future::{AbortHandle, Abortable};
+use futures::future::{AbortHandle, AbortRegistration, Abortable};
 use rmi_core::alarm::{Alarm, Bell, Ring};
 use rmi_core::context::{CallContext, ConnectionContext, ConnectionInfo};
 use rmi_core::handshake::{Greeting, server_greeting};
@@ -42,14 +46,17 @@ use rmi_core::invoke::{Started, complete, finish, run_blocking, start_as};
 use rmi_core::peer::{Peer, Scope, export_not_found, parse_export_object_id};
 use rmi_core::stream::{Source, Streams, Uploads};
 
-/// A call handed to a worker: it was started on the reading task and is
-/// awaiting something.
+/// A call handed to a worker: it was started on the reading task, and its
+/// future (an `async` method's) is to be run to its end there. It is
+/// registered for cancelling before it is handed over, so that a `Cancel`
+/// read before the worker first polls it still aborts it.
 struct Job {
     id: u64,
     method: Text,
     future: ReplyFuture,
     context: CallContext,
     ticket: Ticket,
+    registration: AbortRegistration,
 }
 
 /// What a connection's tasks share.
@@ -99,9 +106,7 @@ impl Shared {
     }
 
     async fn run_job(self: &Arc<Self>, job: Job) {
-        let Job { id, method, future, context, ticket } = job;
-        let (abort, registration) = AbortHandle::new_pair();
-        self.calls().insert(id, abort);
+        let Job { id, method, future, context, ticket, registration } = job;
         let finished = Abortable::new(context.scope(finish(&method, future)), registration).await;
         self.calls().remove(&id);
         match finished {
@@ -528,10 +533,7 @@ impl Starter<'_> {
             shared.complete(id, ticket, Err(self.not_found(&call.object)));
             return;
         };
-        // Every call starts here, on any runtime: most run to their end at
-        // once, and a worker would buy them only a hop (measured: on a
-        // multi-thread runtime, 64 calls in flight on one connection go
-        // faster here than spread over its workers).
+        // Every call starts here, on any runtime (see the module's doc).
         let (method, started, traced) = shared.start_call(id, object, call, &mut context, now);
         let future = match started {
             Started::Done(reply) => {
@@ -550,7 +552,9 @@ impl Starter<'_> {
             }
             Started::Running(future) => future,
         };
-        let job = Job { id, method, future, context, ticket };
+        let (abort, registration) = AbortHandle::new_pair();
+        shared.calls().insert(id, abort);
+        let job = Job { id, method, future, context, ticket, registration };
         if let Some(job) = shared.pool.offer(job) {
             shared.tasks.spawn(worker(shared.clone(), job));
         }
