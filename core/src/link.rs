@@ -7,9 +7,9 @@
 //! no hop, for a call alone on its connection), or left to the
 //! per-connection flusher task ([`MessageWriter::send_batched`]: for calls
 //! that have company, so that every frame queued before the flusher runs
-//! goes out in one vectored write: woken, it yields once first, so that on a
-//! multi-thread runtime too the tasks running or ready queue theirs before
-//! it writes). The flusher also takes over whenever the socket is full,
+//! goes out in one vectored write: on a multi-thread runtime, woken, it
+//! yields once first, so that the tasks running or ready queue theirs
+//! before it writes). The flusher also takes over whenever the socket is full,
 //! waiting for it to drain.
 //!
 //! What a writer holds is visible without its lock ([`MessageWriter::queued`])
@@ -105,7 +105,11 @@ pub fn split_with(
         drained: Notify::new(),
         closed: closed.clone(),
     });
-    tokio::spawn(flusher(Arc::downgrade(&shared), wake, closed));
+    // On a current-thread runtime the flusher, woken, already runs after
+    // every task that is ready: it has no need to yield.
+    let yields =
+        tokio::runtime::Handle::current().runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread;
+    tokio::spawn(flusher(Arc::downgrade(&shared), wake, closed, yields));
     (reader, MessageWriter { shared })
 }
 
@@ -421,19 +425,21 @@ impl MessageWriter {
 /// Writes the queue out whenever the socket was full, until the connection
 /// closes or every writer is gone; shuts the connection down when the peer
 /// takes nothing for the write timeout.
-async fn flusher(shared: Weak<Shared>, wake: Arc<Notify>, closed: CancellationToken) {
+///
+/// With `yields` (a multi-thread runtime), it yields once when woken, before
+/// it writes: the task that woke it would otherwise hand it its worker at
+/// once (tokio's LIFO slot), and every frame would go out in a write of its
+/// own. Yielded, it runs once the worker has run what is ready (or at the
+/// worker's next maintenance, 61 polls on), and writes what they queued.
+async fn flusher(shared: Weak<Shared>, wake: Arc<Notify>, closed: CancellationToken, yields: bool) {
     loop {
         tokio::select! {
             () = wake.notified() => {}
             () = closed.cancelled() => return,
         }
-        // Let the tasks that are running or ready now queue their frames
-        // first, so that one write takes them all. On a current-thread
-        // runtime this task already runs after them; on a multi-thread one,
-        // the task that woke it would otherwise hand it the worker at once
-        // (tokio's LIFO slot), and every frame would go out in a write of
-        // its own.
-        tokio::task::yield_now().await;
+        if yields {
+            tokio::task::yield_now().await;
+        }
         let Some(shared) = shared.upgrade() else { return };
         let mut progress = Instant::now();
         loop {
