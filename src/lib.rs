@@ -48,7 +48,8 @@
 //! holds up no other call, on a multi-thread or a current-thread runtime.
 //! A short synchronous method that never blocks may opt into the fast path
 //! with [`#[rmi::nonblocking]`](nonblocking): it then runs where its call
-//! is read, without the hop to the pool.
+//! is read, without the hop to the pool (and while it runs, the requests
+//! that follow it on its connection wait, on any runtime).
 //!
 //! ```no_run
 //! # #[derive(Default)]

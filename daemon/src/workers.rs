@@ -1,9 +1,11 @@
-//! A connection's calls run on reusable tasks (workers).
+//! A connection's `async` calls run on reusable tasks (workers).
 //!
 //! A call goes to an idle worker if there is one, or starts a new worker
 //! when all are busy, so calls still run concurrently (a slow call holds up
 //! nothing, a call back into this daemon finds a worker) without creating a
 //! task per call. Workers park when idle, and a few too many idle ones end.
+//! (`#[nonblocking]` calls run on the connection's reading task, and
+//! synchronous ones on tokio's blocking pool: see `connection`.)
 
 use std::collections::VecDeque;
 use std::future::poll_fn;

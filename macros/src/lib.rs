@@ -44,7 +44,8 @@ pub fn oneway(_args: TokenStream, input: TokenStream) -> TokenStream {
 
 /// Marks a synchronous method of an `#[rmi::expose]` block as one that
 /// never blocks: the daemon runs it where it reads the call, the fast path,
-/// instead of on tokio's blocking pool.
+/// instead of on tokio's blocking pool (while it runs, the requests that
+/// follow it on its connection wait, on any runtime).
 #[proc_macro_attribute]
 pub fn nonblocking(_args: TokenStream, input: TokenStream) -> TokenStream {
     outside_expose("nonblocking", input)
