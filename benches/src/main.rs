@@ -143,6 +143,8 @@ fn client(args: &[String]) -> anyhow::Result<()> {
             ("tarpc", "clients8") => tarpc_plain::clients(target, 8, plan).await,
             ("tarpc", "payload") => tarpc_plain::payload(target, plan).await,
             ("rmi", "seq") => rmi_calls::seq(target, key, false, plan).await,
+            ("tcp", "seq-task") => tcp::seq_in_task(target, plan).await,
+            ("rmi", "seq-task") => rmi_calls::seq_in_task(target, key, plan).await,
             ("rmi", "seq-blocking") => rmi_calls::seq(target, key, true, plan).await,
             ("rmi", "seq-count") => rmi_calls::seq_count(target, key, plan).await,
             ("rmi", "callback") => rmi_calls::callbacks(target, key, plan).await,

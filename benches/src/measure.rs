@@ -54,6 +54,39 @@ where
     Ok(Outcome { ops: count, secs, ..with_percentiles(latencies) })
 }
 
+/// As [`sequential`], on a spawned task (so that on a multi-thread runtime
+/// the calls run on a worker, as a server's handlers do, rather than on the
+/// thread in `block_on`), with the state each call needs passed through it
+/// by value.
+pub(crate) async fn sequential_in_task<S, F, Fut>(
+    state: S,
+    warmup: u64,
+    count: u64,
+    mut call: F,
+) -> anyhow::Result<Outcome>
+where
+    S: Send + 'static,
+    F: FnMut(S, u64) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<S>> + Send,
+{
+    tokio::spawn(async move {
+        let mut state = state;
+        for i in 0..warmup {
+            state = call(state, i).await?;
+        }
+        let mut latencies = Vec::with_capacity(count as usize);
+        let started = Instant::now();
+        for i in 0..count {
+            let t = Instant::now();
+            state = call(state, i).await?;
+            latencies.push(t.elapsed());
+        }
+        let secs = started.elapsed().as_secs_f64();
+        Ok(Outcome { ops: count, secs, ..with_percentiles(latencies) })
+    })
+    .await?
+}
+
 /// The median and 99th percentile of `latencies`; `ops` their number and
 /// `secs` their sum (what [`sequential`] replaces with the wall-clock time).
 pub(crate) fn with_percentiles(mut latencies: Vec<Duration>) -> Outcome {

@@ -79,6 +79,13 @@ fn benches(rmi_threads: usize, grpc: bool) -> Vec<Bench> {
         // itself costs a client that calls from `block_on` (`#[tokio::main]`'s
         // body), apart from what rmi adds.
         add(&format!("tcp.mt.{suffix}"), "tcp-echo", "tcp", workload, Plain, pinned, 0);
+        if workload == "seq" {
+            // Called from a spawned task, as a server's handlers call, rather
+            // than from `#[tokio::main]`'s body.
+            let task = if pinned { "seq.task.pinned" } else { "seq.task" };
+            add(&format!("tcp.mt.{task}"), "tcp-echo", "tcp", "seq-task", Plain, pinned, 0);
+            add(&format!("rmi.mt.{task}"), "rmi", "rmi", "seq-task", Plain, pinned, 0);
+        }
         add(&format!("rmi.hmac.{suffix}"), "rmi", "rmi", workload, Key, pinned, rmi_threads);
         add(&format!("rmi.tls.{suffix}"), "rmi", "rmi", workload, Tls, pinned, rmi_threads);
         if workload == "seq" {

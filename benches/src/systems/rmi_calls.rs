@@ -10,7 +10,9 @@ use anyhow::Context;
 use rmi::tls::ClientTls;
 use rmi::{Blob, Config, Key, NameServerProxy, Proxy, Remote};
 
-use crate::measure::{Gate, Outcome, PAYLOAD, Plan, concurrent, sequential, transfers, with_percentiles};
+use crate::measure::{
+    Gate, Outcome, PAYLOAD, Plan, concurrent, sequential, sequential_in_task, transfers, with_percentiles,
+};
 
 /// Names the name server holds in the lookup workloads.
 pub(crate) const NAMES: usize = 10_000;
@@ -320,6 +322,16 @@ pub(crate) async fn seq(uri: &str, key: Option<&str>, blocking: bool, plan: Plan
         let back = if blocking { bench.echo_blocking(i).await? } else { bench.echo(i).await? };
         anyhow::ensure!(back == i);
         Ok(())
+    })
+    .await
+}
+
+/// [`seq`] (of the `#[nonblocking]` echo) from a spawned task.
+pub(crate) async fn seq_in_task(uri: &str, key: Option<&str>, plan: Plan) -> anyhow::Result<Outcome> {
+    let bench = proxy(uri, key)?;
+    sequential_in_task(bench, plan.calls / 10, plan.calls, |bench: BenchProxy, i: u64| async move {
+        anyhow::ensure!(bench.echo(i).await? == i);
+        Ok(bench)
     })
     .await
 }

@@ -6,7 +6,9 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::measure::{CHUNK, Gate, Outcome, PAYLOAD, Plan, concurrent, sequential, transfers};
+use crate::measure::{
+    CHUNK, Gate, Outcome, PAYLOAD, Plan, concurrent, sequential, sequential_in_task, transfers,
+};
 
 /// Echoes every byte back, in whatever pieces it arrives.
 pub(crate) async fn serve_echo(listener: TcpListener) -> anyhow::Result<()> {
@@ -117,6 +119,18 @@ pub(crate) async fn seq(addr: &str, plan: Plan) -> anyhow::Result<Outcome> {
         stream.write_all(&i.to_le_bytes()).await?;
         stream.read_exact(&mut answer).await?;
         Ok(())
+    })
+    .await
+}
+
+/// [`seq`] from a spawned task.
+pub(crate) async fn seq_in_task(addr: &str, plan: Plan) -> anyhow::Result<Outcome> {
+    let stream = connect(addr).await?;
+    sequential_in_task(stream, plan.calls / 10, plan.calls, |mut stream: TcpStream, i: u64| async move {
+        let mut answer = [0u8; 8];
+        stream.write_all(&i.to_le_bytes()).await?;
+        stream.read_exact(&mut answer).await?;
+        Ok(stream)
     })
     .await
 }
