@@ -367,11 +367,19 @@ fn pyro(quick: bool, rounds: usize) -> anyhow::Result<BTreeMap<String, Outcome>>
     Ok(serde_json::from_str(json)?)
 }
 
+/// Whether two benchmarks next to each other are of one group: one
+/// workload (`seq-task` counts as `seq`, whose baselines it is read
+/// against) and one pinning.
+fn same_group(a: &Bench, b: &Bench) -> bool {
+    let kind = |w: &'static str| if w == "seq-task" { "seq" } else { w };
+    kind(a.workload) == kind(b.workload) && a.pinned == b.pinned
+}
+
 /// The benchmarks in their order, or with each run of benchmarks of one
 /// workload (and pinning) reversed.
 fn in_order(chosen: &[Bench], reversed: bool) -> Vec<&Bench> {
     let mut order: Vec<&Bench> = Vec::with_capacity(chosen.len());
-    for group in chosen.chunk_by(|a, b| a.workload == b.workload && a.pinned == b.pinned) {
+    for group in chosen.chunk_by(|a, b| same_group(a, b)) {
         if reversed {
             order.extend(group.iter().rev());
         } else {
@@ -498,8 +506,7 @@ mod tests {
         let order = in_order(&all, false);
         // The group (a run of one workload and pinning) each run is in.
         let mut group = BTreeMap::new();
-        for (i, chunk) in order.chunk_by(|a, b| a.workload == b.workload && a.pinned == b.pinned).enumerate()
-        {
+        for (i, chunk) in order.chunk_by(|a, b| same_group(a, b)).enumerate() {
             for bench in chunk {
                 group.insert(bench.name.as_str(), i);
             }
