@@ -379,7 +379,7 @@ fn same_group(a: &Bench, b: &Bench) -> bool {
 /// workload (and pinning) reversed.
 fn in_order(chosen: &[Bench], reversed: bool) -> Vec<&Bench> {
     let mut order: Vec<&Bench> = Vec::with_capacity(chosen.len());
-    for group in chosen.chunk_by(|a, b| same_group(a, b)) {
+    for group in chosen.chunk_by(same_group) {
         if reversed {
             order.extend(group.iter().rev());
         } else {
