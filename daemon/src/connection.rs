@@ -46,8 +46,8 @@ use rmi_core::invoke::{Started, complete, finish, run_blocking, start_as};
 use rmi_core::peer::{Peer, Scope, export_not_found, parse_export_object_id};
 use rmi_core::stream::{Source, Streams, Uploads};
 
-/// A call handed to a worker: it was started on the reading task, and its
-/// future (an `async` method's) is to be run to its end there. It is
+/// A call handed to a worker: it was started on the reading task, and the
+/// worker runs its future (an `async` method's) to its end. It is
 /// registered for cancelling before it is handed over, so that a `Cancel`
 /// read before the worker first polls it still aborts it.
 struct Job {
