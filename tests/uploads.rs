@@ -161,10 +161,13 @@ async fn a_client_that_uploads_past_its_window_is_cut_off_and_others_are_served(
     let mut connection = Connection::connect(&uri.location).await.unwrap();
     let session = rmi_core::handshake::client_handshake(&mut connection, None).await.unwrap();
     let (mut reader, writer) = link::split(connection, session, 64 << 20);
-    // A call that carries an upload, then 4 MiB of items with no credit:
-    // four times the window.
-    let args = Encoded::encode(&("greedy", ())).unwrap();
-    let mut call = rmi_core::Call::new("store", "total", args);
+    // A call that carries an upload, then up to 32 MiB of items with no
+    // credit, 32 times the window. The method reads one number a
+    // millisecond, so the window fills whatever the scheduling (a method
+    // that kept up with the sender, as `total` may when the socket hands
+    // the daemon little at a time, would grant credit as fast as it came).
+    let args = Encoded::encode(&(1_000_000u64, ())).unwrap();
+    let mut call = rmi_core::Call::new("store", "slowly", args);
     call.meta = Some(Box::new(rmi_core::context::CallMeta { upload: true, ..Default::default() }));
     writer.send(&Message::Call { id: 1, remaining: None, call }).unwrap();
     let items = Encoded::encode(&vec![7u64; 64 * 1024]).unwrap();
