@@ -265,12 +265,15 @@ impl ClientConnection {
         &self.address
     }
 
-    /// Sends `call` and waits for its reply until `deadline` (also in alarm
-    /// ticks, `deadline_ticks`); `timeout` is what the deadline stands for,
-    /// to report it, and `remaining` the time left now, for the daemon.
+    /// Sends the call in `pending_call` and waits for its reply until
+    /// `deadline` (also in alarm ticks, `deadline_ticks`); `timeout` is what
+    /// the deadline stands for, to report it, and `remaining` the time left
+    /// now, for the daemon. A call that was not sent
+    /// ([`CallFailure::NotSent`]) is left in `pending_call`, to be retried
+    /// on a new connection without a copy.
     pub(crate) async fn send_call(
         &self,
-        call: Call,
+        pending_call: &mut Option<Call>,
         deadline: Option<Instant>,
         deadline_ticks: Option<u64>,
         timeout: Option<Duration>,
@@ -288,7 +291,17 @@ impl ClientConnection {
                 None => room.await,
             }
         }
-        let (id, in_flight) = self.open_slot(Slot::Waiting(None, deadline_ticks))?;
+        let Some(call) = pending_call.take() else {
+            return Err(CallFailure::Failed(Error::ConnectionLost("no call to send".into())));
+        };
+        let (id, in_flight) = match self.open_slot(Slot::Waiting(None, deadline_ticks)) {
+            Ok(opened) => opened,
+            Err(e) => {
+                // Handed back, for a retry on a new connection.
+                *pending_call = Some(call);
+                return Err(e);
+            }
+        };
         if let Some(deadline) = deadline_ticks {
             self.alarm.ring_by_ticks(deadline);
         }
@@ -298,8 +311,13 @@ impl ClientConnection {
         let request = Message::Call { id, remaining, call };
         let sent = if alone { self.writer.send(&request) } else { self.writer.send_batched(&request) };
         if let Err(e) = sent {
+            // Handed back, for a retry on a new connection.
+            if let Message::Call { call: unsent, .. } = request {
+                *pending_call = Some(unsent);
+            }
             return Err(CallFailure::NotSent(send_error(e)));
         }
+        drop(request);
         guard.sent = true;
         match self.wait(id).await {
             Err(Error::Timeout(_)) => {

@@ -640,6 +640,12 @@ impl Proxy {
             let scope = Scope::new(over.link.peer().clone(), over.link.clone());
             return Ok((reply?, scope));
         }
+        // Built once: a call the first connection did not send comes back
+        // to be sent on the next, its object id set for that connection.
+        let mut call = Some(Call::new(Text::default(), method, args));
+        if let Some(call) = &mut call {
+            call.attach(meta.as_ref());
+        }
         for attempt in 0..2 {
             let live = self.live_at_ticks(started_ticks);
             // The time left, for the daemon: on a connection already live at
@@ -655,9 +661,10 @@ impl Proxy {
             };
             let remaining =
                 if fresh { waited } else { deadline.map(|d| d.saturating_duration_since(Instant::now())) };
-            let mut call = Call::new(object, method.clone(), args.clone());
-            call.attach(meta.as_ref());
-            match connection.send_call(call, deadline, deadline_ticks, waited, remaining).await {
+            if let Some(call) = &mut call {
+                call.object = object;
+            }
+            match connection.send_call(&mut call, deadline, deadline_ticks, waited, remaining).await {
                 Ok(reply) => return Ok((reply?, connection.scope())),
                 Err(CallFailure::NotSent(e)) => {
                     // The connection was already gone: nothing reached the

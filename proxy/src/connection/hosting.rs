@@ -167,7 +167,7 @@ impl Link for ClientConnection {
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             match ClientConnection::send_call(
                 &self,
-                call,
+                &mut Some(call),
                 deadline,
                 deadline.map(rmi_core::alarm::ticks),
                 timeout,
