@@ -345,7 +345,14 @@ fn split_payload(payload: Bytes) -> Result<(Bytes, Bytes), TransportError> {
         .checked_add(envelope_len as usize)
         .filter(|&end| end <= payload.len())
         .ok_or_else(|| malformed("envelope length runs past the end of the frame"))?;
-    Ok((payload.slice(ENVELOPE_PREFIX_LEN..envelope_end), payload.slice(envelope_end..)))
+    // The envelope is the payload itself, moved on past its length and cut
+    // short: no slice, so no reference count taken and given back; only
+    // attachments, when there are any, share the buffer with it.
+    let mut envelope = payload;
+    let attachments =
+        if envelope_end < envelope.len() { envelope.split_off(envelope_end) } else { Bytes::new() };
+    envelope.advance(ENVELOPE_PREFIX_LEN);
+    Ok((envelope, attachments))
 }
 
 /// Decodes a frame's payload (as [`FrameReader::poll_frame`] hands it out)

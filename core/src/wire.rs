@@ -33,6 +33,7 @@ pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// Reads a frame's envelope front to back.
+#[derive(Clone)]
 pub(crate) struct Reader<'a> {
     envelope: &'a Bytes,
     at: usize,
@@ -76,22 +77,29 @@ impl<'a> Reader<'a> {
         self.varint_long(bits)
     }
 
+    /// A varint of more than one byte: the bytes are looked at in place,
+    /// and an error made only when there is one.
     fn varint_long(&mut self, bits: u32) -> Result<u64, String> {
-        let max_bytes = bits.div_ceil(7);
+        let max_bytes = bits.div_ceil(7) as usize;
+        let rest = self.envelope.get(self.at..).unwrap_or_default();
         let mut value = 0u64;
-        for i in 0..max_bytes {
-            let b = self.byte()?;
-            let shift = 7 * i;
+        for (i, &b) in rest.iter().take(max_bytes).enumerate() {
+            let shift = 7 * i as u32;
             let part = u64::from(b & 0x7f);
-            if i + 1 == max_bytes && (part >> (bits - shift) != 0 || b & 0x80 != 0) {
-                return Err("a number is too long for its type".into());
-            }
             value |= part << shift;
             if b & 0x80 == 0 {
+                if i + 1 == max_bytes && part >> (bits - shift) != 0 {
+                    break;
+                }
+                self.at += i + 1;
                 return Ok(value);
             }
         }
-        Err("a number is too long for its type".into())
+        Err(if rest.len() < max_bytes && rest.iter().all(|b| b & 0x80 != 0) {
+            "the message ends early".into()
+        } else {
+            "a number is too long for its type".into()
+        })
     }
 
     #[inline(always)]
@@ -127,6 +135,19 @@ impl<'a> Reader<'a> {
         Ok(bytes)
     }
 
+    /// The next `len` bytes, borrowed from the frame (for bytes that are
+    /// copied, not kept).
+    #[inline]
+    pub(crate) fn borrow(&mut self, len: u64) -> Result<&'a [u8], String> {
+        let envelope: &'a [u8] = self.envelope;
+        let bytes = usize::try_from(len)
+            .ok()
+            .and_then(|len| envelope.get(self.at..)?.get(..len))
+            .ok_or("a length runs past the end of the message")?;
+        self.at += bytes.len();
+        Ok(bytes)
+    }
+
     /// Two names in a row (a call's object and method), checked together:
     /// both and the length between them are ASCII in all but odd cases.
     #[inline]
@@ -152,5 +173,44 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn string(&mut self) -> Result<String, String> {
         Ok(self.text()?.as_str().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Varints read as postcard reads them, from any bytes: the same
+        /// value and length, or an error for both.
+        #[test]
+        fn varints_read_as_postcard_reads_them(bytes in prop::collection::vec(any::<u8>(), 0..12), long in any::<bool>()) {
+            let envelope = Bytes::from(bytes.clone());
+            let mut r = Reader::new(&envelope);
+            let ours = if long { r.u64() } else { r.u32().map(u64::from) };
+            let theirs = if long {
+                postcard::take_from_bytes::<u64>(&bytes).map(|(v, rest)| (v, rest.len()))
+            } else {
+                postcard::take_from_bytes::<u32>(&bytes).map(|(v, rest)| (u64::from(v), rest.len()))
+            };
+            match (ours, theirs) {
+                (Ok(v), Ok((w, rest))) => prop_assert_eq!((v, r.remaining()), (w, rest)),
+                (Err(_), Err(_)) => {}
+                (ours, theirs) => prop_assert!(false, "{ours:?} against postcard's {theirs:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_varint_cut_short_says_so() {
+        let envelope = Bytes::from_static(&[0x80, 0x80]);
+        assert_eq!(Reader::new(&envelope).u64().unwrap_err(), "the message ends early");
+        let envelope = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x7f]);
+        assert_eq!(Reader::new(&envelope).u32().unwrap_err(), "a number is too long for its type");
+        let envelope = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x0f, 9]);
+        let mut r = Reader::new(&envelope);
+        assert_eq!(r.u32(), Ok(u32::MAX));
+        assert_eq!(r.remaining(), 1);
     }
 }
