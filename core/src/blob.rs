@@ -195,21 +195,30 @@ thread_local! {
 /// what it collects or takes is its own.
 #[inline]
 pub(crate) fn in_codec_scope() -> bool {
-    UPLOAD_SCOPES.get() > 0 || ENCODING.with_borrow(Option::is_some) || DECODING.with_borrow(Option::is_some)
+    OPEN_SCOPES.get() > 0
 }
 
 thread_local! {
-    /// How many upload scopes are open on this thread (see
-    /// [`upload_scope`]).
-    static UPLOAD_SCOPES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// How many encode, decode and upload scopes (see [`upload_scope`])
+    /// are open on this thread: a plain cell, which costs a load to read,
+    /// where the scopes' own cells (with destructors) cost a check of
+    /// their state and of their borrow each.
+    static OPEN_SCOPES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-/// Closes an upload scope, also when the encoding unwinds.
-struct UploadScope;
+/// Counts a scope open until dropped, also when the coding unwinds.
+struct OpenScope;
 
-impl Drop for UploadScope {
+impl OpenScope {
+    fn open() -> Self {
+        OPEN_SCOPES.set(OPEN_SCOPES.get().saturating_add(1));
+        OpenScope
+    }
+}
+
+impl Drop for OpenScope {
     fn drop(&mut self) {
-        UPLOAD_SCOPES.set(UPLOAD_SCOPES.get().saturating_sub(1));
+        OPEN_SCOPES.set(OPEN_SCOPES.get().saturating_sub(1));
     }
 }
 
@@ -217,8 +226,7 @@ impl Drop for UploadScope {
 /// can be serialized only once, so it is encoded in the codec's scopes
 /// rather than tried without them first.
 pub(crate) fn upload_scope<R>(f: impl FnOnce() -> R) -> R {
-    UPLOAD_SCOPES.set(UPLOAD_SCOPES.get().saturating_add(1));
-    let _open = UploadScope;
+    let _open = OpenScope::open();
     f()
 }
 
@@ -233,8 +241,9 @@ pub(crate) fn forget_custom_error() {
     });
 }
 
-/// Puts back the enclosing encode scope, also when the encoding unwinds.
-struct EncodingGuard(Option<Option<Vec<Bytes>>>);
+/// Puts back the enclosing encode scope, also when the encoding unwinds
+/// (and counts the scope open meanwhile).
+struct EncodingGuard(Option<Option<Vec<Bytes>>>, OpenScope);
 
 impl Drop for EncodingGuard {
     fn drop(&mut self) {
@@ -244,8 +253,9 @@ impl Drop for EncodingGuard {
     }
 }
 
-/// Puts back the enclosing decode scope, also when the decoding unwinds.
-struct DecodingGuard(Option<Option<Decoding>>);
+/// Puts back the enclosing decode scope, also when the decoding unwinds
+/// (and counts the scope open meanwhile).
+struct DecodingGuard(Option<Option<Decoding>>, OpenScope);
 
 impl Drop for DecodingGuard {
     fn drop(&mut self) {
@@ -259,7 +269,7 @@ impl Drop for DecodingGuard {
 /// attachments; returns its result and the attachments in order.
 #[inline(always)]
 pub(crate) fn collect_attachments<R>(f: impl FnOnce() -> R) -> (R, Vec<Bytes>) {
-    let mut guard = EncodingGuard(Some(ENCODING.replace(Some(Vec::new()))));
+    let mut guard = EncodingGuard(Some(ENCODING.replace(Some(Vec::new()))), OpenScope::open());
     let result = f();
     let outer = guard.0.take().unwrap_or_default();
     let attachments = ENCODING.replace(outer).unwrap_or_default();
@@ -274,7 +284,8 @@ pub(crate) fn supply_attachments<R>(
     source: Source,
     f: impl FnOnce() -> R,
 ) -> (R, Option<Source>) {
-    let mut guard = DecodingGuard(Some(DECODING.replace(Some(Decoding { backing, source }))));
+    let mut guard =
+        DecodingGuard(Some(DECODING.replace(Some(Decoding { backing, source }))), OpenScope::open());
     let result = f();
     let outer = guard.0.take().unwrap_or_default();
     let mine = DECODING.replace(outer);
@@ -578,6 +589,23 @@ mod tests {
         let caught = std::panic::catch_unwind(|| collect_attachments(|| postcard::to_allocvec(&Bomb)));
         assert!(caught.is_err());
         ENCODING.with_borrow(|e| assert!(e.is_none(), "the scope was put back"));
+        assert!(!in_codec_scope(), "the scope was counted closed");
+    }
+
+    #[test]
+    fn scopes_count_open_while_they_run_nested_or_not() {
+        assert!(!in_codec_scope());
+        let (inner, _) = collect_attachments(|| {
+            let (nested, _) = supply_attachments(None, Source::List(Vec::new().into_iter()), in_codec_scope);
+            (in_codec_scope(), nested)
+        });
+        assert_eq!(inner, (true, true));
+        assert!(upload_scope(in_codec_scope));
+        let unwound = std::panic::catch_unwind(|| {
+            supply_attachments(None, Source::List(Vec::new().into_iter()), || panic!("boom"))
+        });
+        assert!(unwound.is_err());
+        assert!(!in_codec_scope(), "every scope was counted closed");
     }
 
     #[test]

@@ -283,6 +283,19 @@ impl Encoded {
                 }
             }
         }
+        if self.extra.is_none()
+            && let Body::Inline { len, buf } = &self.body
+            && let Some(bytes) = buf.get(..usize::from(*len))
+        {
+            // Nearly every value: inline, marked with nothing (only a
+            // received body is marked), no blobs. Its length takes one byte.
+            const _: () = assert!(INLINE < 0x80);
+            out.reserve(bytes.len() + 3);
+            out.extend_from_slice(&[0, bytes.len() as u8]);
+            out.extend_from_slice(bytes);
+            out.push(0);
+            return;
+        }
         if self.extra.is_some() && self.is_json() {
             // JSON text (see `crate::json`): kind 4, inline, no blobs.
             let text = self.body.as_slice();

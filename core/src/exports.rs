@@ -9,7 +9,7 @@
 //! knows only their export ids.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::Arc;
 
@@ -63,17 +63,19 @@ impl Eq for Exports {}
 /// The encode scopes open on this thread, and what they collected.
 #[derive(Default)]
 struct Collector {
-    /// How many scopes are open.
-    depth: u32,
     /// The objects their values export, the innermost scope's last.
     stack: Vec<Arc<dyn Exportable>>,
-    /// Whether a reference was met outside any scope since the last
-    /// [`take_missed`].
-    missed: bool,
 }
 
 thread_local! {
-    static EXPORTING: RefCell<Collector> = const { RefCell::new(Collector { depth: 0, stack: Vec::new(), missed: false }) };
+    static EXPORTING: RefCell<Collector> = const { RefCell::new(Collector { stack: Vec::new() }) };
+    /// How many encode scopes are open. It and [`MISSED`] are plain cells,
+    /// apart from the collector: every value encoded reads them, and a
+    /// cell without a destructor costs a load to read.
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// Whether a reference was met outside any scope since the last
+    /// [`take_missed`].
+    static MISSED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Closes an encode scope, also when the encoding unwinds (what an unwound
@@ -84,10 +86,8 @@ struct Scope {
 
 impl Drop for Scope {
     fn drop(&mut self) {
-        EXPORTING.with_borrow_mut(|c| {
-            c.depth = c.depth.saturating_sub(1);
-            c.stack.truncate(self.start);
-        });
+        DEPTH.set(DEPTH.get().saturating_sub(1));
+        EXPORTING.with_borrow_mut(|c| c.stack.truncate(self.start));
     }
 }
 
@@ -95,31 +95,26 @@ impl Drop for Scope {
 /// It costs two thread-local accesses when nothing is exported.
 #[inline]
 pub fn collect_exports<R>(f: impl FnOnce() -> R) -> (R, Exports) {
-    let start = EXPORTING.with_borrow_mut(|c| {
-        c.depth += 1;
-        c.stack.len()
-    });
+    DEPTH.set(DEPTH.get().saturating_add(1));
+    let start = EXPORTING.with_borrow(|c| c.stack.len());
     let unwinding = Scope { start };
     let result = f();
     std::mem::forget(unwinding);
-    let exports = EXPORTING.with_borrow_mut(|c| {
-        c.depth = c.depth.saturating_sub(1);
-        if c.stack.len() > start { c.stack.split_off(start) } else { Vec::new() }
-    });
+    DEPTH.set(DEPTH.get().saturating_sub(1));
+    let exports = EXPORTING
+        .with_borrow_mut(|c| if c.stack.len() > start { c.stack.split_off(start) } else { Vec::new() });
     (result, Exports(exports))
 }
 
 /// Records that the value being encoded exports `object`; `false` outside
 /// an encode scope (a reference serialized by something else than rmi).
 pub fn note_export(object: Arc<dyn Exportable>) -> bool {
-    EXPORTING.with_borrow_mut(|c| {
-        if c.depth == 0 {
-            c.missed = true;
-            return false;
-        }
-        c.stack.push(object);
-        true
-    })
+    if DEPTH.get() == 0 {
+        MISSED.set(true);
+        return false;
+    }
+    EXPORTING.with_borrow_mut(|c| c.stack.push(object));
+    true
 }
 
 /// Records the exports of a value already encoded, when it is encoded
@@ -129,13 +124,11 @@ pub fn note_exports(exports: &Exports) {
     if exports.is_empty() {
         return;
     }
-    EXPORTING.with_borrow_mut(|c| {
-        if c.depth == 0 {
-            c.missed = true;
-        } else {
-            c.stack.extend(exports.iter().cloned());
-        }
-    });
+    if DEPTH.get() == 0 {
+        MISSED.set(true);
+    } else {
+        EXPORTING.with_borrow_mut(|c| c.stack.extend(exports.iter().cloned()));
+    }
 }
 
 /// Whether a reference was met outside any encode scope since the last
@@ -143,13 +136,13 @@ pub fn note_exports(exports: &Exports) {
 /// again in one.
 #[inline]
 pub(crate) fn take_missed() -> bool {
-    EXPORTING.with_borrow_mut(|c| std::mem::take(&mut c.missed))
+    MISSED.replace(false)
 }
 
 /// Whether an encode scope is open on this thread.
 #[inline]
 pub(crate) fn in_export_scope() -> bool {
-    EXPORTING.with_borrow(|c| c.depth > 0)
+    DEPTH.get() > 0
 }
 
 #[cfg(test)]

@@ -54,6 +54,8 @@ impl Wire for Message {
                 put_varint(out, *id);
             }
             Message::Reply { id, reply } => {
+                // Room for the kind, the id and a small value, at once.
+                out.reserve(16 + reply.as_ref().map_or(64, Encoded::inline_len));
                 put_varint(out, REPLY);
                 put_varint(out, *id);
                 encode_reply(reply, out, attachments);
