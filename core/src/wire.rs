@@ -77,29 +77,22 @@ impl<'a> Reader<'a> {
         self.varint_long(bits)
     }
 
-    /// A varint of more than one byte: the bytes are looked at in place,
-    /// and an error made only when there is one.
     fn varint_long(&mut self, bits: u32) -> Result<u64, String> {
-        let max_bytes = bits.div_ceil(7) as usize;
-        let rest = self.envelope.get(self.at..).unwrap_or_default();
+        let max_bytes = bits.div_ceil(7);
         let mut value = 0u64;
-        for (i, &b) in rest.iter().take(max_bytes).enumerate() {
-            let shift = 7 * i as u32;
+        for i in 0..max_bytes {
+            let b = self.byte()?;
+            let shift = 7 * i;
             let part = u64::from(b & 0x7f);
+            if i + 1 == max_bytes && (part >> (bits - shift) != 0 || b & 0x80 != 0) {
+                return Err("a number is too long for its type".into());
+            }
             value |= part << shift;
             if b & 0x80 == 0 {
-                if i + 1 == max_bytes && part >> (bits - shift) != 0 {
-                    break;
-                }
-                self.at += i + 1;
                 return Ok(value);
             }
         }
-        Err(if rest.len() < max_bytes && rest.iter().all(|b| b & 0x80 != 0) {
-            "the message ends early".into()
-        } else {
-            "a number is too long for its type".into()
-        })
+        Err("a number is too long for its type".into())
     }
 
     #[inline(always)]
