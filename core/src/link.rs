@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -145,19 +146,41 @@ impl MessageReader {
     /// The next message; `None` once the peer closed cleanly or after an
     /// error was returned.
     pub async fn recv<T: Wire>(&mut self) -> Option<Result<T, TransportError>> {
+        Some(match self.frame().await? {
+            Ok(frame) => self.decode(frame),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// The next frame, not decoded yet ([`MessageReader::decode`] decodes
+    /// it); `None` as for [`MessageReader::recv`]. A loop that waits for
+    /// other things too (in a `select!`) moves this small frame through
+    /// its branches rather than the message it holds.
+    pub async fn frame(&mut self) -> Option<Result<Frame, TransportError>> {
         if self.done {
             return None;
         }
         let frame = poll_fn(|cx| self.frames.poll_frame(Pin::new(&mut self.io), cx)).await;
-        let item = match frame {
-            None => None,
-            Some(Ok(payload)) => Some(decode_wire_frame(payload)),
-            Some(Err(e)) => Some(Err(e)),
-        };
-        self.done = !matches!(item, Some(Ok(_)));
-        item
+        self.done = !matches!(frame, Some(Ok(_)));
+        Some(frame?.map(Frame))
+    }
+
+    /// Decodes a frame [`MessageReader::frame`] returned; after an error,
+    /// the reader returns no more.
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError::Malformed`] for a frame that holds no valid message.
+    pub fn decode<T: Wire>(&mut self, frame: Frame) -> Result<T, TransportError> {
+        let decoded = decode_wire_frame(frame.0);
+        self.done |= decoded.is_err();
+        decoded
     }
 }
+
+/// A frame read and not decoded yet (see [`MessageReader::frame`]).
+#[derive(Debug)]
+pub struct Frame(Bytes);
 
 /// The writing half, shared by every task that sends on the connection.
 #[derive(Debug, Clone)]

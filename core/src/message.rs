@@ -28,7 +28,7 @@ use crate::encoded::Encoded;
 use crate::error::RemoteError;
 
 /// One method call on one remote object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Call {
     /// The object's id in the daemon.

@@ -161,10 +161,10 @@ impl Shared {
         &self,
         id: u64,
         object: Arc<dyn Exposed>,
-        call: Call,
+        call: &mut Call,
         context: &mut CallContext,
         now: Option<Instant>,
-    ) -> (Text, Started, Option<Traced>) {
+    ) -> (Started, Option<Traced>) {
         start_call(&self.scope, self.hooks.as_ref(), &self.info, (id, object, call), context, now)
     }
 
@@ -407,12 +407,15 @@ pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
         // Replies to the daemon's own calls (callbacks) are read even past
         // the held calls' bound, within a larger one.
         let readable = held.has_room() || (shared.callbacks.waiting() && held.has_room_for_replies());
-        let request = tokio::select! {
+        // The frame, not the message, goes through the `select!`: a message
+        // is large, and moving it through the branches cost more than the
+        // rest of them.
+        let frame = tokio::select! {
             // In order, without the random start `select!` draws otherwise:
             // the dormant branches cost next to nothing until they wake.
             biased;
             () = shutdown.woken() => break true,
-            request = reader.recv::<Message>(), if readable => request,
+            frame = reader.frame(), if readable => frame,
             () = shared.flow.room(&shared.writer), if !held.is_empty() => continue,
             () = std::future::poll_fn(|cx| bell.poll_rang(cx, &mut bell_waker)), if idle_timeout.is_some() => {
                 // The alarm is set again lazily, from the last request,
@@ -430,27 +433,34 @@ pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
         };
         let now = Instant::now();
         last_request = now;
-        match request {
-            Some(Ok(Message::Call { id, remaining, call })) => {
-                let deadline = deadline_from(now, remaining);
-                if call.oneway {
-                    starter.oneway(call, deadline, &peer);
-                    continue;
-                }
-                if call.meta.as_ref().is_some_and(|m| m.upload) {
-                    // Its items follow it, maybe before it starts.
-                    shared.uploads.open(id, &shared.writer);
-                }
-                let call = HeldCall { id, call, deadline };
-                if held.is_empty()
-                    && let Some(ticket) = shared.flow.try_start(shared.writer.queued())
-                {
-                    starter.begin(call, ticket, reader.has_buffered(), Some(now));
-                } else {
-                    held.push(call);
-                }
+        let mut request = match frame {
+            Some(Ok(frame)) => reader.decode::<Message>(frame),
+            Some(Err(e)) => Err(e),
+            None => break false,
+        };
+        // A call is started where it lies, not moved (see `Starter::start`).
+        if let Ok(Message::Call { id, remaining, call }) = &mut request {
+            let (id, deadline) = (*id, deadline_from(now, *remaining));
+            if call.oneway {
+                starter.oneway(std::mem::take(call), deadline, &peer);
+                continue;
             }
-            Some(Ok(Message::Cancel { id })) => {
+            if call.meta.as_ref().is_some_and(|m| m.upload) {
+                // Its items follow it, maybe before it starts.
+                shared.uploads.open(id, &shared.writer);
+            }
+            if held.is_empty()
+                && let Some(ticket) = shared.flow.try_start(shared.writer.queued())
+            {
+                starter.start(id, call, deadline, ticket, reader.has_buffered(), Some(now));
+            } else {
+                held.push(HeldCall { id, call: std::mem::take(call), deadline });
+            }
+            continue;
+        }
+        match request {
+            Ok(Message::Call { .. }) => {}
+            Ok(Message::Cancel { id }) => {
                 if let Some(call) = shared.calls().remove(&id) {
                     call.abort();
                 } else {
@@ -458,26 +468,25 @@ pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
                     drop(shared.uploads.take(id));
                 }
             }
-            Some(Ok(Message::Reply { id, reply })) => shared.callbacks.deliver(id, reply),
-            Some(Ok(Message::Release { export, count })) => {
+            Ok(Message::Reply { id, reply }) => shared.callbacks.deliver(id, reply),
+            Ok(Message::Release { export, count }) => {
                 shared.peer.release(export, count);
             }
-            Some(Ok(Message::Credit { id, bytes })) => shared.streams.grant(id, bytes),
-            Some(Ok(Message::Items { id, items })) => {
+            Ok(Message::Credit { id, bytes }) => shared.streams.grant(id, bytes),
+            Ok(Message::Items { id, items }) => {
                 if !shared.uploads.push(id, items) {
                     tracing::info!(%peer, "closed a connection that sent an upload past its window");
                     break false;
                 }
             }
-            Some(Ok(Message::ItemsEnd { id, failure })) => {
+            Ok(Message::ItemsEnd { id, failure }) => {
                 shared.uploads.end(id, failure.map(|f| f.as_str().to_owned()));
             }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => {
+            Ok(_) => {}
+            Err(e) => {
                 log_broken(&peer, &e);
                 break false;
             }
-            None => break false,
         }
     };
     if shut_down {
@@ -518,9 +527,24 @@ impl Starter<'_> {
     /// Starts `call`, which holds `ticket`; `more` says whether other
     /// requests are already here (their replies can go out together); `now`
     /// is the time, if the call was read just now.
-    #[inline]
     fn begin(&mut self, call: HeldCall, ticket: Ticket, more: bool, now: Option<Instant>) {
         let HeldCall { id, mut call, deadline } = call;
+        self.start(id, &mut call, deadline, ticket, more, now);
+    }
+
+    /// As [`Starter::begin`], for a call read just now, started where it
+    /// lies: a call is large, and each move of it a copy (they were a
+    /// tenth of the daemon's cost per call).
+    #[inline]
+    fn start(
+        &mut self,
+        id: u64,
+        call: &mut Call,
+        deadline: Option<Instant>,
+        ticket: Ticket,
+        more: bool,
+        now: Option<Instant>,
+    ) {
         let shared = self.shared;
         let mut context = match call.meta.take() {
             Some(meta) if meta.upload => match shared.uploads.take(id) {
@@ -534,7 +558,7 @@ impl Starter<'_> {
             return;
         };
         // Every call starts here, on any runtime (see the module's doc).
-        let (method, started, traced) = shared.start_call(id, object, call, &mut context, now);
+        let (started, traced) = shared.start_call(id, object, call, &mut context, now);
         let future = match started {
             Started::Done(reply) => {
                 let size = reply.as_ref().map_or(64, rmi_core::Encoded::wire_len);
@@ -543,7 +567,7 @@ impl Starter<'_> {
                 return;
             }
             Started::Blocking(run) => {
-                shared.run_blocking(id, method, run, context, ticket);
+                shared.run_blocking(id, std::mem::take(&mut call.method), run, context, ticket);
                 return;
             }
             Started::Stream(source) => {
@@ -554,7 +578,7 @@ impl Starter<'_> {
         };
         let (abort, registration) = AbortHandle::new_pair();
         shared.calls().insert(id, abort);
-        let job = Job { id, method, future, context, ticket, registration };
+        let job = Job { id, method: std::mem::take(&mut call.method), future, context, ticket, registration };
         if let Some(job) = shared.pool.offer(job) {
             shared.tasks.spawn(worker(shared.clone(), job));
         }
@@ -592,8 +616,9 @@ impl Starter<'_> {
         let info = self.shared.info.clone();
         let mut context = self.shared.contexts.call(deadline, call.meta.take());
         self.daemon.calls.spawn(async move {
-            let (method, started, _) =
-                start_call(&scope, hooks.as_ref(), &info, (0, object, call), &mut context, None);
+            let (started, _) =
+                start_call(&scope, hooks.as_ref(), &info, (0, object, &mut call), &mut context, None);
+            let method = call.method;
             let reply = complete(started, &method, context, "a oneway call cannot return").await;
             if let Err(e) = reply {
                 tracing::info!(%method, "oneway call failed: {e}");
@@ -616,17 +641,18 @@ async fn refuse(reader: &mut link::MessageReader, writer: &MessageWriter, reason
 /// arguments carry references, or the object lives per connection): the
 /// `hooks` asked first, if the daemon has any (a refusal is the call's
 /// reply), and the call traced for them to its end; the caller's and the
-/// method's idea of streaming checked. Returns the method's name, the
-/// started call, and for a stream its trace (ended with the stream).
+/// method's idea of streaming checked. Returns the started call, and for a
+/// stream its trace (ended with the stream); the call's method name and
+/// object are left in it, its arguments taken.
 #[inline]
 fn start_call(
     scope: &Scope,
     hooks: Option<&Arc<dyn Hooks>>,
     info: &Arc<ConnectionInfo>,
-    call: (u64, Arc<dyn Exposed>, Call),
+    call: (u64, Arc<dyn Exposed>, &mut Call),
     context: &mut CallContext,
     now: Option<Instant>,
-) -> (Text, Started, Option<Traced>) {
+) -> (Started, Option<Traced>) {
     if call.2.args.is_json() {
         return start_json_call(scope, hooks, info, call, context, now);
     }
@@ -641,13 +667,13 @@ fn start_json_call(
     scope: &Scope,
     hooks: Option<&Arc<dyn Hooks>>,
     info: &Arc<ConnectionInfo>,
-    call: (u64, Arc<dyn Exposed>, Call),
+    call: (u64, Arc<dyn Exposed>, &mut Call),
     context: &mut CallContext,
     now: Option<Instant>,
-) -> (Text, Started, Option<Traced>) {
-    let (method, started, traced) =
+) -> (Started, Option<Traced>) {
+    let (started, traced) =
         rmi_core::json::with_json_replies(|| start_postcard_call(scope, hooks, info, call, context, now));
-    (method, rmi_core::json::json_started(started), traced)
+    (rmi_core::json::json_started(started), traced)
 }
 
 #[inline(always)]
@@ -655,30 +681,30 @@ fn start_postcard_call(
     scope: &Scope,
     hooks: Option<&Arc<dyn Hooks>>,
     info: &Arc<ConnectionInfo>,
-    (id, object, call): (u64, Arc<dyn Exposed>, Call),
+    (id, object, call): (u64, Arc<dyn Exposed>, &mut Call),
     context: &mut CallContext,
     now: Option<Instant>,
-) -> (Text, Started, Option<Traced>) {
+) -> (Started, Option<Traced>) {
     let scoped = call.args.carries_references() || object.per_connection();
+    let args = std::mem::take(&mut call.args);
     if !Traced::wanted(hooks) {
         // Written out rather than through `enter_if`: the plain path, inlined.
         let started = if scoped {
-            scope.enter(|| start_as(object, &call.method, call.args, context, call.stream, now))
+            scope.enter(|| start_as(object, &call.method, args, context, call.stream, now))
         } else {
-            start_as(object, &call.method, call.args, context, call.stream, now)
+            start_as(object, &call.method, args, context, call.stream, now)
         };
-        return (call.method, started, None);
+        return (started, None);
     }
     let described = (&call.object, &call.method, id, call.oneway);
     let traced = match Traced::start(hooks, info, described, context.correlation_id()) {
         Ok(traced) => traced,
         Err(reason) => {
             let refused = RemoteError::new(RemoteErrorKind::Refused, format!("refused: {reason}"));
-            return (call.method, Started::Done(Err(refused)), None);
+            return (Started::Done(Err(refused)), None);
         }
     };
-    let started =
-        scope.enter_if(scoped, || start_as(object, &call.method, call.args, context, call.stream, now));
+    let started = scope.enter_if(scoped, || start_as(object, &call.method, args, context, call.stream, now));
     let started = match started {
         Started::Done(reply) => {
             traced.ended(&reply);
@@ -686,9 +712,9 @@ fn start_postcard_call(
         }
         Started::Running(future) => Started::Running(traced.around(future)),
         Started::Blocking(run) => Started::Blocking(traced.around_blocking(run)),
-        Started::Stream(source) => return (call.method, Started::Stream(source), Some(traced)),
+        Started::Stream(source) => return (Started::Stream(source), Some(traced)),
     };
-    (call.method, started, None)
+    (started, None)
 }
 
 fn log_broken(peer: &str, e: &TransportError) {
