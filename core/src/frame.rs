@@ -313,14 +313,19 @@ impl FrameReader {
     }
 }
 
-/// A message with a hand-written codec, for the path every call takes (see
-/// `message::codec`): it writes the bytes postcard would, without serde's
-/// generic machinery.
-pub trait Wire: Sized {
+/// What a message with a hand-written codec writes; the sending half of
+/// [`Wire`], on its own so that a message can be sent from borrowed parts
+/// (a call from where it lies, not moved into a [`crate::Message`] first).
+pub trait Encode {
     /// Appends the message's encoding to `out`, and its large blobs to
     /// `attachments`.
     fn encode(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>);
+}
 
+/// A message with a hand-written codec, for the path every call takes (see
+/// `message::codec`): it writes the bytes postcard would, without serde's
+/// generic machinery.
+pub trait Wire: Encode + Sized {
     /// Decodes a message from `envelope`, taking its attached blobs off the
     /// front of `attachments`.
     ///
@@ -485,7 +490,7 @@ impl FrameWriter {
     ///
     /// [`TransportError::FrameTooLarge`], as [`FrameWriter::push`].
     #[inline]
-    pub(crate) fn push_wire<T: Wire>(&mut self, message: &T) -> Result<(), TransportError> {
+    pub(crate) fn push_wire<T: Encode>(&mut self, message: &T) -> Result<(), TransportError> {
         self.push_with(|out, attachments| {
             message.encode(out, attachments);
             Ok(())

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::auth::{Key, Role, Session};
-use crate::frame::{FrameReader, Wire};
+use crate::frame::{Encode, FrameReader, Wire};
 use crate::message::Message;
 
 /// The session of every fuzzed authenticated connection: its key and nonces

@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Session;
-use crate::frame::{FrameReader, FrameWriter, TransportError, Wire, decode_wire_frame};
+use crate::frame::{Encode, FrameReader, FrameWriter, TransportError, Wire, decode_wire_frame};
 use crate::net::{Connection, ReadHalf, WriteHalf};
 
 mod budget;
@@ -309,7 +309,7 @@ impl MessageWriter {
     /// [`TransportError::FrameTooLarge`] or [`TransportError::Encode`] for
     /// this message only (nothing was queued and the connection stays
     /// usable); the connection's write error once it is broken.
-    pub fn send<T: Wire>(&self, message: &T) -> Result<(), TransportError> {
+    pub fn send<T: Encode>(&self, message: &T) -> Result<(), TransportError> {
         self.queue(message, false)
     }
 
@@ -320,11 +320,11 @@ impl MessageWriter {
     /// # Errors
     ///
     /// As [`MessageWriter::send`].
-    pub fn send_batched<T: Wire>(&self, message: &T) -> Result<(), TransportError> {
+    pub fn send_batched<T: Encode>(&self, message: &T) -> Result<(), TransportError> {
         self.queue(message, true)
     }
 
-    fn queue<T: Wire>(&self, message: &T, batched: bool) -> Result<(), TransportError> {
+    fn queue<T: Encode>(&self, message: &T, batched: bool) -> Result<(), TransportError> {
         let shared = &*self.shared;
         let mut state = shared.lock();
         if let Some(e) = &state.failed {

@@ -192,6 +192,20 @@ pub enum Inbound {
     Other(Box<Message>),
 }
 
+/// A [`Message::Call`] to send, from borrowed parts: it encodes as that
+/// message does, and the call stays where it lies (a call is large; moving
+/// it into a message and back costs more than encoding it), kept for a
+/// retry if it could not be sent.
+#[derive(Debug, Clone, Copy)]
+pub struct OutgoingCall<'a> {
+    /// As [`Message::Call`]'s.
+    pub id: u64,
+    /// As [`Message::Call`]'s.
+    pub remaining: Option<Duration>,
+    /// The call.
+    pub call: &'a Call,
+}
+
 impl Message {
     /// A call whose deadline is `deadline` (`None`: no deadline).
     pub fn call(id: u64, deadline: Option<Instant>, call: Call) -> Self {

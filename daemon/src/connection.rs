@@ -164,8 +164,9 @@ impl Shared {
         call: &mut Call,
         context: &mut CallContext,
         now: Option<Instant>,
-    ) -> (Started, Option<Traced>) {
-        start_call(&self.scope, self.hooks.as_ref(), &self.info, (id, object, call), context, now)
+        traced: &mut Option<Traced>,
+    ) -> Started {
+        start_call(&self.scope, self.hooks.as_ref(), &self.info, (id, object, call), context, now, traced)
     }
 
     /// Ends the streams in flight: the daemon is shutting down, and their
@@ -558,7 +559,8 @@ impl Starter<'_> {
             return;
         };
         // Every call starts here, on any runtime (see the module's doc).
-        let (started, traced) = shared.start_call(id, object, call, &mut context, now);
+        let mut traced = None;
+        let started = shared.start_call(id, object, call, &mut context, now, &mut traced);
         let future = match started {
             Started::Done(reply) => {
                 let size = reply.as_ref().map_or(64, rmi_core::Encoded::wire_len);
@@ -616,8 +618,15 @@ impl Starter<'_> {
         let info = self.shared.info.clone();
         let mut context = self.shared.contexts.call(deadline, call.meta.take());
         self.daemon.calls.spawn(async move {
-            let (started, _) =
-                start_call(&scope, hooks.as_ref(), &info, (0, object, &mut call), &mut context, None);
+            let started = start_call(
+                &scope,
+                hooks.as_ref(),
+                &info,
+                (0, object, &mut call),
+                &mut context,
+                None,
+                &mut None,
+            );
             let method = call.method;
             let reply = complete(started, &method, context, "a oneway call cannot return").await;
             if let Err(e) = reply {
@@ -642,8 +651,10 @@ async fn refuse(reader: &mut link::MessageReader, writer: &MessageWriter, reason
 /// `hooks` asked first, if the daemon has any (a refusal is the call's
 /// reply), and the call traced for them to its end; the caller's and the
 /// method's idea of streaming checked. Returns the started call, and for a
-/// stream its trace (ended with the stream); the call's method name and
-/// object are left in it, its arguments taken.
+/// stream puts its trace (ended with the stream) in `traced` (an out
+/// parameter rather than half of a returned pair, which cost a copy of the
+/// call started); the call's method name and object are left in it, its
+/// arguments taken.
 #[inline]
 fn start_call(
     scope: &Scope,
@@ -652,11 +663,12 @@ fn start_call(
     call: (u64, Arc<dyn Exposed>, &mut Call),
     context: &mut CallContext,
     now: Option<Instant>,
-) -> (Started, Option<Traced>) {
+    traced_out: &mut Option<Traced>,
+) -> Started {
     if call.2.args.is_json() {
-        return start_json_call(scope, hooks, info, call, context, now);
+        return start_json_call(scope, hooks, info, call, context, now, traced_out);
     }
-    start_postcard_call(scope, hooks, info, call, context, now)
+    start_postcard_call(scope, hooks, info, call, context, now, traced_out)
 }
 
 /// As [`start_call`], for a call whose arguments are JSON (`rmi-naming
@@ -670,10 +682,12 @@ fn start_json_call(
     call: (u64, Arc<dyn Exposed>, &mut Call),
     context: &mut CallContext,
     now: Option<Instant>,
-) -> (Started, Option<Traced>) {
-    let (started, traced) =
-        rmi_core::json::with_json_replies(|| start_postcard_call(scope, hooks, info, call, context, now));
-    (rmi_core::json::json_started(started), traced)
+    traced_out: &mut Option<Traced>,
+) -> Started {
+    let started = rmi_core::json::with_json_replies(|| {
+        start_postcard_call(scope, hooks, info, call, context, now, traced_out)
+    });
+    rmi_core::json::json_started(started)
 }
 
 #[inline(always)]
@@ -684,37 +698,39 @@ fn start_postcard_call(
     (id, object, call): (u64, Arc<dyn Exposed>, &mut Call),
     context: &mut CallContext,
     now: Option<Instant>,
-) -> (Started, Option<Traced>) {
+    traced_out: &mut Option<Traced>,
+) -> Started {
     let scoped = call.args.carries_references() || object.per_connection();
     let args = std::mem::take(&mut call.args);
     if !Traced::wanted(hooks) {
         // Written out rather than through `enter_if`: the plain path, inlined.
-        let started = if scoped {
+        return if scoped {
             scope.enter(|| start_as(object, &call.method, args, context, call.stream, now))
         } else {
             start_as(object, &call.method, args, context, call.stream, now)
         };
-        return (started, None);
     }
     let described = (&call.object, &call.method, id, call.oneway);
     let traced = match Traced::start(hooks, info, described, context.correlation_id()) {
         Ok(traced) => traced,
         Err(reason) => {
             let refused = RemoteError::new(RemoteErrorKind::Refused, format!("refused: {reason}"));
-            return (Started::Done(Err(refused)), None);
+            return Started::Done(Err(refused));
         }
     };
     let started = scope.enter_if(scoped, || start_as(object, &call.method, args, context, call.stream, now));
-    let started = match started {
+    match started {
         Started::Done(reply) => {
             traced.ended(&reply);
             Started::Done(reply)
         }
         Started::Running(future) => Started::Running(traced.around(future)),
         Started::Blocking(run) => Started::Blocking(traced.around_blocking(run)),
-        Started::Stream(source) => return (Started::Stream(source), Some(traced)),
-    };
-    (started, None)
+        Started::Stream(source) => {
+            *traced_out = Some(traced);
+            Started::Stream(source)
+        }
+    }
 }
 
 fn log_broken(peer: &str, e: &TransportError) {

@@ -24,7 +24,7 @@ use rmi_core::idmap::IdMap;
 use rmi_core::link::{self, MessageReader, MessageWriter};
 use rmi_core::net::Connection;
 use rmi_core::peer::{Peer, Scope};
-use rmi_core::{Call, Error, Inbound, Key, Location, Message, Reply, TransportError};
+use rmi_core::{Call, Error, Inbound, Key, Location, Message, OutgoingCall, Reply, TransportError};
 
 mod hosting;
 mod streaming;
@@ -291,33 +291,25 @@ impl ClientConnection {
                 None => room.await,
             }
         }
-        let Some(call) = pending_call.take() else {
+        // The call is encoded where it lies and dropped there once sent: it
+        // is large, and each move of it a copy. One not sent stays, for a
+        // retry on a new connection.
+        let Some(call) = pending_call.as_ref() else {
             return Err(CallFailure::Failed(Error::ConnectionLost("no call to send".into())));
         };
-        let (id, in_flight) = match self.open_slot(Slot::Waiting(None, deadline_ticks)) {
-            Ok(opened) => opened,
-            Err(e) => {
-                // Handed back, for a retry on a new connection.
-                *pending_call = Some(call);
-                return Err(e);
-            }
-        };
+        let (id, in_flight) = self.open_slot(Slot::Waiting(None, deadline_ticks))?;
         if let Some(deadline) = deadline_ticks {
             self.alarm.ring_by_ticks(deadline);
         }
         let alone = in_flight == 1;
         let mut guard = InFlight { connection: self, id, sent: false, done: false };
         self.export(call.args.exports());
-        let request = Message::Call { id, remaining, call };
+        let request = OutgoingCall { id, remaining, call };
         let sent = if alone { self.writer.send(&request) } else { self.writer.send_batched(&request) };
         if let Err(e) = sent {
-            // Handed back, for a retry on a new connection.
-            if let Message::Call { call: unsent, .. } = request {
-                *pending_call = Some(unsent);
-            }
             return Err(CallFailure::NotSent(send_error(e)));
         }
-        drop(request);
+        *pending_call = None;
         guard.sent = true;
         match self.wait(id).await {
             Err(Error::Timeout(_)) => {

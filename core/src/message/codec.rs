@@ -11,8 +11,8 @@ use bytes::Bytes;
 use crate::context::CallMeta;
 use crate::encoded::Encoded;
 use crate::error::{RemoteError, RemoteErrorKind};
-use crate::frame::Wire;
-use crate::message::{Call, Inbound, Message, Reply};
+use crate::frame::{Encode, Wire};
+use crate::message::{Call, Inbound, Message, OutgoingCall, Reply};
 use crate::wire::{Reader, put_bytes, put_str, put_varint};
 
 /// The kinds of [`Message`], as postcard numbers its variants.
@@ -25,29 +25,37 @@ const CREDIT: u64 = 5;
 const CLOSE: u64 = 6;
 const ITEMS_END: u64 = 7;
 
-impl Wire for Message {
+impl Encode for OutgoingCall<'_> {
+    #[inline]
+    fn encode(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
+        let OutgoingCall { id, remaining, call } = *self;
+        out.reserve(
+            24 + call.object.as_bytes().len() + call.method.as_bytes().len() + call.args.inline_len(),
+        );
+        put_varint(out, CALL);
+        put_varint(out, id);
+        match remaining {
+            None => out.push(0),
+            Some(d) => {
+                out.push(1);
+                put_varint(out, d.as_secs());
+                put_varint(out, u64::from(d.subsec_nanos()));
+            }
+        }
+        put_bytes(out, call.object.as_bytes());
+        put_bytes(out, call.method.as_bytes());
+        call.args.encode_wire(out, attachments);
+        out.push(u8::from(call.oneway));
+        out.push(u8::from(call.stream));
+        encode_meta(call.meta.as_deref(), out);
+    }
+}
+
+impl Encode for Message {
     fn encode(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
         match self {
             Message::Call { id, remaining, call } => {
-                out.reserve(
-                    24 + call.object.as_bytes().len() + call.method.as_bytes().len() + call.args.inline_len(),
-                );
-                put_varint(out, CALL);
-                put_varint(out, *id);
-                match remaining {
-                    None => out.push(0),
-                    Some(d) => {
-                        out.push(1);
-                        put_varint(out, d.as_secs());
-                        put_varint(out, u64::from(d.subsec_nanos()));
-                    }
-                }
-                put_bytes(out, call.object.as_bytes());
-                put_bytes(out, call.method.as_bytes());
-                call.args.encode_wire(out, attachments);
-                out.push(u8::from(call.oneway));
-                out.push(u8::from(call.stream));
-                encode_meta(call.meta.as_deref(), out);
+                OutgoingCall { id: *id, remaining: *remaining, call }.encode(out, attachments);
             }
             Message::Cancel { id } => {
                 put_varint(out, CANCEL);
@@ -93,7 +101,9 @@ impl Wire for Message {
             }
         }
     }
+}
 
+impl Wire for Message {
     #[inline]
     fn decode(envelope: &Bytes, attachments: &mut Bytes) -> Result<Self, String> {
         let mut r = Reader::new(envelope);
@@ -154,7 +164,7 @@ impl Wire for Message {
     }
 }
 
-impl Wire for Inbound {
+impl Encode for Inbound {
     fn encode(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
         match self {
             Inbound::Reply { id, reply } => {
@@ -165,7 +175,9 @@ impl Wire for Inbound {
             Inbound::Other(message) => message.encode(out, attachments),
         }
     }
+}
 
+impl Wire for Inbound {
     fn decode(envelope: &Bytes, attachments: &mut Bytes) -> Result<Self, String> {
         let mut r = Reader::new(envelope);
         if r.varint(32)? != REPLY {

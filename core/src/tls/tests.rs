@@ -182,11 +182,13 @@ async fn a_plaintext_rmi_client_is_told_that_tls_is_required_and_the_reverse() {
 /// Bytes as a message, for the link.
 struct Chunk(Vec<u8>);
 
-impl crate::frame::Wire for Chunk {
+impl crate::frame::Encode for Chunk {
     fn encode(&self, out: &mut Vec<u8>, _: &mut Vec<bytes::Bytes>) {
         out.extend_from_slice(&self.0);
     }
+}
 
+impl crate::frame::Wire for Chunk {
     fn decode(envelope: &bytes::Bytes, _: &mut bytes::Bytes) -> Result<Self, String> {
         Ok(Chunk(envelope.to_vec()))
     }
