@@ -21,7 +21,7 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -105,6 +105,7 @@ pub fn split_with(
         wake: wake.clone(),
         drained: Notify::new(),
         closed: closed.clone(),
+        broken: AtomicBool::new(false),
     });
     // On a current-thread runtime the flusher, woken, already runs after
     // every task that is ready: it has no need to yield.
@@ -206,6 +207,9 @@ struct Shared {
     drained: Notify,
     /// Cancelled when the connection is closed; stops the flusher.
     closed: CancellationToken,
+    /// Whether `State::failed` is set, read without the lock (a proxy asks
+    /// before every call).
+    broken: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -286,6 +290,7 @@ impl Shared {
     #[cold]
     fn fail(&self, state: &mut State, e: TransportError) {
         state.failed.get_or_insert(e);
+        self.broken.store(true, Ordering::Release);
         state.flushing = false;
         state.frames.discard();
         self.settle(state);
@@ -441,7 +446,7 @@ impl MessageWriter {
 
     /// Whether sends fail because the connection broke or was closed.
     pub fn is_closed(&self) -> bool {
-        self.shared.lock().failed.is_some()
+        self.shared.broken.load(Ordering::Acquire)
     }
 }
 

@@ -104,8 +104,9 @@ impl Pending {
 enum Turn<'a> {
     /// Its reply (or the reason there is none).
     Reply(Result<Reply, Error>),
-    /// Read for everyone: nobody else is reading.
-    Read(futures::lock::MutexGuard<'a, MessageReader>),
+    /// Read for everyone: nobody else is reading. With the count of
+    /// expiries as of when the call's slot was seen still waiting.
+    Read(futures::lock::MutexGuard<'a, MessageReader>, u64),
 }
 
 /// The reader, held by the caller reading for everyone; released when it is
@@ -113,12 +114,15 @@ enum Turn<'a> {
 struct Leading<'a> {
     guard: Option<futures::lock::MutexGuard<'a, MessageReader>>,
     connection: &'a ClientConnection,
+    /// The call whose reply the reader read for itself: its slot goes in
+    /// the same look at the pending calls as the hand-off.
+    answered: Option<u64>,
 }
 
 impl Drop for Leading<'_> {
     fn drop(&mut self) {
         drop(self.guard.take());
-        self.connection.hand_off();
+        self.connection.hand_off(self.answered);
     }
 }
 
@@ -246,7 +250,9 @@ impl ClientConnection {
     /// As [`ClientConnection::is_closed`], `now` in alarm ticks; counts the
     /// connection used now.
     pub(crate) fn is_closed_at(&self, now: u64) -> bool {
-        if self.pending().closed.is_some() || self.writer.is_closed() {
+        // A connection that ended has its writer closed first (`fail_all`):
+        // one atomic load, not the pending calls' lock.
+        if self.writer.is_closed() {
             return true;
         }
         let last = self.last_used.swap(now, Ordering::Relaxed);
@@ -363,19 +369,24 @@ impl ClientConnection {
     /// Waits for the reply to call `id`: delivered by whoever reads, or read
     /// by this caller when nobody else is reading.
     async fn wait(&self, id: u64) -> Result<Reply, Error> {
-        let guard = match poll_fn(|cx| self.poll_turn(id, cx)).await {
+        let (guard, mut expiries) = match poll_fn(|cx| self.poll_turn(id, cx)).await {
             Turn::Reply(outcome) => return outcome,
-            Turn::Read(guard) => guard,
+            Turn::Read(guard, expiries) => (guard, expiries),
         };
-        let mut leading = Leading { guard: Some(guard), connection: self };
+        let mut leading = Leading { guard: Some(guard), connection: self, answered: None };
+        // The slot was waiting when the reader was taken, and only the
+        // reader delivers replies: it can only have changed since if a call
+        // timed out, which the count of expiries shows, or if a message
+        // other than a reply ended the connection.
+        let mut look = false;
         loop {
-            let expiries = self.expiries.load(Ordering::Acquire);
-            // Our reply may have been handed over before we took the reader
-            // (or our deadline passed).
-            let arrived = matches!(self.pending().slots.get(&id), Some(Slot::Done(_)));
-            if arrived {
-                drop(leading);
-                return self.delivered(id).await;
+            if look {
+                expiries = self.expiries.load(Ordering::Acquire);
+                // Our deadline may have passed.
+                if matches!(self.pending().slots.get(&id), Some(Slot::Done(_))) {
+                    drop(leading);
+                    return self.delivered(id).await;
+                }
             }
             let Some(reader) = leading.guard.as_mut() else { break };
             let mut recv = std::pin::pin!(reader.recv::<Inbound>());
@@ -387,11 +398,14 @@ impl ClientConnection {
                 recv.as_mut().poll(cx).map(Some)
             })
             .await;
-            let Some(next) = next else { continue };
+            let Some(next) = next else {
+                look = true;
+                continue;
+            };
             match next {
                 Some(Ok(Inbound::Reply { id: got, reply })) => {
                     if got == id {
-                        self.pending().slots.remove(&id);
+                        leading.answered = Some(id);
                         return Ok(reply);
                     }
                     let waker = self.pending().deliver(got, Ok(reply));
@@ -399,7 +413,12 @@ impl ClientConnection {
                         waker.wake();
                     }
                 }
-                Some(Ok(Inbound::Other(other))) => self.incoming(*other),
+                Some(Ok(Inbound::Other(other))) => {
+                    self.incoming(*other);
+                    // It may have ended every call, ours too (the daemon
+                    // closing the connection with its reason).
+                    look = true;
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(self.fail_all(broken(e))),
                 None => return Err(self.fail_all(closed_by_daemon())),
@@ -439,7 +458,7 @@ impl ClientConnection {
             Some(Slot::Waiting(waker, _)) => {
                 park(waker, cx);
                 match self.reader.try_lock() {
-                    Some(guard) => Poll::Ready(Turn::Read(guard)),
+                    Some(guard) => Poll::Ready(Turn::Read(guard, self.expiries.load(Ordering::Acquire))),
                     None => Poll::Pending,
                 }
             }
@@ -479,9 +498,14 @@ impl ClientConnection {
     }
 
     /// Wakes one caller still waiting, to take over reading (the reader was
-    /// just released).
-    fn hand_off(&self) {
-        let waker = self.pending().slots.values().find_map(|slot| match slot {
+    /// just released); first forgets call `answered`, whose reply the
+    /// reader took for itself.
+    fn hand_off(&self, answered: Option<u64>) {
+        let mut pending = self.pending();
+        if let Some(id) = answered {
+            pending.slots.remove(&id);
+        }
+        let waker = pending.slots.values().find_map(|slot| match slot {
             Slot::Waiting(Some(waker), _) => Some(waker.clone()),
             Slot::Stream(stream) => stream.waiting(),
             _ => None,
@@ -590,7 +614,7 @@ impl Drop for InFlight<'_> {
         }
         // This caller may have been the one woken to take over reading.
         if self.connection.reader.try_lock().is_some() {
-            self.connection.hand_off();
+            self.connection.hand_off(None);
         }
     }
 }

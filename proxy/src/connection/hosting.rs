@@ -52,7 +52,7 @@ impl ClientConnection {
             self.read_exporting().await;
             self.reading.store(false, std::sync::atomic::Ordering::Release);
             // A caller may be waiting to read its reply itself.
-            self.hand_off();
+            self.hand_off(None);
             // Exported again meanwhile: read on.
             let again = self.peer.export_count() > 0 && !self.peer.is_closed();
             if !again || self.reading.swap(true, std::sync::atomic::Ordering::AcqRel) {

@@ -121,7 +121,7 @@ impl ClientConnection {
                 Turn::End(end) => return Err(end),
                 Turn::Read(guard) => guard,
             };
-            let mut leading = Leading { guard: Some(guard), connection: self };
+            let mut leading = Leading { guard: Some(guard), connection: self, answered: None };
             while !self.pending().stream_ready(id) {
                 let Some(reader) = leading.guard.as_mut() else { break };
                 if self.read_one(reader).await.is_err() {
@@ -176,7 +176,7 @@ impl ClientConnection {
         }
         // The consumer may have been the one woken to take over reading.
         if self.reader.try_lock().is_some() {
-            self.hand_off();
+            self.hand_off(None);
         }
     }
 }
