@@ -307,7 +307,14 @@ impl Proxy {
             return self.call_pyro5(&method, &args, false, timeout).await;
         }
         let encoded = self.encode(&args)?;
-        let (encoded, scope) = match self.call_scoped(method.clone(), encoded, timeout).await {
+        // `call_scoped` written out: a layer of future less on the path
+        // every call takes (each copies the call into its state).
+        let called = if tracing::enabled!(tracing::Level::DEBUG) {
+            Box::pin(self.call_traced(method.clone(), encoded, timeout)).await
+        } else {
+            self.call_untraced(method.clone(), encoded, timeout).await
+        };
+        let (encoded, scope) = match called {
             Ok(reply) => reply,
             // The name resolved to a Pyro5 daemon's object just now.
             Err(_) if self.shared.speaks_pyro5.load(std::sync::atomic::Ordering::Relaxed) => {
