@@ -92,6 +92,6 @@ pub use config::{Config, ConfigError};
 pub use encoded::Encoded;
 pub use error::{Error, RemoteError, RemoteErrorKind};
 pub use frame::TransportError;
-pub use message::{Call, Inbound, Message, OutgoingCall, Reply};
+pub use message::{Call, Inbound, Message, OutgoingCall, OutgoingReply, Reply};
 pub use transport::Transport;
 pub use uri::{Host, HostPort, Location, MetaUri, NameUri, ObjectUri, Uri, UriError};

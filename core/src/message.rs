@@ -206,6 +206,16 @@ pub struct OutgoingCall<'a> {
     pub call: &'a Call,
 }
 
+/// A [`Message::Reply`] to send, from borrowed parts (see
+/// [`OutgoingCall`]).
+#[derive(Debug, Clone, Copy)]
+pub struct OutgoingReply<'a> {
+    /// The id of the call answered.
+    pub id: u64,
+    /// Its outcome.
+    pub reply: &'a Reply,
+}
+
 impl Message {
     /// A call whose deadline is `deadline` (`None`: no deadline).
     pub fn call(id: u64, deadline: Option<Instant>, call: Call) -> Self {

@@ -33,7 +33,7 @@ use rmi_core::message::deadline_from;
 use rmi_core::net::Connection;
 use rmi_core::object::{BlockingCall, Exposed, ReplyFuture};
 use rmi_core::wake::Dormant;
-use rmi_core::{Call, Message, RemoteError, RemoteErrorKind, Reply, Text, TransportError};
+use rmi_core::{Call, Message, OutgoingReply, RemoteError, RemoteErrorKind, Reply, Text, TransportError};
 use tokio_util::task::TaskTracker;
 
 use crate::callbacks::Callbacks;
@@ -746,7 +746,8 @@ fn log_broken(peer: &str, e: &TransportError) {
 /// for the limit becomes an error reply instead, so the caller is not left
 /// waiting.
 fn send_reply(writer: &MessageWriter, id: u64, reply: Reply, batched: bool) {
-    let response = Message::Reply { id, reply };
+    // Encoded where it lies, not moved into a `Message` first.
+    let response = OutgoingReply { id, reply: &reply };
     let sent = if batched { writer.send_batched(&response) } else { writer.send(&response) };
     match sent {
         Ok(()) => {}

@@ -12,7 +12,7 @@ use crate::context::CallMeta;
 use crate::encoded::Encoded;
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::frame::{Encode, Wire};
-use crate::message::{Call, Inbound, Message, OutgoingCall, Reply};
+use crate::message::{Call, Inbound, Message, OutgoingCall, OutgoingReply, Reply};
 use crate::wire::{Reader, put_bytes, put_str, put_varint};
 
 /// The kinds of [`Message`], as postcard numbers its variants.
@@ -51,6 +51,17 @@ impl Encode for OutgoingCall<'_> {
     }
 }
 
+impl Encode for OutgoingReply<'_> {
+    #[inline]
+    fn encode(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
+        // Room for the kind, the id and a small value, at once.
+        out.reserve(16 + self.reply.as_ref().map_or(64, Encoded::inline_len));
+        put_varint(out, REPLY);
+        put_varint(out, self.id);
+        encode_reply(self.reply, out, attachments);
+    }
+}
+
 impl Encode for Message {
     fn encode(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
         match self {
@@ -61,13 +72,7 @@ impl Encode for Message {
                 put_varint(out, CANCEL);
                 put_varint(out, *id);
             }
-            Message::Reply { id, reply } => {
-                // Room for the kind, the id and a small value, at once.
-                out.reserve(16 + reply.as_ref().map_or(64, Encoded::inline_len));
-                put_varint(out, REPLY);
-                put_varint(out, *id);
-                encode_reply(reply, out, attachments);
-            }
+            Message::Reply { id, reply } => OutgoingReply { id: *id, reply }.encode(out, attachments),
             Message::Release { export, count } => {
                 put_varint(out, RELEASE);
                 put_varint(out, *export);
