@@ -139,6 +139,18 @@ impl DevCluster {
             .join(",")
     }
 
+    /// The first member that exited on its own (one that could not bind
+    /// its port, say), reaped; `None` while every member started runs.
+    pub fn exited(&mut self) -> Option<usize> {
+        self.members.iter_mut().position(|m| {
+            let gone = m.process.as_mut().is_some_and(|p| !matches!(p.try_wait(), Ok(None)));
+            if gone {
+                m.process = None;
+            }
+            gone
+        })
+    }
+
     /// SIGKILLs member `i` (and reaps it).
     pub fn kill(&mut self, i: usize) {
         if let Some(mut process) = self.members.get_mut(i).and_then(|m| m.process.take()) {

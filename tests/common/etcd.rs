@@ -37,11 +37,43 @@ impl Cluster {
             );
             return None;
         };
-        let dir = tempfile::tempdir().expect("a data directory");
-        let dev = DevCluster::start_with(&etcd, dir.path(), 3, tls).expect("start etcd");
-        let cluster = Cluster { dev, dir };
-        cluster.wait_for_leader(Duration::from_secs(30)).await;
-        Some(cluster)
+        // The members' ports are picked free and then bound by etcd: another
+        // process may take one in between, and that member exits. Then the
+        // cluster starts again on other ports, a few times.
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().expect("a data directory");
+            let dev = DevCluster::start_with(&etcd, dir.path(), 3, tls).expect("start etcd");
+            let mut cluster = Cluster { dev, dir };
+            match cluster.wait_for_start(Duration::from_secs(30)).await {
+                Ok(()) => return Some(cluster),
+                Err(member) => {
+                    let log = std::fs::read_to_string(cluster.dir.path().join(format!("m{member}.log")));
+                    let tail: String =
+                        log.unwrap_or_default().lines().rev().take(5).collect::<Vec<_>>().join("\n");
+                    eprintln!(
+                        "etcd member m{member} exited at start, starting the cluster again; its log ends:\n{tail}"
+                    );
+                }
+            }
+        }
+        panic!("etcd's members kept exiting at start (see the logs above)");
+    }
+
+    /// Waits until the cluster has a leader; `Err` with a member that
+    /// exited meanwhile. Panics after `within`, keeping the logs.
+    async fn wait_for_start(&mut self, within: Duration) -> Result<(), usize> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(member) = self.dev.exited() {
+                return Err(member);
+            }
+            if self.dev.leader().await.is_some() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("a data directory")).keep();
+        panic!("etcd has no leader after {within:?}; logs in {}", kept.display());
     }
 
     /// Every member's client URL, comma-separated (as `--etcd` takes them).
