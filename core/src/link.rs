@@ -404,6 +404,7 @@ impl MessageWriter {
             std::io::ErrorKind::NotConnected,
             "the connection was closed",
         )));
+        shared.broken.store(true, Ordering::Release);
         let drained = shared.write_now(&mut state).unwrap_or(true);
         shared.settle(&mut state);
         drop(state);
@@ -548,5 +549,35 @@ impl Drop for Shared {
             let state = self.state.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
             budget.release(std::mem::take(&mut state.counted));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::message::Message;
+    use crate::net::{Connection, Listener};
+
+    /// A linked pair on loopback: the accepted end's halves, and the
+    /// connecting end's.
+    async fn pair()
+    -> ((super::MessageReader, super::MessageWriter), (super::MessageReader, super::MessageWriter)) {
+        let listener = Listener::bind_tcp("127.0.0.1:0").await.unwrap();
+        let location = listener.location().unwrap();
+        let (accepted, connected) = tokio::join!(listener.accept(), Connection::connect(&location));
+        (super::split(accepted.unwrap(), None, 1 << 20), super::split(connected.unwrap(), None, 1 << 20))
+    }
+
+    #[tokio::test]
+    async fn a_writer_is_closed_once_closed_gracefully_or_aborted() {
+        let ((_r1, closed), (mut peer, aborted)) = pair().await;
+        assert!(!closed.is_closed() && !aborted.is_closed());
+        closed.send(&Message::Cancel { id: 7 }).unwrap();
+        closed.close();
+        assert!(closed.is_closed(), "closed gracefully");
+        assert!(closed.send(&Message::Cancel { id: 8 }).is_err());
+        // What was queued before the close still arrives.
+        assert_eq!(peer.recv::<Message>().await.unwrap().unwrap(), Message::Cancel { id: 7 });
+        aborted.abort();
+        assert!(aborted.is_closed(), "aborted");
     }
 }
