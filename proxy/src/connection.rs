@@ -259,11 +259,15 @@ impl ClientConnection {
         if now.saturating_sub(last) < alarm::ticks_of(IDLE_CHECK_AFTER) {
             return false;
         }
-        let gone = self.reader.try_lock().is_some_and(|reader| reader.peer_closed());
-        if gone {
-            self.fail_all(Error::ConnectionLost("the daemon closed the connection".into()));
+        // The reader is held until every call has been told: a caller that
+        // took it in between would read on, its slot failed unbeknownst.
+        let Some(reader) = self.reader.try_lock() else { return false };
+        if !reader.peer_closed() {
+            return false;
         }
-        gone
+        self.fail_all(Error::ConnectionLost("the daemon closed the connection".into()));
+        drop(reader);
+        true
     }
 
     /// Where the connection goes.
