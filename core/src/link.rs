@@ -289,12 +289,18 @@ impl Shared {
     /// Breaks the connection for every sender with `e`, dropping the queue.
     #[cold]
     fn fail(&self, state: &mut State, e: TransportError) {
-        state.failed.get_or_insert(e);
-        self.broken.store(true, Ordering::Release);
+        self.set_failed(state, e);
         state.flushing = false;
         state.frames.discard();
         self.settle(state);
         self.drained.notify_waiters();
+    }
+
+    /// Records the first reason sends fail, and says so to `is_closed`
+    /// (which reads `broken`, not the lock).
+    fn set_failed(&self, state: &mut State, e: TransportError) {
+        state.failed.get_or_insert(e);
+        self.broken.store(true, Ordering::Release);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -400,11 +406,11 @@ impl MessageWriter {
         if state.failed.is_some() {
             return;
         }
-        state.failed = Some(TransportError::from(std::io::Error::new(
+        let closed = TransportError::from(std::io::Error::new(
             std::io::ErrorKind::NotConnected,
             "the connection was closed",
-        )));
-        shared.broken.store(true, Ordering::Release);
+        ));
+        shared.set_failed(&mut state, closed);
         let drained = shared.write_now(&mut state).unwrap_or(true);
         shared.settle(&mut state);
         drop(state);

@@ -48,8 +48,9 @@ impl Cluster {
                 Ok(()) => return Some(cluster),
                 Err(member) => {
                     let log = std::fs::read_to_string(cluster.dir.path().join(format!("m{member}.log")));
-                    let tail: String =
-                        log.unwrap_or_default().lines().rev().take(5).collect::<Vec<_>>().join("\n");
+                    let log = log.unwrap_or_default();
+                    let lines: Vec<&str> = log.lines().collect();
+                    let tail = lines[lines.len().saturating_sub(5)..].join("\n");
                     eprintln!(
                         "etcd member m{member} exited at start, starting the cluster again; its log ends:\n{tail}"
                     );

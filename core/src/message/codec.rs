@@ -172,11 +172,7 @@ impl Wire for Message {
 impl Encode for Inbound {
     fn encode(&self, out: &mut Vec<u8>, attachments: &mut Vec<Bytes>) {
         match self {
-            Inbound::Reply { id, reply } => {
-                put_varint(out, REPLY);
-                put_varint(out, *id);
-                encode_reply(reply, out, attachments);
-            }
+            Inbound::Reply { id, reply } => OutgoingReply { id: *id, reply }.encode(out, attachments),
             Inbound::Other(message) => message.encode(out, attachments),
         }
     }
