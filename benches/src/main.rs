@@ -144,6 +144,8 @@ fn client(args: &[String]) -> anyhow::Result<()> {
             ("tarpc", "payload") => tarpc_plain::payload(target, plan).await,
             ("rmi", "seq") => rmi_calls::seq(target, key, false, plan).await,
             ("tcp", "seq-task") => tcp::seq_in_task(target, plan).await,
+            ("tcp", "seq-count") => tcp::seq_count(target, plan).await,
+            ("tcp", "pipe64-count") => tcp::pipelined_count(target, 64, plan).await,
             ("rmi", "seq-task") => rmi_calls::seq_in_task(target, key, plan).await,
             ("rmi", "seq-blocking") => rmi_calls::seq(target, key, true, plan).await,
             ("rmi", "seq-count") => rmi_calls::seq_count(target, key, plan).await,

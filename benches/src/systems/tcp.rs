@@ -123,6 +123,48 @@ pub(crate) async fn seq(addr: &str, plan: Plan) -> anyhow::Result<Outcome> {
     .await
 }
 
+/// `plan.calls` 8-byte ping-pongs one at a time, untimed: the floor of
+/// `rmi-bench --count-instructions`'s one-at-a-time rows.
+pub(crate) async fn seq_count(addr: &str, plan: Plan) -> anyhow::Result<Outcome> {
+    let mut stream = connect(addr).await?;
+    let mut answer = [0u8; 8];
+    let started = std::time::Instant::now();
+    for i in 0..plan.calls {
+        stream.write_all(&i.to_le_bytes()).await?;
+        stream.read_exact(&mut answer).await?;
+        anyhow::ensure!(u64::from_le_bytes(answer) == i, "the echo server answered {answer:?} to {i}");
+    }
+    Ok(Outcome { ops: plan.calls, secs: started.elapsed().as_secs_f64(), ..Outcome::default() })
+}
+
+/// `window` 8-byte frames kept in flight from one loop until `calls` have
+/// come back, untimed: the floor of the 64-in-flight rows (each read's
+/// frames are written back at once, as the echo server does).
+pub(crate) async fn pipelined_count(addr: &str, window: usize, plan: Plan) -> anyhow::Result<Outcome> {
+    let mut stream = connect(addr).await?;
+    let calls = plan.calls.max(window as u64);
+    let started = std::time::Instant::now();
+    stream.write_all(&vec![7u8; 8 * window]).await?;
+    let (mut sent, mut done) = (window as u64, 0u64);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut partial = 0usize;
+    while done < calls {
+        let n = stream.read(&mut buf[partial..]).await?;
+        anyhow::ensure!(n > 0, "the echo server closed the connection");
+        let frames = (partial + n) / 8;
+        partial = (partial + n) % 8;
+        done += frames as u64;
+        // As many again, but no more than `calls` in all.
+        let again = (frames as u64).min(calls - sent) as usize;
+        sent += again as u64;
+        if again > 0 {
+            stream.write_all(&buf[..again * 8]).await?;
+        }
+        buf.copy_within(frames * 8..frames * 8 + partial, 0);
+    }
+    Ok(Outcome { ops: done, secs: started.elapsed().as_secs_f64(), ..Outcome::default() })
+}
+
 /// [`seq`] from a spawned task.
 pub(crate) async fn seq_in_task(addr: &str, plan: Plan) -> anyhow::Result<Outcome> {
     let stream = connect(addr).await?;
