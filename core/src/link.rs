@@ -23,6 +23,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -147,10 +148,19 @@ impl MessageReader {
     /// The next message; `None` once the peer closed cleanly or after an
     /// error was returned.
     pub async fn recv<T: Wire>(&mut self) -> Option<Result<T, TransportError>> {
-        Some(match self.frame().await? {
-            Ok(frame) => self.decode(frame),
-            Err(e) => Err(e),
-        })
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for [`MessageReader::recv`]'s message: for a caller that polls
+    /// it among other things, without a future of its own to keep (what was
+    /// read so far stays in the reader).
+    #[inline]
+    pub fn poll_recv<T: Wire>(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, TransportError>>> {
+        Poll::Ready(Some(match ready!(self.poll_frame(cx)) {
+            None => return Poll::Ready(None),
+            Some(Ok(frame)) => self.decode(frame),
+            Some(Err(e)) => Err(e),
+        }))
     }
 
     /// The next frame, not decoded yet ([`MessageReader::decode`] decodes
@@ -158,12 +168,19 @@ impl MessageReader {
     /// other things too (in a `select!`) moves this small frame through
     /// its branches rather than the message it holds.
     pub async fn frame(&mut self) -> Option<Result<Frame, TransportError>> {
+        poll_fn(|cx| self.poll_frame(cx)).await
+    }
+
+    /// Polls for [`MessageReader::frame`]'s frame, as
+    /// [`MessageReader::poll_recv`] for a message.
+    #[inline]
+    pub fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame, TransportError>>> {
         if self.done {
-            return None;
+            return Poll::Ready(None);
         }
-        let frame = poll_fn(|cx| self.frames.poll_frame(Pin::new(&mut self.io), cx)).await;
+        let frame = ready!(self.frames.poll_frame(Pin::new(&mut self.io), cx));
         self.done = !matches!(frame, Some(Ok(_)));
-        Some(frame?.map(Frame))
+        Poll::Ready(frame.map(|f| f.map(Frame)))
     }
 
     /// Decodes a frame [`MessageReader::frame`] returned; after an error,

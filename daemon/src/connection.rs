@@ -416,7 +416,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
             // the dormant branches cost next to nothing until they wake.
             biased;
             () = shutdown.woken() => break true,
-            frame = reader.frame(), if readable => frame,
+            frame = std::future::poll_fn(|cx| reader.poll_frame(cx)), if readable => frame,
             () = shared.flow.room(&shared.writer), if !held.is_empty() => continue,
             () = std::future::poll_fn(|cx| bell.poll_rang(cx, &mut bell_waker)), if idle_timeout.is_some() => {
                 // The alarm is set again lazily, from the last request,

@@ -393,13 +393,12 @@ impl ClientConnection {
                 }
             }
             let Some(reader) = leading.guard.as_mut() else { break };
-            let mut recv = std::pin::pin!(reader.recv::<Inbound>());
             let next = poll_fn(|cx| {
                 if self.expiries.load(Ordering::Acquire) != expiries {
                     // A call timed out: maybe ours.
                     return Poll::Ready(None);
                 }
-                recv.as_mut().poll(cx).map(Some)
+                reader.poll_recv::<Inbound>(cx).map(Some)
             })
             .await;
             let Some(next) = next else {
