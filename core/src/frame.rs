@@ -277,7 +277,10 @@ impl FrameReader {
             if let Some(payload) = self.runs.as_mut().and_then(Unsealer::next_released) {
                 return Poll::Ready(Some(Ok(payload)));
             }
-            match self.decode() {
+            // Without a frame's length here nor one announced, there is
+            // nothing to decode: straight to reading.
+            let nothing_here = self.pending.is_none() && self.buf.len() < LENGTH_PREFIX_LEN;
+            match if nothing_here { Ok(None) } else { self.decode() } {
                 Ok(Some(body)) => match &mut self.runs {
                     None => return Poll::Ready(Some(Ok(body))),
                     Some(runs) => {
