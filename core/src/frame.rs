@@ -508,8 +508,13 @@ impl FrameWriter {
     ) -> Result<(), TransportError> {
         let start = self.staging.len();
         let kind_len = if self.sealer.is_some() { KIND_LEN } else { 0 };
-        let header_len = LENGTH_PREFIX_LEN + kind_len + ENVELOPE_PREFIX_LEN;
-        self.staging.resize(start + header_len, 0);
+        // The header's room, filled in below: of a constant length each
+        // way, so that neither a fill nor a copy is a call.
+        if kind_len == 0 {
+            self.staging.extend_from_slice(&[0; LENGTH_PREFIX_LEN + ENVELOPE_PREFIX_LEN]);
+        } else {
+            self.staging.extend_from_slice(&[0; LENGTH_PREFIX_LEN + KIND_LEN + ENVELOPE_PREFIX_LEN]);
+        }
         let envelope_start = self.staging.len();
         let mut attachments = Vec::new();
         if let Err(e) = encode(&mut self.staging, &mut attachments) {
@@ -529,7 +534,9 @@ impl FrameWriter {
         let (prefix, rest) = frame.split_at_mut(LENGTH_PREFIX_LEN);
         prefix.copy_from_slice(&(body_len as u32).to_be_bytes());
         let (kind, rest) = rest.split_at_mut(kind_len);
-        kind.fill(KIND_DATA);
+        if let Some(kind) = kind.first_mut() {
+            *kind = KIND_DATA;
+        }
         let (envelope_prefix, _) = rest.split_at_mut(ENVELOPE_PREFIX_LEN);
         envelope_prefix.copy_from_slice(&(envelope_len as u32).to_be_bytes());
         // With a key: close the run first if this frame would take it past
