@@ -376,13 +376,13 @@ pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
     let mut starter = Starter { daemon: &daemon, shared: &shared, last: LastObject::default() };
     let mut held = Held::default();
     let idle_timeout = options.idle_timeout;
-    let mut last_request = Instant::now();
     // The idle time is kept by an alarm, not a tokio timer: a timer in the
     // runtime's wheel costs every park of the runtime a search of the wheel.
     let bell = Arc::new(Bell::default());
     let alarm = Alarm::new(Arc::downgrade(&bell) as Weak<dyn Ring>);
-    if let Some(timeout) = idle_timeout {
-        alarm.ring_by(last_request + timeout);
+    let mut idle = idle_timeout.map(|timeout| Idleness::new(timeout, Instant::now()));
+    if let Some(first) = idle.as_ref().and_then(Idleness::first_look) {
+        alarm.ring_by(first);
     }
     let mut bell_waker = None;
     // Shutdown is dormant: polled only when it woke, so that a wake for the
@@ -427,7 +427,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
                 {
                     return Poll::Ready(Woke::Room);
                 }
-                if idle_timeout.is_some() && bell.poll_rang(cx, &mut bell_waker).is_ready() {
+                if idle.is_some() && bell.poll_rang(cx, &mut bell_waker).is_ready() {
                     return Poll::Ready(Woke::Idle);
                 }
                 Poll::Pending
@@ -439,21 +439,22 @@ pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
             Woke::Frame(frame) => frame,
             Woke::Room => continue,
             Woke::Idle => {
-                // The alarm is set again lazily, from the last request,
-                // rather than on every request.
-                let timeout = idle_timeout.unwrap_or_default();
-                let quiet = last_request.elapsed() >= timeout;
-                if quiet && shared.flow.in_flight() == 0 && held.is_empty() {
-                    tracing::debug!(%peer, "closing a connection idle for {timeout:?}");
-                    break false;
+                let Some(idle) = &mut idle else { continue };
+                let busy = shared.flow.in_flight() > 0 || !held.is_empty();
+                match idle.look(Instant::now(), busy) {
+                    Ok(Some(next)) => alarm.ring_by(next),
+                    Ok(None) => {}
+                    Err(Quiet) => {
+                        tracing::debug!(%peer, "closing a connection idle for {:?}", idle.timeout);
+                        break false;
+                    }
                 }
-                let from = if quiet { Instant::now() } else { last_request };
-                alarm.ring_by(from + timeout);
                 continue;
             }
         };
-        let now = Instant::now();
-        last_request = now;
+        if let Some(idle) = &mut idle {
+            idle.request();
+        }
         let mut request = match frame {
             Some(Ok(frame)) => reader.decode::<Message>(frame),
             Some(Err(e)) => Err(e),
@@ -461,7 +462,9 @@ pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
         };
         // A call is started where it lies, not moved (see `Starter::start`).
         if let Ok(Message::Call { id, remaining, call }) = &mut request {
-            let (id, deadline) = (*id, deadline_from(now, *remaining));
+            // The clock is read for a call with a deadline only.
+            let now = remaining.map(|_| Instant::now());
+            let (id, deadline) = (*id, now.and_then(|now| deadline_from(now, *remaining)));
             if call.oneway {
                 starter.oneway(std::mem::take(call), deadline, &peer);
                 continue;
@@ -473,7 +476,7 @@ pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
             if held.is_empty()
                 && let Some(ticket) = shared.flow.try_start(shared.writer.queued())
             {
-                starter.start(id, call, deadline, ticket, reader.has_buffered(), Some(now));
+                starter.start(id, call, deadline, ticket, reader.has_buffered(), now);
             } else {
                 held.push(HeldCall { id, call: std::mem::take(call), deadline });
             }
@@ -536,6 +539,61 @@ pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
     shared.peer.close();
     tracing::debug!(%peer, "connection closed");
 }
+
+/// How long a connection has been idle, known without reading the clock
+/// at every request: requests are counted, and the idle alarm looks at the
+/// count every eighth of the timeout. A look that finds new requests (or
+/// calls still running) starts the quiet time again from then, so a
+/// connection is closed once quiet for the whole timeout, and at most an
+/// eighth of it later than that.
+struct Idleness {
+    timeout: Duration,
+    /// Requests read so far (wrapping), and as of the last look.
+    requests: u64,
+    seen: u64,
+    /// When the connection was last known to be in use.
+    since: Instant,
+}
+
+impl Idleness {
+    fn new(timeout: Duration, now: Instant) -> Self {
+        Idleness { timeout, requests: 0, seen: 0, since: now }
+    }
+
+    /// Time between looks: an eighth of the timeout (at least a millisecond).
+    fn step(&self) -> Duration {
+        (self.timeout / 8).max(Duration::from_millis(1))
+    }
+
+    /// When to look first (`None`: a timeout too far to keep).
+    fn first_look(&self) -> Option<Instant> {
+        self.since.checked_add(self.step().min(self.timeout))
+    }
+
+    #[inline]
+    fn request(&mut self) {
+        self.requests = self.requests.wrapping_add(1);
+    }
+
+    /// At the alarm, `now`: whether the connection has been quiet for the
+    /// whole timeout, and if not, when to look next (`None`: too far to
+    /// keep); `busy` when calls are running or waiting (a connection in use
+    /// is not idle).
+    fn look(&mut self, now: Instant, busy: bool) -> Result<Option<Instant>, Quiet> {
+        if self.requests != self.seen || busy {
+            self.seen = self.requests;
+            self.since = now;
+        }
+        let quiet_for = now.saturating_duration_since(self.since);
+        if quiet_for >= self.timeout {
+            return Err(Quiet);
+        }
+        Ok(now.checked_add((self.timeout - quiet_for).min(self.step())))
+    }
+}
+
+/// A connection quiet for its whole idle timeout.
+struct Quiet;
 
 /// What woke a connection's loop.
 enum Woke {
@@ -791,5 +849,76 @@ fn send_reply(writer: &MessageWriter, id: u64, reply: Reply, batched: bool) {
             let _ = writer.send(&Message::Reply { id, reply: Err(error) });
         }
         Err(e) => tracing::debug!("reply {id} not sent: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Follows the alarm from `start`: each look at the time the last one
+    /// asked for, a request read just before the looks `requests_before`
+    /// name; returns when the connection was closed.
+    fn closed_at(timeout: Duration, start: Instant, requests_before: &[usize]) -> Duration {
+        let mut idle = Idleness::new(timeout, start);
+        let mut at = idle.first_look().expect("a near first look");
+        for look in 0..10_000 {
+            if requests_before.contains(&look) {
+                idle.request();
+            }
+            match idle.look(at, false) {
+                Ok(Some(next)) => {
+                    assert!(next > at, "the next look is later");
+                    at = next;
+                }
+                Ok(None) => panic!("a near timeout is kept"),
+                Err(Quiet) => return at - start,
+            }
+        }
+        panic!("never closed");
+    }
+
+    #[test]
+    fn a_quiet_connection_closes_at_its_timeout() {
+        let timeout = Duration::from_secs(300);
+        assert_eq!(closed_at(timeout, Instant::now(), &[]), timeout);
+    }
+
+    #[test]
+    fn a_request_puts_the_close_off_by_the_timeout_and_at_most_an_eighth_more() {
+        let timeout = Duration::from_secs(80);
+        let step = timeout / 8;
+        // Requests read just before the third look (at 3 steps): the last
+        // of them may have come right after the second look, at 2 steps.
+        let closed = closed_at(timeout, Instant::now(), &[2]);
+        let last_request_at_latest = step * 3;
+        let last_request_at_earliest = step * 2;
+        assert!(closed >= last_request_at_latest + timeout, "closed early: {closed:?}");
+        assert!(closed <= last_request_at_earliest + timeout + step, "closed late: {closed:?}");
+    }
+
+    #[test]
+    fn a_busy_connection_is_not_idle() {
+        let timeout = Duration::from_secs(8);
+        let start = Instant::now();
+        let mut idle = Idleness::new(timeout, start);
+        let mut at = start;
+        for _ in 0..100 {
+            at += Duration::from_secs(1);
+            assert!(matches!(idle.look(at, true), Ok(Some(_))), "closed while calls ran");
+        }
+        // Quiet from the last busy look on.
+        assert!(matches!(idle.look(at + timeout - Duration::from_millis(1), false), Ok(Some(_))));
+        assert!(matches!(idle.look(at + timeout, false), Err(Quiet)));
+    }
+
+    #[test]
+    fn a_huge_or_tiny_timeout_neither_panics_nor_spins() {
+        let now = Instant::now();
+        let mut huge = Idleness::new(Duration::MAX, now);
+        huge.request();
+        assert!(!matches!(huge.look(now, false), Err(Quiet)));
+        let tiny = Idleness::new(Duration::from_nanos(1), now);
+        assert!(tiny.step() >= Duration::from_millis(1), "looks at least a millisecond apart");
     }
 }
