@@ -336,6 +336,19 @@ pub trait Wire: Encode + Sized {
     ///
     /// A description of what is malformed.
     fn decode(envelope: &Bytes, attachments: &mut Bytes) -> Result<Self, String>;
+
+    /// As [`Wire::decode`], into `out`, which holds `None` on an error: a
+    /// caller that keeps the message in one place saves moving it there
+    /// (for a large message, a copy). By default, decoded and moved.
+    ///
+    /// # Errors
+    ///
+    /// As [`Wire::decode`].
+    #[inline]
+    fn decode_into(envelope: &Bytes, attachments: &mut Bytes, out: &mut Option<Self>) -> Result<(), String> {
+        *out = Some(Self::decode(envelope, attachments)?);
+        Ok(())
+    }
 }
 
 /// Reads a big-endian integer at `at`, or `None` past the end.
@@ -398,6 +411,29 @@ pub(crate) fn decode_wire_frame<T: Wire>(payload: Bytes) -> Result<T, TransportE
         return Err(TransportError::Malformed("bytes after the last attachment".into()));
     }
     Ok(value)
+}
+
+/// As [`decode_wire_frame`], into `out` (see [`Wire::decode_into`]).
+///
+/// # Errors
+///
+/// As [`decode_frame`]; `out` is then `None`.
+#[inline]
+pub(crate) fn decode_wire_frame_into<T: Wire>(
+    payload: Bytes,
+    out: &mut Option<T>,
+) -> Result<(), TransportError> {
+    *out = None;
+    let (envelope, mut attachments) = split_payload(payload)?;
+    if let Err(e) = T::decode_into(&envelope, &mut attachments, out) {
+        *out = None;
+        return Err(TransportError::Malformed(e));
+    }
+    if !attachments.is_empty() {
+        *out = None;
+        return Err(TransportError::Malformed("bytes after the last attachment".into()));
+    }
+    Ok(())
 }
 
 /// Writes postcard output straight into the staging buffer.

@@ -31,7 +31,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Session;
-use crate::frame::{Encode, FrameReader, FrameWriter, TransportError, Wire, decode_wire_frame};
+use crate::frame::{
+    Encode, FrameReader, FrameWriter, TransportError, Wire, decode_wire_frame, decode_wire_frame_into,
+};
 use crate::net::{Connection, ReadHalf, WriteHalf};
 
 mod budget;
@@ -191,6 +193,20 @@ impl MessageReader {
     /// [`TransportError::Malformed`] for a frame that holds no valid message.
     pub fn decode<T: Wire>(&mut self, frame: Frame) -> Result<T, TransportError> {
         let decoded = decode_wire_frame(frame.0);
+        self.done |= decoded.is_err();
+        decoded
+    }
+
+    /// As [`MessageReader::decode`], into `out`, which holds `None` on an
+    /// error: a loop that keeps the message where it lies saves moving a
+    /// large one (see [`Wire::decode_into`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`MessageReader::decode`].
+    #[inline]
+    pub fn decode_into<T: Wire>(&mut self, frame: Frame, out: &mut Option<T>) -> Result<(), TransportError> {
+        let decoded = decode_wire_frame_into(frame.0, out);
         self.done |= decoded.is_err();
         decoded
     }

@@ -455,13 +455,15 @@ pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
         if let Some(idle) = &mut idle {
             idle.request();
         }
-        let mut request = match frame {
-            Some(Ok(frame)) => reader.decode::<Message>(frame),
+        // Decoded where it stays: a message is large, and each move a copy.
+        let mut request = None;
+        let decoded = match frame {
+            Some(Ok(frame)) => reader.decode_into::<Message>(frame, &mut request),
             Some(Err(e)) => Err(e),
             None => break false,
         };
         // A call is started where it lies, not moved (see `Starter::start`).
-        if let Ok(Message::Call { id, remaining, call }) = &mut request {
+        if let Some(Message::Call { id, remaining, call }) = &mut request {
             // The clock is read for a call with a deadline only.
             let now = remaining.map(|_| Instant::now());
             let (id, deadline) = (*id, now.and_then(|now| deadline_from(now, *remaining)));
@@ -482,9 +484,12 @@ pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
             }
             continue;
         }
+        if let Err(e) = decoded {
+            log_broken(&peer, &e);
+            break false;
+        }
         match request {
-            Ok(Message::Call { .. }) => {}
-            Ok(Message::Cancel { id }) => {
+            Some(Message::Cancel { id }) => {
                 if let Some(call) = shared.calls().remove(&id) {
                     call.abort();
                 } else {
@@ -492,25 +497,22 @@ pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
                     drop(shared.uploads.take(id));
                 }
             }
-            Ok(Message::Reply { id, reply }) => shared.callbacks.deliver(id, reply),
-            Ok(Message::Release { export, count }) => {
+            Some(Message::Reply { id, reply }) => shared.callbacks.deliver(id, reply),
+            Some(Message::Release { export, count }) => {
                 shared.peer.release(export, count);
             }
-            Ok(Message::Credit { id, bytes }) => shared.streams.grant(id, bytes),
-            Ok(Message::Items { id, items }) => {
+            Some(Message::Credit { id, bytes }) => shared.streams.grant(id, bytes),
+            Some(Message::Items { id, items }) => {
                 if !shared.uploads.push(id, items) {
                     tracing::info!(%peer, "closed a connection that sent an upload past its window");
                     break false;
                 }
             }
-            Ok(Message::ItemsEnd { id, failure }) => {
+            Some(Message::ItemsEnd { id, failure }) => {
                 shared.uploads.end(id, failure.map(|f| f.as_str().to_owned()));
             }
-            Ok(_) => {}
-            Err(e) => {
-                log_broken(&peer, &e);
-                break false;
-            }
+            // A call was started above; anything else needs nothing here.
+            _ => {}
         }
     };
     if shut_down {

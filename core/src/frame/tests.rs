@@ -370,3 +370,20 @@ fn each_run_error_says_something_different() {
     assert_eq!(texts.len(), errors.len(), "{texts:?}");
     assert!(texts.iter().all(|t| !t.is_empty() && !t.ends_with('.')), "{texts:?}");
 }
+
+#[test]
+fn a_frame_decoded_in_place_keeps_nothing_when_it_has_bytes_left_over() {
+    // A cancel of call 5, its envelope alone...
+    let payload = |extra: &[u8]| {
+        let mut p = vec![0, 0, 0, 2, 1, 5];
+        p.extend_from_slice(extra);
+        Bytes::from(p)
+    };
+    let mut out = None;
+    assert!(decode_wire_frame_into::<crate::Message>(payload(&[]), &mut out).is_ok());
+    assert_eq!(out, Some(crate::Message::Cancel { id: 5 }));
+    // ... then with a byte no message took: refused, and `out` emptied.
+    let e = decode_wire_frame_into::<crate::Message>(payload(&[0xAA]), &mut out).unwrap_err();
+    assert!(matches!(e, TransportError::Malformed(_)), "{e:?}");
+    assert_eq!(out, None);
+}

@@ -109,10 +109,18 @@ impl Encode for Message {
 }
 
 impl Wire for Message {
-    #[inline]
     fn decode(envelope: &Bytes, attachments: &mut Bytes) -> Result<Self, String> {
+        let mut message = None;
+        Self::decode_into(envelope, attachments, &mut message)?;
+        message.ok_or_else(|| "no message decoded".into())
+    }
+
+    /// Each message is built where it is kept: a `Message` is large, and a
+    /// daemon reads one per call.
+    #[inline]
+    fn decode_into(envelope: &Bytes, attachments: &mut Bytes, out: &mut Option<Self>) -> Result<(), String> {
         let mut r = Reader::new(envelope);
-        let message = match r.varint(32)? {
+        match r.varint(32)? {
             CALL => {
                 let id = r.u64()?;
                 let remaining = match r.byte()? {
@@ -137,20 +145,24 @@ impl Wire for Message {
                 } else {
                     decode_meta(&mut r)?
                 };
-                Message::Call { id, remaining, call: Call { object, method, args, oneway, stream, meta } }
+                *out = Some(Message::Call {
+                    id,
+                    remaining,
+                    call: Call { object, method, args, oneway, stream, meta },
+                });
             }
-            CANCEL => Message::Cancel { id: r.u64()? },
+            CANCEL => *out = Some(Message::Cancel { id: r.u64()? }),
             REPLY => {
                 let id = r.u64()?;
-                Message::Reply { id, reply: decode_reply(&mut r, attachments)? }
+                *out = Some(Message::Reply { id, reply: decode_reply(&mut r, attachments)? });
             }
-            RELEASE => Message::Release { export: r.u64()?, count: r.u32()? },
+            RELEASE => *out = Some(Message::Release { export: r.u64()?, count: r.u32()? }),
             ITEMS => {
                 let id = r.u64()?;
-                Message::Items { id, items: Encoded::decode_wire(&mut r, attachments)? }
+                *out = Some(Message::Items { id, items: Encoded::decode_wire(&mut r, attachments)? });
             }
-            CREDIT => Message::Credit { id: r.u64()?, bytes: r.u64()? },
-            CLOSE => Message::Close { reason: r.text()? },
+            CREDIT => *out = Some(Message::Credit { id: r.u64()?, bytes: r.u64()? }),
+            CLOSE => *out = Some(Message::Close { reason: r.text()? }),
             ITEMS_END => {
                 let id = r.u64()?;
                 let failure = match r.byte()? {
@@ -158,14 +170,15 @@ impl Wire for Message {
                     1 => Some(r.text()?),
                     _ => return Err("an upload's end is neither clean nor failed".into()),
                 };
-                Message::ItemsEnd { id, failure }
+                *out = Some(Message::ItemsEnd { id, failure });
             }
             other => return Err(format!("unknown message kind {other}")),
-        };
+        }
         if r.remaining() != 0 {
+            *out = None;
             return Err(format!("{} bytes left over after the message", r.remaining()));
         }
-        Ok(message)
+        Ok(())
     }
 }
 
@@ -330,6 +343,12 @@ mod tests {
         let back = T::decode(&envelope, &mut attachments).unwrap();
         assert!(attachments.is_empty());
         assert_eq!(&back, value);
+        // Decoded in place, the same.
+        let mut attachments = Bytes::from(hand_att.concat());
+        let mut into = None;
+        T::decode_into(&envelope, &mut attachments, &mut into).unwrap();
+        assert!(attachments.is_empty());
+        assert_eq!(into.as_ref(), Some(value));
     }
 
     #[test]
@@ -421,7 +440,20 @@ mod tests {
         #[test]
         fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200), extra in prop::collection::vec(any::<u8>(), 0..50)) {
             let envelope = Bytes::from(bytes);
-            let _ = Message::decode(&envelope, &mut Bytes::from(extra));
+            let decoded = Message::decode(&envelope, &mut Bytes::from(extra.clone()));
+            // In place, the same outcome; nothing kept from a failure.
+            let mut into = None;
+            let outcome = Message::decode_into(&envelope, &mut Bytes::from(extra), &mut into);
+            match decoded {
+                Ok(message) => {
+                    prop_assert!(outcome.is_ok());
+                    prop_assert_eq!(into, Some(message));
+                }
+                Err(e) => {
+                    prop_assert_eq!(outcome, Err(e));
+                    prop_assert!(into.is_none(), "a failed decode left {:?}", into);
+                }
+            }
         }
     }
 
