@@ -503,7 +503,8 @@ pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
             }
             Some(Message::Credit { id, bytes }) => shared.streams.grant(id, bytes),
             Some(Message::Items { id, items }) => {
-                if !shared.uploads.push(id, items) {
+                let within_window = shared.uploads.push(id, items);
+                if !within_window {
                     tracing::info!(%peer, "closed a connection that sent an upload past its window");
                     break false;
                 }
