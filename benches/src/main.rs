@@ -81,7 +81,9 @@ prints each figure with its ratio to the matching baseline.
 callgrind (valgrind must be installed), for `echo` one at a time and 64 in flight, with both
 processes on a current-thread runtime and on tokio's default multi-thread one: each side runs
 under callgrind twice, a short run and a long one; the difference over the calls between them
-is the cost per call, whatever the machine's load.
+is the cost per call, whatever the machine's load. Raw tokio TCP (its echo server and a client
+of 8-byte round trips) is counted the same way beside it: what rmi executes above that floor
+is its own.
 
 --chart draws a file that --save wrote as an SVG bar chart: one group of bars per workload
 (rmi, rmi.mt, raw TCP, tarpc, tonic, Pyro5, those that ran it), each bar that system's calls/s
