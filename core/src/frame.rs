@@ -346,6 +346,7 @@ pub trait Wire: Encode + Sized {
     /// As [`Wire::decode`].
     #[inline]
     fn decode_into(envelope: &Bytes, attachments: &mut Bytes, out: &mut Option<Self>) -> Result<(), String> {
+        *out = None;
         *out = Some(Self::decode(envelope, attachments)?);
         Ok(())
     }

@@ -543,6 +543,9 @@ pub(crate) async fn serve(daemon: Arc<Inner>, connection: Connection) {
     tracing::debug!(%peer, "connection closed");
 }
 
+/// The shortest time between two looks at a connection's idle time.
+const MIN_IDLE_STEP: Duration = Duration::from_millis(1);
+
 /// How long a connection has been idle, known without reading the clock
 /// at every request: requests are counted, and the idle alarm looks at the
 /// count every eighth of the timeout. A look that finds new requests (or
@@ -563,9 +566,10 @@ impl Idleness {
         Idleness { timeout, requests: 0, seen: 0, since: now }
     }
 
-    /// Time between looks: an eighth of the timeout (at least a millisecond).
+    /// Time between looks: an eighth of the timeout, and never less than
+    /// [`MIN_IDLE_STEP`].
     fn step(&self) -> Duration {
-        (self.timeout / 8).max(Duration::from_millis(1))
+        (self.timeout / 8).max(MIN_IDLE_STEP)
     }
 
     /// When to look first (`None`: a timeout too far to keep).
@@ -587,11 +591,17 @@ impl Idleness {
             self.seen = self.requests;
             self.since = now;
         }
+        if busy {
+            // Not idle, whatever the timeout (even none at all).
+            return Ok(now.checked_add(self.step()));
+        }
         let quiet_for = now.saturating_duration_since(self.since);
         if quiet_for >= self.timeout {
             return Err(Quiet);
         }
-        Ok(now.checked_add((self.timeout - quiet_for).min(self.step())))
+        // Never sooner than a step's floor: a tiny timeout does not spin.
+        let wait = (self.timeout - quiet_for).min(self.step()).max(MIN_IDLE_STEP);
+        Ok(now.checked_add(wait))
     }
 }
 
@@ -920,8 +930,24 @@ mod tests {
         let now = Instant::now();
         let mut huge = Idleness::new(Duration::MAX, now);
         huge.request();
-        assert!(!matches!(huge.look(now, false), Err(Quiet)));
-        let tiny = Idleness::new(Duration::from_nanos(1), now);
-        assert!(tiny.step() >= Duration::from_millis(1), "looks at least a millisecond apart");
+        // Kept, with a look far off or none at all; no overflow.
+        assert!(huge.look(now, false).is_ok());
+        assert!(huge.look(now, true).is_ok());
+        for timeout in [Duration::ZERO, Duration::from_nanos(1), Duration::from_micros(500)] {
+            let mut tiny = Idleness::new(timeout, now);
+            // Busy: kept, and looked at again a millisecond on at the soonest.
+            match tiny.look(now, true) {
+                Ok(Some(next)) => assert!(next >= now + MIN_IDLE_STEP, "{timeout:?}: looked again too soon"),
+                other => {
+                    panic!("{timeout:?}: a busy connection closed or left unwatched: {:?}", other.is_ok())
+                }
+            }
+            tiny.request();
+            match tiny.look(now + Duration::from_nanos(1), false) {
+                Ok(Some(next)) => assert!(next >= now + MIN_IDLE_STEP, "{timeout:?}: looked again too soon"),
+                Ok(None) => panic!("{timeout:?}: left unwatched"),
+                Err(Quiet) => assert!(timeout.is_zero(), "{timeout:?}: closed just after a request"),
+            }
+        }
     }
 }

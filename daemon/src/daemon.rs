@@ -218,7 +218,8 @@ impl DaemonBuilder {
 
     /// How long a connection may sit idle (no call in flight, nothing sent)
     /// before it is closed (default: 300 s; `None`: never). It is looked at
-    /// every eighth of that time, so it closes within an eighth more.
+    /// every eighth of that time (at least a millisecond apart), so it
+    /// closes within an eighth more.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.options.idle_timeout = timeout;
         self

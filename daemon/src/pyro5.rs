@@ -256,6 +256,8 @@ impl Session<'_> {
         let alarm = Alarm::new(Arc::downgrade(&bell) as Weak<dyn Ring>);
         // When the client last heard from the daemon.
         let mut last_message = Instant::now();
+        // A timeout too far to keep is none.
+        let idle = idle.filter(|idle| last_message.checked_add(*idle).is_some());
         if let Some(idle) = idle {
             alarm.ring_by(last_message + idle);
         }
@@ -273,7 +275,9 @@ impl Session<'_> {
                     if last_message.elapsed() >= idle {
                         return End::Gone(format!("idle for {idle:?}"));
                     }
-                    alarm.ring_by(last_message + idle);
+                    if let Some(at) = last_message.checked_add(idle) {
+                        alarm.ring_by(at);
+                    }
                     continue;
                 }
             };

@@ -387,3 +387,55 @@ fn a_frame_decoded_in_place_keeps_nothing_when_it_has_bytes_left_over() {
     assert!(matches!(e, TransportError::Malformed(_)), "{e:?}");
     assert_eq!(out, None);
 }
+
+/// Hands out its bytes one at a time, every other poll `Pending` (having
+/// woken the task), as a socket that delivers a frame in pieces.
+struct Trickle<'a> {
+    bytes: &'a [u8],
+    ready: bool,
+}
+
+impl tokio::io::AsyncRead for Trickle<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.ready {
+            self.ready = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.ready = false;
+        if let Some((&first, rest)) = self.bytes.split_first() {
+            buf.put_slice(&[first]);
+            self.bytes = rest;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[test]
+fn frames_arriving_a_byte_at_a_time_are_read_whole_with_and_without_a_key() {
+    let messages: Vec<Msg> = (0..12).map(msg).collect();
+    for keyed in [false, true] {
+        let (sealer, opener) = ends();
+        let mut writer = FrameWriter::new(MAX, keyed.then_some(sealer));
+        let wire = write(&mut writer, &messages);
+        let mut reader = FrameReader::new(MAX, keyed.then_some(opener));
+        let mut io = Trickle { bytes: &wire, ready: false };
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut delivered = Vec::new();
+        // Two polls a byte, and a few more: bounded.
+        for _ in 0..4 * wire.len() + 16 {
+            match reader.poll_frame(Pin::new(&mut io), &mut cx) {
+                Poll::Ready(Some(Ok(payload))) => delivered.push(decode_frame::<Msg>(payload).unwrap()),
+                Poll::Ready(Some(Err(e))) => panic!("keyed {keyed}: {e:?} after {delivered:?}"),
+                Poll::Ready(None) => break,
+                Poll::Pending => {}
+            }
+        }
+        assert_eq!(delivered, messages, "keyed {keyed}");
+    }
+}

@@ -119,6 +119,7 @@ impl Wire for Message {
     /// daemon reads one per call.
     #[inline]
     fn decode_into(envelope: &Bytes, attachments: &mut Bytes, out: &mut Option<Self>) -> Result<(), String> {
+        *out = None;
         let mut r = Reader::new(envelope);
         match r.varint(32)? {
             CALL => {
@@ -441,8 +442,9 @@ mod tests {
         fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200), extra in prop::collection::vec(any::<u8>(), 0..50)) {
             let envelope = Bytes::from(bytes);
             let decoded = Message::decode(&envelope, &mut Bytes::from(extra.clone()));
-            // In place, the same outcome; nothing kept from a failure.
-            let mut into = None;
+            // In place, the same outcome; nothing kept from a failure, not
+            // even what the slot held before.
+            let mut into = Some(Message::Cancel { id: 99 });
             let outcome = Message::decode_into(&envelope, &mut Bytes::from(extra), &mut into);
             match decoded {
                 Ok(message) => {
