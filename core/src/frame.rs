@@ -346,9 +346,16 @@ pub trait Wire: Encode + Sized {
     /// As [`Wire::decode`].
     #[inline]
     fn decode_into(envelope: &Bytes, attachments: &mut Bytes, out: &mut Option<Self>) -> Result<(), String> {
-        *out = None;
-        *out = Some(Self::decode(envelope, attachments)?);
-        Ok(())
+        match Self::decode(envelope, attachments) {
+            Ok(message) => {
+                *out = Some(message);
+                Ok(())
+            }
+            Err(e) => {
+                *out = None;
+                Err(e)
+            }
+        }
     }
 }
 
@@ -424,12 +431,15 @@ pub(crate) fn decode_wire_frame_into<T: Wire>(
     payload: Bytes,
     out: &mut Option<T>,
 ) -> Result<(), TransportError> {
-    *out = None;
-    let (envelope, mut attachments) = split_payload(payload)?;
-    if let Err(e) = T::decode_into(&envelope, &mut attachments, out) {
-        *out = None;
-        return Err(TransportError::Malformed(e));
-    }
+    let (envelope, mut attachments) = match split_payload(payload) {
+        Ok(parts) => parts,
+        Err(e) => {
+            *out = None;
+            return Err(e);
+        }
+    };
+    // `decode_into` leaves `None` on its errors.
+    T::decode_into(&envelope, &mut attachments, out).map_err(TransportError::Malformed)?;
     if !attachments.is_empty() {
         *out = None;
         return Err(TransportError::Malformed("bytes after the last attachment".into()));
